@@ -1,0 +1,1 @@
+"""FLAN sources, Orca sampling, system messages, licenses, teacher generation and response filters."""

@@ -1,0 +1,87 @@
+"""Typed stage configs loaded from `params.yaml`.
+
+Each stage owns one section of `params.yaml` (plus the shared `base:` section). A section loads
+into a frozen pydantic model that rejects unknown keys and checks its values before any work
+starts; errors name the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+T = TypeVar("T", bound="StageConfig")
+
+
+class ParamsError(ValueError):
+    """A params file or section is missing, malformed or invalid."""
+
+
+class StageConfig(BaseModel):
+    """Base for every stage's config: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseConfig(StageConfig):
+    """The shared `base:` section."""
+
+    seed: int = Field(42, ge=0, description="seed every stage derives its randomness from")
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict, with a clear error naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ParamsError(f"{path}: params file not found") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _format_validation(exc: ValidationError, section: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (section, *err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_section(model: type[T], data: Any, *, section: str, source: str = "params") -> T:
+    """Validate one section's mapping into `model`, naming `source` and the dotted key on error."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: section '{section}' must be a mapping, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(f"{source}: {_format_validation(exc, section)}") from None
+
+
+def load_section(model: type[T], params_path: str | Path, section: str) -> T:
+    """Load `section` of the params file at `params_path` into `model`."""
+    params = load_params(params_path)
+    if section not in params:
+        raise ParamsError(f"{params_path}: missing section '{section}'")
+    return parse_section(model, params[section], section=section, source=str(params_path))
+
+
+def load_base(params_path: str | Path) -> BaseConfig:
+    """Load the shared `base:` section (defaults when absent)."""
+    params = load_params(params_path)
+    return parse_section(BaseConfig, params.get("base"), section="base", source=str(params_path))

@@ -1,0 +1,231 @@
+"""Read FLAN-v2 submixes from a local folder or the Hub, in either Hub layout.
+
+Layouts:
+- DataProvenanceInitiative: `{root}/{submix}_submix_original/**/*.parquet` (on the Hub, one
+  dataset repository per submix: `DataProvenanceInitiative/{submix}_submix_original`).
+- Open-Orca/FLAN: `{root}/{prefix}_{zs,fs}{opt,noopt}_data/*.parquet`, prefix `flan` for
+  flan2021; columns may carry a leading underscore (`_task_name`).
+
+Every file is checked before its rows are used: a missing column or a non-text column is a
+`SourceError` naming the file and column. Row-level faults (null fields, empty inputs, invalid
+UTF-8) become rows of `removed.parquet` with a reason, never a crash inside polars.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builders.schema import SUBMIXES, TEMPLATE_TYPES
+
+logger = logging.getLogger(__name__)
+
+FIELDS: tuple[str, ...] = ("inputs", "targets", "task_source", "task_name", "template_type")
+OPENORCA_PREFIX = {"cot": "cot", "niv2": "niv2", "t0": "t0", "flan2021": "flan", "dialog": "dialog"}
+DPI_HUB_TEMPLATE = "DataProvenanceInitiative/{submix}_submix_original"
+OPENORCA_HUB_ID = "Open-Orca/FLAN"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.{}-]+$")
+BATCH_ROWS = 65536
+
+
+class SourceError(ValueError):
+    """A FLAN source file or folder cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """The Parquet files of each submix, and the layout they were found in."""
+
+    layout: str
+    files: dict[str, list[Path]]
+    revision: dict[str, str] = field(default_factory=dict)
+
+
+def _template_of(folder: str) -> str | None:
+    m = re.fullmatch(r"[a-z0-9]+_(zs|fs)(opt|noopt)_data", folder)
+    return f"{m.group(1)}_{m.group(2)}" if m else None
+
+
+def discover(root: str | Path, submixes: Iterable[str]) -> SourceFiles:
+    """Find the Parquet files of `submixes` under a local `root` in either layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SourceError(f"{root}: FLAN source folder not found")
+    submixes = list(submixes)
+    dpi = {s: sorted((root / f"{s}_submix_original").rglob("*.parquet")) for s in submixes}
+    orca = {
+        s: sorted(
+            p
+            for d in sorted(root.glob(f"{OPENORCA_PREFIX[s]}_*_data"))
+            if _template_of(d.name)
+            for p in d.rglob("*.parquet")
+        )
+        for s in submixes
+    }
+    n_dpi, n_orca = sum(map(len, dpi.values())), sum(map(len, orca.values()))
+    if n_dpi and n_orca:
+        raise SourceError(f"{root}: holds both the DataProvenanceInitiative and the Open-Orca/FLAN layout")
+    if not n_dpi and not n_orca:
+        raise SourceError(
+            f"{root}: no Parquet files for submixes {submixes} in either layout "
+            "('{submix}_submix_original/**/*.parquet' or '{prefix}_{zs,fs}{opt,noopt}_data/*.parquet')"
+        )
+    return SourceFiles("dpi", dpi) if n_dpi else SourceFiles("openorca", orca)
+
+
+def is_hub_id(source: str) -> bool:
+    """True when `source` names a Hub dataset rather than an existing local folder."""
+    return not Path(source).exists() and bool(_HUB_ID.match(source))
+
+
+def fetch_from_hub(
+    source: str, submixes: Iterable[str], template_types: Iterable[str], revision: str | None
+) -> SourceFiles:
+    """Download only the needed submixes (and template folders) of a Hub dataset."""
+    from huggingface_hub import snapshot_download
+
+    submixes, template_types = list(submixes), list(template_types)
+    if "{submix}" in source:
+        files, revs = {}, {}
+        for s in submixes:
+            repo = source.format(submix=s)
+            path = Path(
+                snapshot_download(
+                    repo, repo_type="dataset", revision=revision, allow_patterns=["*.parquet", "**/*.parquet"]
+                )
+            )
+            files[s] = sorted(path.rglob("*.parquet"))
+            revs[s] = path.name
+        return SourceFiles("dpi", files, revs)
+    patterns = [
+        f"{OPENORCA_PREFIX[s]}_{t.replace('_', '')}_data/*.parquet" for s in submixes for t in template_types
+    ]
+    path = Path(snapshot_download(source, repo_type="dataset", revision=revision, allow_patterns=patterns))
+    found = discover(path, submixes)
+    return SourceFiles(found.layout, found.files, {s: path.name for s in submixes})
+
+
+def resolve_source(
+    source: str, submixes: Iterable[str], template_types: Iterable[str], revision: str | None = None
+) -> SourceFiles:
+    """A local folder, or a Hub dataset id fetched with `snapshot_download(allow_patterns=...)`."""
+    if is_hub_id(source):
+        logger.info("fetching %s (revision %s) from the Hub", source, revision or "main")
+        return fetch_from_hub(source, submixes, template_types, revision)
+    return discover(source, submixes)
+
+
+def _column_map(path: Path, schema: pa.Schema) -> dict[str, str]:
+    names = set(schema.names)
+    mapping = {}
+    for f in FIELDS:
+        if f in names:
+            mapping[f] = f
+        elif f"_{f}" in names:
+            mapping[f] = f"_{f}"
+        else:
+            raise SourceError(f"{path}: missing column '{f}' (columns: {sorted(names)})")
+        typ = schema.field(mapping[f]).type
+        if not (
+            pa.types.is_string(typ)
+            or pa.types.is_large_string(typ)
+            or pa.types.is_binary(typ)
+            or pa.types.is_large_binary(typ)
+            or pa.types.is_string_view(typ)
+        ):
+            raise SourceError(f"{path}: column '{mapping[f]}' must be text, found {typ}")
+    return mapping
+
+
+def _decode(col: pa.ChunkedArray | pa.Array) -> tuple[list[str | None], list[bool]]:
+    """Decode a text column to Python strings; flag values that are not valid UTF-8."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    binary = arr.cast(pa.large_binary()) if not pa.types.is_large_binary(arr.type) else arr
+    try:
+        text = binary.cast(pa.large_string())
+        text.validate(full=True)
+        return text.to_pylist(), [False] * len(text)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        values, bad = [], []
+        for raw in binary.to_pylist():
+            if raw is None:
+                values.append(None)
+                bad.append(False)
+                continue
+            try:
+                values.append(raw.decode("utf-8"))
+                bad.append(False)
+            except UnicodeDecodeError:
+                values.append(None)
+                bad.append(True)
+        return values, bad
+
+
+def read_batches(path: Path, submix: str) -> Iterator[pl.DataFrame]:
+    """Yield frames of one file: the five FLAN fields (as `question`, `reference`, ...) plus `fault`."""
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise SourceError(f"{path}: not a readable Parquet file: {exc}") from None
+    mapping = _column_map(path, pf.schema_arrow)
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[mapping[f] for f in FIELDS]):
+        cols, faults = {}, [None] * batch.num_rows
+        for f in FIELDS:
+            values, bad = _decode(batch.column(mapping[f]))
+            cols[f] = values
+            for i, b in enumerate(bad):
+                if b and faults[i] is None:
+                    faults[i] = f"invalid_utf8:{f}"
+        df = pl.DataFrame(
+            {**cols, "fault": faults}, schema={**{f: pl.String for f in FIELDS}, "fault": pl.String}
+        )
+        null_fault = pl.lit(None, dtype=pl.String)
+        for f in FIELDS:
+            null_fault = (
+                pl.when(null_fault.is_null() & pl.col(f).is_null())
+                .then(pl.lit(f"null_field:{f}"))
+                .otherwise(null_fault)
+            )
+        df = df.with_columns(
+            pl.coalesce(
+                "fault",
+                null_fault,
+                pl.when(pl.col("inputs").str.strip_chars().str.len_chars() == 0).then(
+                    pl.lit("empty_input:inputs")
+                ),
+                pl.when(
+                    pl.col("template_type").is_not_null()
+                    & ~pl.col("template_type").is_in(list(TEMPLATE_TYPES))
+                ).then(pl.lit("unknown_template_type:template_type")),
+            ).alias("fault"),
+            pl.lit(submix).alias("submix"),
+            pl.lit(str(path)).alias("file"),
+        )
+        yield df
+
+
+def read_submix(
+    files: list[Path], submix: str, template_types: Iterable[str]
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Read all files of a submix; keep rows of `template_types` (and faulty rows), count the rest."""
+    if submix not in SUBMIXES:
+        raise SourceError(f"unknown submix '{submix}' (known: {list(SUBMIXES)})")
+    keep = list(template_types)
+    frames, skipped = [], {}
+    for path in files:
+        for df in read_batches(path, submix):
+            mask = df["fault"].is_not_null() | df["template_type"].is_in(keep)
+            for t, n in df.filter(~mask).group_by("template_type").len().iter_rows():
+                skipped[t] = skipped.get(t, 0) + n
+            frames.append(df.filter(mask))
+    empty = pl.DataFrame(
+        schema={**{f: pl.String for f in FIELDS}, "fault": pl.String, "submix": pl.String, "file": pl.String}
+    )
+    return (pl.concat(frames) if frames else empty), dict(sorted(skipped.items()))

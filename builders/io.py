@@ -1,0 +1,104 @@
+"""Atomic, deterministic outputs shared by every stage.
+
+A stage writes each output to a temporary name beside its target and renames it into place,
+so an interrupted or failed run leaves no partial file. Parquet files are written with an
+explicit schema and fixed writer settings, so the same rows give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+PARQUET_WRITE_OPTS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "row_group_size": 65536,
+}
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    work = tmp if is_dir else tmp / target.name
+    try:
+        yield work
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def to_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Convert `df` to an Arrow table with exactly `schema` (column order, types, nullability)."""
+    missing = [f.name for f in schema if f.name not in df.columns]
+    if missing:
+        raise ValueError(f"frame lacks columns required by the schema: {missing}")
+    table = df.select([f.name for f in schema]).to_arrow()
+    # polars writes large_string; cast to the declared types so readers see the contract.
+    return table.cast(schema)
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path, schema: pa.Schema) -> None:
+    """Write `df` to `path` atomically, with an explicit Arrow schema and fixed writer settings."""
+    table = to_arrow(df, schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **PARQUET_WRITE_OPTS)
+    logger.info("wrote %s rows to %s", table.num_rows, path)
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write `obj` as sorted, indented JSON atomically (DVC metrics, summaries, meta files)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_text(text: str, path: str | Path) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+REMOVED_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+    ]
+)
+
+
+def removed_frame(rows: list[dict[str, Any]] | pl.DataFrame) -> pl.DataFrame:
+    """A frame in the shared `removed.parquet` layout (id, stage, reason, detail), sorted stably."""
+    df = pl.DataFrame(
+        rows, schema={"id": pl.String, "stage": pl.String, "reason": pl.String, "detail": pl.String}
+    )
+    return df.sort(["reason", "id", "detail"], nulls_last=True)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Configure root logging for a stage entry point."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

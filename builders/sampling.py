@@ -1,0 +1,71 @@
+"""Orca's stratified sampling: pick a task uniformly, then a query from it without replacement."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+
+
+def stable_id(submix: str, task_name: str, template_type: str, inputs: str) -> str:
+    """A stable row id: sha256 of the submix, task, template type and inputs (first 24 hex chars)."""
+    h = hashlib.sha256()
+    for part in (submix, task_name, template_type, inputs):
+        h.update(part.encode("utf-8"))
+        h.update(b"\x1f")
+    return h.hexdigest()[:24]
+
+
+def add_ids(df: pl.DataFrame) -> pl.DataFrame:
+    """Add the `id` column computed by `stable_id` for every row."""
+    ids = [
+        stable_id(s, t, tt, q)
+        for s, t, tt, q in zip(df["submix"], df["task_name"], df["template_type"], df["inputs"], strict=True)
+    ]
+    return df.with_columns(pl.Series("id", ids, dtype=pl.String))
+
+
+def allocate(counts: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """How many queries each task gives when a task is drawn uniformly per query until `budget`.
+
+    Tasks that run dry drop out of the draw (a draw of an exhausted task is redrawn), which is the
+    sequential procedure in distribution; it is computed in rounds of vectorised draws.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    alloc = np.zeros_like(counts)
+    remaining = min(int(budget), int(counts.sum()))
+    while remaining > 0:
+        active = np.flatnonzero(alloc < counts)
+        picks = rng.choice(active, size=remaining)
+        drawn = np.bincount(picks, minlength=counts.size)
+        take = np.minimum(drawn, counts - alloc)
+        alloc += take
+        remaining -= int(take.sum())
+    return alloc
+
+
+def stratified_sample(
+    df: pl.DataFrame, budget: int, rng: np.random.Generator, max_per_task: int | None = None
+) -> pl.DataFrame:
+    """Sample up to `budget` rows of one submix, stratified by `task_name`, deterministically.
+
+    `df` must hold unique `id`s. Rows are ordered by id before drawing, so the same rows and seed
+    give the same sample whatever order the source files had.
+    """
+    if df.height == 0 or budget <= 0:
+        return df.head(0)
+    df = df.sort(["task_name", "id"])
+    tasks = df.group_by("task_name", maintain_order=True).len()
+    counts = tasks["len"].to_numpy().astype(np.int64)
+    if max_per_task is not None:
+        counts = np.minimum(counts, max_per_task)
+    alloc = allocate(counts, budget, rng)
+    sizes = tasks["len"].to_numpy().astype(np.int64)
+    offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(sizes)[:-1]])
+    chosen = []
+    for off, size, k in zip(offsets, sizes, alloc, strict=True):
+        if k:
+            chosen.append(off + rng.choice(size, size=int(k), replace=False))
+    idx = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+    return df[idx.astype(np.int64)]

@@ -1,0 +1,22 @@
+"""Arrow schemas of the tables the stages exchange (see docs/CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SUBMIXES: tuple[str, ...] = ("cot", "niv2", "t0", "flan2021", "dialog")
+TEMPLATE_TYPES: tuple[str, ...] = ("zs_opt", "zs_noopt", "fs_opt", "fs_noopt")
+
+PROMPT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("submix", pa.string(), nullable=False),
+        pa.field("task_name", pa.string(), nullable=False),
+        pa.field("template_type", pa.string(), nullable=False),
+        pa.field("has_options", pa.bool_(), nullable=False),
+        pa.field("system_prompt_id", pa.int32(), nullable=False),
+        pa.field("system_prompt", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("reference", pa.string(), nullable=False),
+    ]
+)

@@ -1,0 +1,102 @@
+"""System messages: the YAML file of messages and their per-submix assignment by weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from builders.config import ParamsError
+
+
+class SystemMessage(BaseModel):
+    """One system message: an integer id, its text, and whether it suits only multiple-choice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: int = Field(ge=1)
+    text: str
+    mc_only: bool = False
+
+
+class SystemMessageFile(BaseModel):
+    """The file's shape: `messages: [{id, text, mc_only?}, ...]` with unique ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    messages: list[SystemMessage] = Field(min_length=1)
+
+    @field_validator("messages")
+    @classmethod
+    def _unique_ids(cls, v: list[SystemMessage]) -> list[SystemMessage]:
+        ids = [m.id for m in v]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate message ids {dupes}")
+        return v
+
+
+def load_system_messages(path: str | Path) -> dict[int, SystemMessage]:
+    """Load and validate a system-message file; errors name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ParamsError(f"{path}: system message file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        parsed = SystemMessageFile.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(f"{path}: invalid system message file: {exc.errors()[0]['msg']}") from None
+    return {m.id: m for m in parsed.messages}
+
+
+def check_weights(
+    weights: dict[str, dict[int, float]], messages: dict[int, SystemMessage], source: str
+) -> None:
+    """Every weighted id must exist; each submix needs a positive weight on a message usable by any question."""
+    for submix, w in weights.items():
+        unknown = sorted(set(w) - set(messages))
+        if unknown:
+            raise ParamsError(
+                f"{source}: prompts.system_message_weights.{submix}: unknown message ids {unknown}"
+            )
+        if not any(v > 0 and not messages[i].mc_only for i, v in w.items()):
+            raise ParamsError(
+                f"{source}: prompts.system_message_weights.{submix}: needs a positive weight on at least "
+                "one message that is not multiple-choice-only"
+            )
+
+
+def assign_system_messages(
+    df: pl.DataFrame,
+    weights: dict[str, dict[int, float]],
+    messages: dict[int, SystemMessage],
+    rng: np.random.Generator,
+) -> pl.DataFrame:
+    """Draw a system message per row from its submix's weights.
+
+    Messages marked `mc_only` are drawn only for rows with `has_options`; for other rows the
+    remaining weights are renormalised. `df` must be sorted deterministically beforehand.
+    """
+    ids = np.zeros(df.height, dtype=np.int32)
+    submix = df["submix"].to_numpy()
+    has_opt = df["has_options"].to_numpy()
+    for name in sorted(set(submix.tolist())):
+        w = weights.get(name)
+        if not w:
+            raise ParamsError(f"prompts.system_message_weights has no entry for submix '{name}'")
+        for opt in (False, True):
+            rows = np.flatnonzero((submix == name) & (has_opt == opt))
+            if rows.size == 0:
+                continue
+            keys = sorted(i for i, v in w.items() if v > 0 and (opt or not messages[i].mc_only))
+            p = np.array([w[i] for i in keys], dtype=np.float64)
+            ids[rows] = rng.choice(np.array(keys, dtype=np.int32), size=rows.size, p=p / p.sum())
+    texts = {i: m.text for i, m in messages.items()}
+    return df.with_columns(
+        pl.Series("system_prompt_id", ids, dtype=pl.Int32),
+        pl.Series("system_prompt", [texts[int(i)] for i in ids], dtype=pl.String),
+    )
