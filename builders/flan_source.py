@@ -46,6 +46,15 @@ class SourceFiles:
     layout: str
     files: dict[str, list[Path]]
     revision: dict[str, str] = field(default_factory=dict)
+    roots: dict[str, Path] = field(default_factory=dict)
+
+    def relative(self, submix: str, path: Path) -> str:
+        """`path` relative to its submix's root, so outputs do not depend on where the source lies."""
+        root = self.roots.get(submix)
+        try:
+            return path.relative_to(root).as_posix() if root else path.as_posix()
+        except ValueError:
+            return path.as_posix()
 
 
 def _template_of(folder: str) -> str | None:
@@ -77,7 +86,8 @@ def discover(root: str | Path, submixes: Iterable[str]) -> SourceFiles:
             f"{root}: no Parquet files for submixes {submixes} in either layout "
             "('{submix}_submix_original/**/*.parquet' or '{prefix}_{zs,fs}{opt,noopt}_data/*.parquet')"
         )
-    return SourceFiles("dpi", dpi) if n_dpi else SourceFiles("openorca", orca)
+    roots = {s: root for s in submixes}
+    return SourceFiles("dpi", dpi, roots=roots) if n_dpi else SourceFiles("openorca", orca, roots=roots)
 
 
 def is_hub_id(source: str) -> bool:
@@ -93,7 +103,7 @@ def fetch_from_hub(
 
     submixes, template_types = list(submixes), list(template_types)
     if "{submix}" in source:
-        files, revs = {}, {}
+        files, revs, roots = {}, {}, {}
         for s in submixes:
             repo = source.format(submix=s)
             path = Path(
@@ -103,13 +113,14 @@ def fetch_from_hub(
             )
             files[s] = sorted(path.rglob("*.parquet"))
             revs[s] = path.name
-        return SourceFiles("dpi", files, revs)
+            roots[s] = path
+        return SourceFiles("dpi", files, revs, roots)
     patterns = [
         f"{OPENORCA_PREFIX[s]}_{t.replace('_', '')}_data/*.parquet" for s in submixes for t in template_types
     ]
     path = Path(snapshot_download(source, repo_type="dataset", revision=revision, allow_patterns=patterns))
     found = discover(path, submixes)
-    return SourceFiles(found.layout, found.files, {s: path.name for s in submixes})
+    return SourceFiles(found.layout, found.files, {s: path.name for s in submixes}, found.roots)
 
 
 def resolve_source(
@@ -144,55 +155,54 @@ def _column_map(path: Path, schema: pa.Schema) -> dict[str, str]:
     return mapping
 
 
-def _decode(col: pa.ChunkedArray | pa.Array) -> tuple[list[str | None], list[bool]]:
-    """Decode a text column to Python strings; flag values that are not valid UTF-8."""
+def _decode(col: pa.ChunkedArray | pa.Array) -> tuple[pl.Series, list[int]]:
+    """A text column as a polars String series; rows that are not valid UTF-8 become null.
+
+    Returns the series and the positions of the invalid rows. Valid batches stay in Arrow and
+    polars (no Python objects); only a batch with an invalid value is decoded row by row.
+    """
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    binary = arr.cast(pa.large_binary()) if not pa.types.is_large_binary(arr.type) else arr
+    binary = arr if pa.types.is_large_binary(arr.type) else arr.cast(pa.large_binary())
+    text = binary.view(pa.large_string())
     try:
-        text = binary.cast(pa.large_string())
         text.validate(full=True)
-        return text.to_pylist(), [False] * len(text)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        values, bad = [], []
-        for raw in binary.to_pylist():
-            if raw is None:
-                values.append(None)
-                bad.append(False)
-                continue
+        return pl.Series(values=text, dtype=pl.String), []
+    except pa.ArrowInvalid:
+        values: list[str | None] = []
+        bad: list[int] = []
+        for i, raw in enumerate(binary.to_pylist()):
             try:
-                values.append(raw.decode("utf-8"))
-                bad.append(False)
+                values.append(None if raw is None else raw.decode("utf-8"))
             except UnicodeDecodeError:
                 values.append(None)
-                bad.append(True)
-        return values, bad
+                bad.append(i)
+        return pl.Series(values=values, dtype=pl.String), bad
 
 
-def read_batches(path: Path, submix: str) -> Iterator[pl.DataFrame]:
-    """Yield frames of one file: the five FLAN fields (as `question`, `reference`, ...) plus `fault`."""
+def read_batches(path: Path, submix: str, label: str | None = None) -> Iterator[pl.DataFrame]:
+    """Yield frames of one file: the five FLAN fields plus `fault` (null, or `reason:column`)."""
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise SourceError(f"{path}: not a readable Parquet file: {exc}") from None
     mapping = _column_map(path, pf.schema_arrow)
     for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[mapping[f] for f in FIELDS]):
-        cols, faults = {}, [None] * batch.num_rows
+        cols: dict[str, pl.Series] = {}
+        faults: list[str | None] = [None] * batch.num_rows
+        any_fault = False
         for f in FIELDS:
-            values, bad = _decode(batch.column(mapping[f]))
-            cols[f] = values
-            for i, b in enumerate(bad):
-                if b and faults[i] is None:
-                    faults[i] = f"invalid_utf8:{f}"
-        df = pl.DataFrame(
-            {**cols, "fault": faults}, schema={**{f: pl.String for f in FIELDS}, "fault": pl.String}
-        )
+            series, bad = _decode(batch.column(mapping[f]))
+            cols[f] = series.alias(f)
+            for i in bad:
+                any_fault = True
+                faults[i] = faults[i] or f"invalid_utf8:{f}"
+        fault = pl.Series("fault", faults if any_fault else None, dtype=pl.String)
+        if not any_fault:
+            fault = pl.repeat(None, batch.num_rows, dtype=pl.String, eager=True).alias("fault")
+        df = pl.DataFrame([*cols.values(), fault])
         null_fault = pl.lit(None, dtype=pl.String)
-        for f in FIELDS:
-            null_fault = (
-                pl.when(null_fault.is_null() & pl.col(f).is_null())
-                .then(pl.lit(f"null_field:{f}"))
-                .otherwise(null_fault)
-            )
+        for f in reversed(FIELDS):
+            null_fault = pl.when(pl.col(f).is_null()).then(pl.lit(f"null_field:{f}")).otherwise(null_fault)
         df = df.with_columns(
             pl.coalesce(
                 "fault",
@@ -200,27 +210,26 @@ def read_batches(path: Path, submix: str) -> Iterator[pl.DataFrame]:
                 pl.when(pl.col("inputs").str.strip_chars().str.len_chars() == 0).then(
                     pl.lit("empty_input:inputs")
                 ),
-                pl.when(
-                    pl.col("template_type").is_not_null()
-                    & ~pl.col("template_type").is_in(list(TEMPLATE_TYPES))
-                ).then(pl.lit("unknown_template_type:template_type")),
+                pl.when(~pl.col("template_type").is_in(list(TEMPLATE_TYPES))).then(
+                    pl.lit("unknown_template_type:template_type")
+                ),
             ).alias("fault"),
             pl.lit(submix).alias("submix"),
-            pl.lit(str(path)).alias("file"),
+            pl.lit(label or str(path)).alias("file"),
         )
         yield df
 
 
 def read_submix(
-    files: list[Path], submix: str, template_types: Iterable[str]
+    source: SourceFiles, submix: str, template_types: Iterable[str]
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Read all files of a submix; keep rows of `template_types` (and faulty rows), count the rest."""
     if submix not in SUBMIXES:
         raise SourceError(f"unknown submix '{submix}' (known: {list(SUBMIXES)})")
     keep = list(template_types)
     frames, skipped = [], {}
-    for path in files:
-        for df in read_batches(path, submix):
+    for path in source.files.get(submix, []):
+        for df in read_batches(path, submix, source.relative(submix, path)):
             mask = df["fault"].is_not_null() | df["template_type"].is_in(keep)
             for t, n in df.filter(~mask).group_by("template_type").len().iter_rows():
                 skipped[t] = skipped.get(t, 0) + n

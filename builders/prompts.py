@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 Submix = Literal["cot", "niv2", "t0", "flan2021", "dialog"]
 TemplateType = Literal["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"]
-_OPTIONS = re.compile(r"(?im)^\s*(options|choices)\s*:|^\s*OPTIONS\b|^\s*\(?[A-E]\)\s+\S")
+_OPTIONS = r"(?im)^\s*(options|choices)\s*:|^\s*OPTIONS\b|^\s*\(?[A-E]\)\s+\S"
 
 REMOVED_SCHEMA = pa.schema(
     [
@@ -117,7 +117,7 @@ def resolve_budgets(cfg: PromptsConfig) -> dict[str, int]:
 def has_options(df: pl.DataFrame) -> pl.Series:
     """True for rows whose template lists options, or whose text shows an options block."""
     by_template = df["template_type"].str.ends_with("_opt")
-    by_text = pl.Series([bool(_OPTIONS.search(q)) for q in df["question"]], dtype=pl.Boolean)
+    by_text = df["question"].str.contains(_OPTIONS)
     return (by_template | by_text).alias("has_options")
 
 
@@ -234,7 +234,7 @@ def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataF
     funnel = {"template_type": 0}
     rows_in = 0
     for submix in wanted:
-        raw, skipped = read_submix(files.files.get(submix, []), submix, cfg.template_types)
+        raw, skipped = read_submix(files, submix, cfg.template_types)
         rows_in += raw.height + sum(skipped.values())
         funnel["template_type"] += sum(skipped.values())
         sample, held, rem, st = build_submix(raw, submix, budgets[submix], cfg, seed)

@@ -10,19 +10,17 @@ import polars as pl
 
 def stable_id(submix: str, task_name: str, template_type: str, inputs: str) -> str:
     """A stable row id: sha256 of the submix, task, template type and inputs (first 24 hex chars)."""
-    h = hashlib.sha256()
-    for part in (submix, task_name, template_type, inputs):
-        h.update(part.encode("utf-8"))
-        h.update(b"\x1f")
-    return h.hexdigest()[:24]
+    key = f"{submix}\x1f{task_name}\x1f{template_type}\x1f{inputs}\x1f"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
 
 
 def add_ids(df: pl.DataFrame) -> pl.DataFrame:
     """Add the `id` column computed by `stable_id` for every row."""
-    ids = [
-        stable_id(s, t, tt, q)
-        for s, t, tt, q in zip(df["submix"], df["task_name"], df["template_type"], df["inputs"], strict=True)
-    ]
+    keys = df.select(
+        pl.concat_str(["submix", "task_name", "template_type", "inputs"], separator="\x1f") + "\x1f"
+    ).to_series()
+    sha = hashlib.sha256
+    ids = [sha(k.encode("utf-8")).hexdigest()[:24] for k in keys.to_list()]
     return df.with_columns(pl.Series("id", ids, dtype=pl.String))
 
 

@@ -1,0 +1,69 @@
+"""DVC stage `license`: give every prompt its license provenance and apply the license policy.
+
+    python -m builders.license --params params.yaml --prompts data/prompts/prompts.parquet \
+        --out data/license [--registry builders/licenses/registry.json]
+
+Writes `prompts.parquet` (kept rows plus the license columns), `removed.parquet`,
+`license_summary.json` and `stats.json` into `--out`; on any error nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from builders.config import ParamsError, load_section
+from builders.io import setup_logging, write_json, write_parquet
+from builders.licenses.apply import (
+    LICENSED_PROMPT_SCHEMA,
+    REMOVED_LICENSE_SCHEMA,
+    LicenseResult,
+    apply_license,
+)
+from builders.licenses.audit import AuditError
+from builders.licenses.policy import LicenseConfig, check_dataset_lists, check_teachers
+from builders.licenses.registry import REGISTRY_PATH, RegistryError, load_registry
+
+logger = logging.getLogger(__name__)
+
+
+def run(params: Path, prompts_path: Path, out: Path, registry_path: Path = REGISTRY_PATH) -> LicenseResult:
+    """Load params, registry and prompts; check everything; then write the four outputs."""
+    cfg = load_section(LicenseConfig, params, "license")
+    logger.info("license params: %s", cfg.model_dump(mode="json"))
+    check_teachers(cfg, str(params))
+    registry = load_registry(registry_path)
+    prompts = pl.read_parquet(prompts_path)
+    check_dataset_lists(cfg, registry, set(prompts["task_name"].unique().to_list()), str(params))
+    result = apply_license(prompts, registry, cfg, source=str(prompts_path))
+    write_parquet(result.kept, out / "prompts.parquet", LICENSED_PROMPT_SCHEMA)
+    write_parquet(result.removed, out / "removed.parquet", REMOVED_LICENSE_SCHEMA)
+    write_json(result.summary, out / "license_summary.json")
+    write_json(result.stats, out / "stats.json")
+    logger.info("license: %s", result.stats["funnel"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `license` stage."""
+    parser = argparse.ArgumentParser(description="License provenance and policy filter")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--prompts", type=Path, required=True, help="prompt table from the prompts stage")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--registry", type=Path, default=REGISTRY_PATH, help="license registry file")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        run(args.params, args.prompts, args.out, args.registry)
+    except (ParamsError, RegistryError, AuditError, ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
