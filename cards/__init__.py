@@ -1,0 +1,1 @@
+"""Dataset card rendering and versioned Hub publishing."""

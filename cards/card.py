@@ -1,0 +1,290 @@
+"""The dataset card: `DatasetCardData` metadata plus a Markdown body rendered from a Jinja template."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from cards.funnel import funnel_table
+from cards.inputs import ReleaseInputError, ReleaseInputs
+from cards.shards import ConfigShards
+
+TEMPLATE = Path(__file__).with_name("templates") / "card.md.jinja"
+SIZE_BOUNDS = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+]
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """What the card says that does not come from the stages' outputs."""
+
+    pretty_name: str
+    language: list[str]
+    task_categories: list[str]
+    tags: list[str]
+    source_datasets: list[str]
+    repo_id: str
+    version: str
+    funnel_png: str
+    extra_limitations: list[str]
+
+
+def size_category(n: int) -> str:
+    """The Hub's size category for `n` examples."""
+    for bound, label in SIZE_BOUNDS:
+        if n < bound:
+            return label
+    return "n>100M"
+
+
+def release_license(value: Any, source: str = "license_summary.release_license") -> tuple[str, list[str]]:
+    """(Hub license id, constituent licenses) from the license stage's `release_license`.
+
+    Accepts one SPDX id, a list of ids, or a mapping {"license": id or "other", "licenses": [...]}.
+    Mixed licenses give `other`.
+    """
+    if isinstance(value, str):
+        ids = [value]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        ids = list(value)
+    elif isinstance(value, Mapping):
+        main = value.get("license", value.get("id"))
+        listed = value.get("licenses", value.get("list", []))
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            raise ReleaseInputError(f"{source}.licenses must be a list of license ids")
+        ids = [main] if isinstance(main, str) and main.lower() != "other" else list(listed)
+        if isinstance(main, str) and main.lower() == "other" and not listed:
+            raise ReleaseInputError(f"{source}: 'other' needs the list of licenses")
+    else:
+        raise ReleaseInputError(f"{source}: expected an SPDX id, a list, or a mapping; got {value!r}")
+    ids = sorted({i.strip().lower() for i in ids if i.strip() and i.strip().lower() != "other"})
+    if not ids:
+        raise ReleaseInputError(f"{source}: no license given")
+    return (ids[0] if len(ids) == 1 else "other"), ids
+
+
+def summary_license(summary: Mapping[str, Any]) -> Any:
+    """The release license entry of the license summary (`release_license`, or `release`)."""
+    return summary["release_license"] if "release_license" in summary else summary["release"]
+
+
+TERMS_KEYS = ("teacher_terms", "teachers_terms", "teachers")
+
+
+def build_card_data(
+    inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings
+) -> DatasetCardData:
+    """The card's YAML metadata, built with `DatasetCardData`."""
+    lic, lic_list = release_license(summary_license(inputs.license_summary))
+    extra: dict[str, Any] = {}
+    if lic == "other":
+        extra["license_name"] = "mixed"
+        extra["license_details"] = "Mixed licenses of the source datasets: " + ", ".join(lic_list)
+    configs = []
+    for s in shards:
+        entry: dict[str, Any] = {
+            "config_name": s.config_name,
+            "data_files": [{"split": s.split, "path": s.data_glob}],
+        }
+        if s.config_name == "default":
+            entry["default"] = True
+        configs.append(entry)
+    dataset_info = [
+        {
+            "config_name": s.config_name,
+            "features": s.features,
+            "splits": [{"name": s.split, "num_bytes": s.num_bytes, "num_examples": s.num_examples}],
+            "download_size": s.download_size,
+            "dataset_size": s.num_bytes,
+        }
+        for s in shards
+    ]
+    return DatasetCardData(
+        language=list(settings.language),
+        license=lic,
+        annotations_creators=["machine-generated"],
+        language_creators=["machine-generated"],
+        size_categories=[size_category(inputs.traces.height)],
+        source_datasets=list(settings.source_datasets),
+        task_categories=list(settings.task_categories),
+        pretty_name=settings.pretty_name,
+        tags=list(settings.tags),
+        configs=configs,
+        dataset_info=dataset_info,
+        **extra,
+    )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, Mapping | list):
+        return "`" + json.dumps(value, sort_keys=True) + "`"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def json_block(obj: Any) -> str:
+    """Pretty JSON in a fenced block (every number of a stats file, verbatim)."""
+    return "```json\n" + json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n```"
+
+
+def _first(meta: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if meta.get(k) is not None:
+            return meta[k]
+    return "not recorded"
+
+
+def recipe_tables(inputs: ReleaseInputs) -> tuple[str, str]:
+    """(submix budgets vs counts, system message distribution) as Markdown tables."""
+    pstats = inputs.stats["prompts"]
+    budgets = pstats.get("budgets") or {}
+    built = pstats.get("rows_per_submix") or {}
+    shortfall = pstats.get("shortfall") or {}
+    tasks = pstats.get("tasks_per_submix") or {}
+    prompts = inputs.traces.unique("id")
+    released = dict(prompts.group_by("submix").len().iter_rows())
+    submixes = sorted(set(budgets) | set(built) | set(released))
+    submix_rows = [
+        [
+            s,
+            budgets.get(s, "n/a"),
+            built.get(s, "n/a"),
+            shortfall.get(s, "n/a"),
+            tasks.get(s, "n/a"),
+            released.get(s, 0),
+        ]
+        for s in submixes
+    ]
+    submix_md = table(
+        ["submix", "budget", "prompts built", "shortfall", "tasks", "prompts released"], submix_rows
+    )
+    counts = prompts.group_by("system_prompt_id").len().sort("system_prompt_id")
+    total = prompts.height
+    by_submix = prompts.group_by("system_prompt_id", "submix").len().sort("system_prompt_id", "submix")
+    mix: dict[Any, list[str]] = {}
+    for sid, submix, n in by_submix.iter_rows():
+        mix.setdefault(sid, []).append(f"{submix}: {n:,}")
+    sys_rows = [[sid, n, f"{100 * n / total:.1f}%", ", ".join(mix[sid])] for sid, n in counts.iter_rows()]
+    sys_md = table(["system message id", "prompts", "share", "per submix"], sys_rows)
+    return submix_md, sys_md
+
+
+def teacher_table(inputs: ReleaseInputs) -> str:
+    """Teachers with model, revision, backend, sampling params and rows."""
+    rows_per = dict(inputs.traces.group_by("teacher").len().iter_rows())
+    rows = []
+    for name, meta in inputs.teacher_meta.items():
+        rows.append(
+            [
+                name,
+                _first(meta, "model", "model_id"),
+                _first(meta, "revision", "model_revision"),
+                _first(meta, "backend"),
+                _first(meta, "vllm_version"),
+                _first(meta, "sampling", "sampling_params"),
+                rows_per.get(name, 0),
+            ]
+        )
+    return table(["teacher", "model", "revision", "backend", "vLLM", "sampling", "rows"], rows)
+
+
+def _stats_md(key: str, value: Any) -> str:
+    """A mapping of scalars as a table; a mapping of such mappings as one table each; else JSON."""
+    if (
+        isinstance(value, Mapping)
+        and value
+        and all(not isinstance(v, Mapping | list) for v in value.values())
+    ):
+        return f"**{key}**\n\n" + table(["value", "count"], [[k, v] for k, v in sorted(value.items())])
+    if isinstance(value, Mapping) and value and all(isinstance(v, Mapping) for v in value.values()):
+        return "\n\n".join(_stats_md(f"{key}: {k}", v) for k, v in sorted(value.items()))
+    return f"**{key}**\n\n" + json_block(value)
+
+
+def license_tables(summary: Mapping[str, Any]) -> tuple[str, str]:
+    """(licenses, attributions owed) as Markdown from the license summary."""
+    skip = {"attributions", "release_license", "release", *TERMS_KEYS}
+    parts = [_stats_md(k, v) for k, v in sorted(summary.items()) if k not in skip]
+    attributions = summary.get("attributions") or []
+    if attributions:
+        rows = [[a.get("dataset", ""), a.get("license", ""), a.get("url", "")] for a in attributions]
+        attr = table(["dataset", "license", "url"], rows)
+    else:
+        attr = "No attribution is owed."
+    return "\n\n".join(parts), attr
+
+
+def other_stats(stats: Mapping[str, Any]) -> str:
+    """A stage's stats beyond its funnel block, as Markdown."""
+    rest = {k: v for k, v in stats.items() if k != "funnel"}
+    return json_block(rest) if rest else "No further figures."
+
+
+def eval_section(metrics: Mapping[str, Any] | None) -> str:
+    """The reference fine-tune's evaluation, or a note that it has not been run."""
+    if metrics is None:
+        return "The reference fine-tune and its evaluation have not been run for this release."
+    return json_block(metrics)
+
+
+def render_card(
+    inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings, params_excerpt: str
+) -> DatasetCard:
+    """The whole card: metadata from `build_card_data`, body from the Jinja template."""
+    card_data = build_card_data(inputs, shards, settings)
+    lic, lic_list = release_license(summary_license(inputs.license_summary))
+    submix_md, sys_md = recipe_tables(inputs)
+    license_md, attribution_md = license_tables(inputs.license_summary)
+    terms = next((inputs.license_summary[k] for k in TERMS_KEYS if k in inputs.license_summary), None)
+    revision = f"v{settings.version}"
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        s=settings,
+        revision=revision,
+        license_id=lic,
+        license_list=lic_list,
+        shards=shards,
+        teachers=inputs.teachers,
+        total_rows=inputs.traces.height,
+        total_prompts=inputs.traces["id"].n_unique(),
+        heldout_rows=inputs.heldout.height,
+        submix_table=submix_md,
+        system_table=sys_md,
+        teacher_table=teacher_table(inputs),
+        teacher_meta={k: json_block(v) for k, v in inputs.teacher_meta.items()},
+        funnel_table=funnel_table(inputs.funnel),
+        license_table=license_md,
+        attribution_table=attribution_md,
+        teacher_terms=json_block(terms) if terms is not None else "Not recorded by the license stage.",
+        dedup_stats=other_stats(inputs.stats["dedup"]),
+        stage_stats={stage: other_stats(st) for stage, st in inputs.stats.items()},
+        git_commit=inputs.git_commit,
+        dvc_lock_sha256=inputs.dvc_lock_sha256,
+        params_sha256=inputs.params_sha256,
+        params_excerpt=params_excerpt,
+        eval_section=eval_section(inputs.eval_metrics),
+        per_teacher_rows=dict(pl.DataFrame(inputs.traces["teacher"]).group_by("teacher").len().iter_rows()),
+    )

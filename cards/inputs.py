@@ -1,0 +1,168 @@
+"""Read and check everything the release is built from: tables, stats, meta, lock file, commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from cards.funnel import PIPELINE_ORDER, FunnelStep, parse_funnel
+
+TRACE_REQUIRED = ("id", "teacher", "teacher_model", "submix", "system_prompt_id", "question", "response")
+HELDOUT_REQUIRED = ("id", "submix", "task_name", "question", "reference")
+
+
+class ReleaseInputError(ValueError):
+    """An input of the release is missing or malformed; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class ReleaseInputs:
+    """Everything the release stage reads, loaded and checked."""
+
+    traces: pl.DataFrame
+    traces_schema: pa.Schema
+    heldout: pl.DataFrame
+    heldout_schema: pa.Schema
+    stats: dict[str, dict[str, Any]]  # stage -> its stats.json, in pipeline order
+    funnel: list[FunnelStep]
+    teacher_meta: dict[str, dict[str, Any]]
+    license_summary: dict[str, Any]
+    dvc_lock_sha256: str
+    params_sha256: str
+    git_commit: str
+    eval_metrics: dict[str, Any] | None
+
+    @property
+    def teachers(self) -> list[str]:
+        return sorted(self.traces["teacher"].unique().to_list())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, with errors naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReleaseInputError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ReleaseInputError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReleaseInputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tuple[pl.DataFrame, pa.Schema]:
+    """A Parquet table and its Arrow schema, checked for required columns and sorted."""
+    if not path.is_file():
+        raise ReleaseInputError(f"{path}: file not found")
+    schema = pq.read_schema(path).remove_metadata()
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        raise ReleaseInputError(f"{path}: missing columns {missing}")
+    df = pl.read_parquet(path)
+    if df.select(pl.col("id").is_null().any()).item():
+        raise ReleaseInputError(f"{path}: column 'id' has nulls")
+    return df.sort(sort_by), schema
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
+    """sha256 of the `dvc.lock` entries of `stages` (canonical JSON).
+
+    Only the stages the release is built from: the lock file also records the release stage itself,
+    which would make the digest change with every run of it.
+    """
+    if not path.is_file():
+        raise ReleaseInputError(f"{path}: file not found")
+    try:
+        lock = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ReleaseInputError(f"{path}: not valid YAML: {exc}") from None
+    entries = (lock.get("stages") or {}) if isinstance(lock, dict) else {}
+    missing = [s for s in stages if s not in entries]
+    if missing:
+        raise ReleaseInputError(f"{path}: no lock entries for stages {missing}; run `dvc repro` first")
+    picked = {s: entries[s] for s in stages}
+    return hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The project's git commit (`git rev-parse HEAD`), or "unknown" when there is none."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else "unknown"
+
+
+def load_inputs(
+    *,
+    traces: Path,
+    traces_meta: Path,
+    heldout: Path,
+    stats: dict[str, Path],
+    license_summary: Path,
+    dvc_lock: Path,
+    params: Path,
+    eval_metrics: Path | None = None,
+) -> ReleaseInputs:
+    """Load and check every input; raises ReleaseInputError naming the file and key."""
+    traces_df, traces_schema = read_table(traces, TRACE_REQUIRED, ["id", "teacher"])
+    if traces_df.height == 0:
+        raise ReleaseInputError(f"{traces}: the trace table is empty")
+    dup = traces_df.select(pl.struct("id", "teacher").is_duplicated().any()).item()
+    if dup:
+        raise ReleaseInputError(f"{traces}: duplicate (id, teacher) rows")
+    heldout_df, heldout_schema = read_table(heldout, HELDOUT_REQUIRED, ["id"])
+
+    missing_stages = [s for s in PIPELINE_ORDER if s not in stats]
+    if missing_stages:
+        raise ReleaseInputError(f"stats.json missing for stages {missing_stages}")
+    stage_stats = {stage: read_json(stats[stage]) for stage in PIPELINE_ORDER}
+    funnel = [parse_funnel(stage_stats[s], str(stats[s])) for s in PIPELINE_ORDER]
+
+    teacher_meta = {}
+    for teacher in sorted(traces_df["teacher"].unique().to_list()):
+        teacher_meta[teacher] = read_json(traces_meta / f"{teacher}.json")
+
+    summary = read_json(license_summary)
+    if "release_license" not in summary and "release" not in summary:
+        raise ReleaseInputError(f"{license_summary}: missing key 'release_license' (or 'release')")
+    if not params.is_file():
+        raise ReleaseInputError(f"{params}: file not found")
+    metrics = None
+    if eval_metrics is not None and eval_metrics.is_file():
+        metrics = read_json(eval_metrics)
+    return ReleaseInputs(
+        traces=traces_df,
+        traces_schema=traces_schema,
+        heldout=heldout_df,
+        heldout_schema=heldout_schema,
+        stats=stage_stats,
+        funnel=funnel,
+        teacher_meta=teacher_meta,
+        license_summary=summary,
+        dvc_lock_sha256=lock_digest(dvc_lock),
+        params_sha256=sha256_file(params),
+        git_commit=git_commit(params.parent),
+        eval_metrics=metrics,
+    )

@@ -1,0 +1,217 @@
+"""Rebuild the golden inputs of the release tests (run from the repo root:
+`.venv/bin/python tests/data/release/make_golden.py`). They follow docs/CONTRACTS.md."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).parent
+
+PROMPT_FIELDS = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("submix", pa.string(), nullable=False),
+    pa.field("task_name", pa.string(), nullable=False),
+    pa.field("template_type", pa.string(), nullable=False),
+    pa.field("has_options", pa.bool_(), nullable=False),
+    pa.field("system_prompt_id", pa.int32(), nullable=False),
+    pa.field("system_prompt", pa.string(), nullable=False),
+    pa.field("question", pa.string(), nullable=False),
+    pa.field("reference", pa.string(), nullable=False),
+]
+LICENSE_FIELDS = [
+    pa.field("source_dataset", pa.string()),
+    pa.field("license", pa.string()),
+    pa.field("license_use", pa.string()),
+    pa.field("attribution_required", pa.bool_()),
+    pa.field("share_alike", pa.bool_()),
+    pa.field("license_resolution", pa.string()),
+]
+TRACE_SCHEMA = pa.schema(
+    PROMPT_FIELDS
+    + LICENSE_FIELDS
+    + [
+        pa.field("cluster_id", pa.string()),
+        pa.field("teacher", pa.string(), nullable=False),
+        pa.field("teacher_model", pa.string(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),
+        pa.field("finish_reason", pa.string(), nullable=False),
+        pa.field("prompt_tokens", pa.int32(), nullable=False),
+        pa.field("completion_tokens", pa.int32(), nullable=False),
+    ]
+)
+HELDOUT_SCHEMA = pa.schema(PROMPT_FIELDS)
+SUBMIXES = [
+    ("cot", "cot_gsm8k", 6),
+    ("niv2", "task001_quoref", 1),
+    ("t0", "adversarial_qa", 3),
+    ("flan2021", "glue_mrpc", 8),
+]
+TEACHERS = {"small": "local/tiny-llama-a", "large": "local/tiny-llama-b"}
+LICENSES = {
+    "cot": ("gsm8k", "mit"),
+    "niv2": ("quoref", "cc-by-4.0"),
+    "t0": ("adversarial_qa", "cc-by-sa-4.0"),
+    "flan2021": ("glue", "cc-by-4.0"),
+}
+
+
+def pid(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def prompts(n_per_submix: int, task_suffix: str = "") -> list[dict]:
+    rows = []
+    for submix, task, sid in SUBMIXES:
+        for i in range(n_per_submix):
+            q = f"[{submix}] question {i}{task_suffix}: what is {i} + {i}?"
+            rows.append(
+                {
+                    "id": pid(submix, task + task_suffix, "zs_opt", q),
+                    "submix": submix,
+                    "task_name": task + task_suffix,
+                    "template_type": "zs_opt",
+                    "has_options": submix == "flan2021",
+                    "system_prompt_id": sid + i % 2,
+                    "system_prompt": f"system message {sid + i % 2}",
+                    "question": q,
+                    "reference": str(2 * i),
+                }
+            )
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def main() -> None:
+    base = prompts(3)
+    traces = []
+    for r in base:
+        src, lic = LICENSES[r["submix"]]
+        for teacher, model in TEACHERS.items():
+            if teacher == "large" and r["submix"] == "t0":
+                continue  # the strong teacher answers a subset, as in Orca
+            traces.append(
+                {
+                    **r,
+                    "source_dataset": src,
+                    "license": lic,
+                    "license_use": "commercial",
+                    "attribution_required": lic != "mit",
+                    "share_alike": lic.endswith("-sa-4.0"),
+                    "license_resolution": "exact",
+                    "cluster_id": r["id"],
+                    "teacher": teacher,
+                    "teacher_model": model,
+                    "response": f"Let me explain step by step. The answer is {r['reference']}.",
+                    "finish_reason": "stop",
+                    "prompt_tokens": 20,
+                    "completion_tokens": 12,
+                }
+            )
+    traces.sort(key=lambda r: (r["id"], r["teacher"]))
+    pq.write_table(pa.Table.from_pylist(traces, schema=TRACE_SCHEMA), HERE / "traces.parquet")
+    heldout = prompts(1, task_suffix="_heldout")
+    pq.write_table(pa.Table.from_pylist(heldout, schema=HELDOUT_SCHEMA), HERE / "heldout.parquet")
+    n_prompts = len(base)
+    n_traces = len(traces)
+    stats = {
+        "prompts": {
+            "funnel": {
+                "stage": "prompts",
+                "rows_in": 31,
+                "rows_out": n_prompts + len(heldout),
+                "removed": {"excluded_task": 7, "over_budget": 31 - 7 - n_prompts - len(heldout)},
+            },
+            "budgets": {"cot": 15, "niv2": 44, "t0": 200, "flan2021": 250, "dialog": 0},
+            "rows_per_submix": {"cot": 4, "niv2": 4, "t0": 4, "flan2021": 4, "dialog": 0},
+            "shortfall": {"cot": 11, "niv2": 40, "t0": 196, "flan2021": 246, "dialog": 0},
+            "tasks_per_submix": {"cot": 1, "niv2": 1, "t0": 1, "flan2021": 1, "dialog": 0},
+            "rows_per_system_prompt": {"1": 2, "2": 2, "3": 2, "4": 2, "6": 2, "7": 2, "8": 2, "9": 2},
+            "heldout_rows": len(heldout),
+        },
+        "license": {
+            "funnel": {
+                "stage": "license",
+                "rows_in": n_prompts + 1,
+                "rows_out": n_prompts + 1,
+                "removed": {"unknown_license": 0, "non_commercial": 0},
+            },
+            "rows_per_license": {"mit": 3, "cc-by-4.0": 6, "cc-by-sa-4.0": 3, "other": 1},
+        },
+        "dedup": {
+            "funnel": {
+                "stage": "dedup",
+                "rows_in": n_prompts + 1,
+                "rows_out": n_prompts,
+                "removed": {"exact_duplicate": 0, "near_duplicate": 1, "contaminated": 0},
+            },
+            "exact_duplicates": 0,
+            "near_duplicates": 1,
+            "clusters": 12,
+            "cluster_size_histogram": {"1": 11, "2": 1},
+            "contaminated": {"bbh": 0},
+            "minhash": {"num_perm": 128, "threshold": 0.8},
+        },
+        "traces": {
+            "funnel": {
+                "stage": "traces",
+                "rows_in": n_prompts * 2,
+                "rows_out": n_traces,
+                "removed": {"not_in_subset": 3, "truncated": 0, "empty_response": 0},
+            },
+            "rows_per_teacher": {"small": 12, "large": 9},
+        },
+    }
+    for stage, st in stats.items():
+        f = st["funnel"]
+        assert f["rows_in"] == f["rows_out"] + sum(f["removed"].values()), stage
+        (HERE / f"{stage}_stats.json").write_text(json.dumps(st, indent=2, sort_keys=True) + "\n")
+    summary = {
+        "rows_per_license": {"cc-by-4.0": 6, "cc-by-sa-4.0": 3, "mit": 3},
+        "rows_per_use": {"commercial": 12},
+        "attributions": [
+            {"dataset": "glue", "license": "cc-by-4.0", "url": "https://gluebenchmark.com/"},
+            {"dataset": "quoref", "license": "cc-by-4.0", "url": "https://allenai.org/data/quoref"},
+            {
+                "dataset": "adversarial_qa",
+                "license": "cc-by-sa-4.0",
+                "url": "https://adversarialqa.github.io/",
+            },
+        ],
+        "teacher_terms": {"small": "Apache-2.0 (local test model)", "large": "Apache-2.0 (local test model)"},
+        "release_license": {"license": "other", "licenses": ["cc-by-4.0", "cc-by-sa-4.0", "mit"]},
+    }
+    (HERE / "license_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    meta = HERE / "meta"
+    meta.mkdir(exist_ok=True)
+    for teacher, model in TEACHERS.items():
+        m = {
+            "teacher": teacher,
+            "model": model,
+            "revision": "0123abcd",
+            "backend": "vllm",
+            "vllm_version": "0.32.0",
+            "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": 20231101},
+            "prompt_tokens": 240,
+            "completion_tokens": 144,
+            "wall_time_s": 3.5,
+            "tokens_per_s": 41.1,
+        }
+        (meta / f"{teacher}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            s: {"cmd": f"python -m x.{s}", "outs": [{"path": f"data/{s}", "md5": pid(s)}]}
+            for s in ("prompts", "license", "dedup", "traces")
+        },
+    }
+    import yaml
+
+    (HERE / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()

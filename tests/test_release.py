@@ -1,0 +1,269 @@
+"""The `release` stage: Hub-layout folder, real `load_dataset`, the card and its funnel."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from datasets import load_dataset
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from cards.card import release_license
+from cards.funnel import FunnelError, parse_funnel
+from cards.inputs import git_commit
+from cards.release import main
+
+GOLDEN = Path(__file__).parent / "data" / "release"
+PARAMS = {
+    "release": {
+        "pretty_name": "Test release",
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["orca", "test"],
+        "source_datasets": ["DataProvenanceInitiative/cot_submix_original"],
+        "shard_max_bytes": 500_000_000,
+        "extra_limitations": ["The teachers here are tiny random models: their responses are noise."],
+    },
+    "publish": {"repo_id": "org/name", "version": "1.0.0", "private": False, "enabled": False},
+}
+
+
+def copy_inputs(dst: Path) -> Path:
+    """The golden inputs under `dst`, plus a params file."""
+    shutil.copytree(GOLDEN, dst, ignore=shutil.ignore_patterns("*.py"))
+    (dst / "params.yaml").write_text(yaml.safe_dump(PARAMS), encoding="utf-8")
+    return dst
+
+
+def argv(inp: Path, out: Path, **extra: str) -> list[str]:
+    args = {
+        "--params": inp / "params.yaml",
+        "--traces": inp / "traces.parquet",
+        "--traces-stats": inp / "traces_stats.json",
+        "--traces-meta": inp / "meta",
+        "--prompts-stats": inp / "prompts_stats.json",
+        "--heldout": inp / "heldout.parquet",
+        "--license-stats": inp / "license_stats.json",
+        "--license-summary": inp / "license_summary.json",
+        "--dedup-stats": inp / "dedup_stats.json",
+        "--dvc-lock": inp / "dvc.lock",
+        "--out": out,
+        **extra,
+    }
+    return [str(x) for kv in args.items() for x in kv]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("release")
+    inp = copy_inputs(root / "inputs")
+    out = root / "release"
+    assert main(argv(inp, out)) == 0
+    return inp, out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_layout_is_a_hub_dataset_repo(built: tuple[Path, Path]) -> None:
+    _, out = built
+    assert sorted(_files(out)) == [
+        "README.md",
+        "data/default/train-00000-of-00001.parquet",
+        "data/heldout/test-00000-of-00001.parquet",
+        "data/large/train-00000-of-00001.parquet",
+        "data/small/train-00000-of-00001.parquet",
+        "funnel.png",
+    ]
+    assert (out / "funnel.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_load_dataset_configs(built: tuple[Path, Path], tmp_path: Path) -> None:
+    inp, out = built
+    traces = pl.read_parquet(inp / "traces.parquet")
+    schema = pq.read_schema(inp / "traces.parquet")
+    cache = str(tmp_path / "cache")
+    default = load_dataset(str(out), cache_dir=cache)
+    assert list(default) == ["train"]
+    assert default["train"].num_rows == traces.height == 21
+    assert default["train"].column_names == schema.names
+    assert default["train"].features["system_prompt_id"].dtype == "int32"
+    assert default["train"].features["has_options"].dtype == "bool"
+    assert list(default["train"]["id"]) == traces.sort("id", "teacher")["id"].to_list()
+    for teacher in ("small", "large"):
+        ds = load_dataset(str(out), teacher, split="train", cache_dir=cache)
+        expected = traces.filter(pl.col("teacher") == teacher)
+        assert ds.num_rows == expected.height
+        assert set(ds["teacher"]) == {teacher}
+    heldout = load_dataset(str(out), "heldout", split="test", cache_dir=cache)
+    assert heldout.num_rows == pl.read_parquet(inp / "heldout.parquet").height == 4
+    assert heldout.column_names == pq.read_schema(inp / "heldout.parquet").names
+
+
+def test_card_metadata_round_trips(built: tuple[Path, Path]) -> None:
+    _, out = built
+    text = (out / "README.md").read_text(encoding="utf-8")
+    card = DatasetCard(text)
+    assert str(card) == text  # parse and dump give the same bytes
+    data = card.data.to_dict()
+    again = DatasetCardData(**data).to_dict()
+    assert again == data
+    assert data["license"] == "other"
+    assert data["license_name"] == "mixed"
+    assert "cc-by-sa-4.0" in data["license_details"]
+    assert data["size_categories"] == ["n<1K"]
+    assert data["pretty_name"] == "Test release"
+    assert [c["config_name"] for c in data["configs"]] == ["default", "large", "small", "heldout"]
+    infos = {i["config_name"]: i for i in data["dataset_info"]}
+    assert infos["default"]["splits"][0]["num_examples"] == 21
+    assert infos["small"]["splits"][0]["num_examples"] == 12
+    assert infos["large"]["splits"][0]["num_examples"] == 9
+    assert infos["heldout"]["splits"] == [{"name": "test", "num_bytes": infos["heldout"]["dataset_size"],
+                                           "num_examples": 4}]  # fmt: skip
+    assert {"name": "response", "dtype": "string"} in infos["default"]["features"]
+
+
+def _numbers(obj: Any) -> list[int | float]:
+    if isinstance(obj, dict):
+        return [n for v in obj.values() for n in _numbers(v)]
+    if isinstance(obj, list):
+        return [n for v in obj for n in _numbers(v)]
+    if isinstance(obj, bool):
+        return []
+    return [obj] if isinstance(obj, int | float) else []
+
+
+def test_card_names_every_number_and_funnel_adds_up(built: tuple[Path, Path]) -> None:
+    inp, out = built
+    text = (out / "README.md").read_text(encoding="utf-8")
+    for stage in ("prompts", "license", "dedup", "traces"):
+        stats = json.loads((inp / f"{stage}_stats.json").read_text())
+        f = stats["funnel"]
+        assert f["rows_in"] == f["rows_out"] + sum(f["removed"].values()), stage
+        removed = sum(f["removed"].values())
+        row = f"| {stage} | {f['rows_in']:,} | {f['rows_out']:,} | {removed:,} |"
+        assert row in text, row
+        for reason, n in f["removed"].items():
+            if n:
+                assert f"{reason}: {n:,}" in text
+        for n in _numbers(stats):
+            assert re.search(rf"(?<![\d.]){re.escape(str(n))}(?![\d])", text), (stage, n)
+    for teacher in ("small", "large"):
+        meta = json.loads((inp / "meta" / f"{teacher}.json").read_text())
+        assert meta["model"] in text
+        for n in _numbers(meta):
+            assert str(n) in text
+    summary = json.loads((inp / "license_summary.json").read_text())
+    for a in summary["attributions"]:
+        assert f"| {a['dataset']} | {a['license']} | {a['url']} |" in text
+    assert "![Rows in and out of every stage](funnel.png)" in text
+    assert 'load_dataset("org/name", revision="v1.0.0")' in text
+    assert "Gudibande" in text and "2306.02707" in text and "2301.13688" in text and "2310.16787" in text
+    assert "tiny random models" in text
+    assert "have not been run" in text
+    # The budgets and the actual per-submix counts.
+    assert "| cot | 15 | 4 | 11 | 1 | 3 |" in text
+
+
+def test_release_bytes_are_deterministic(built: tuple[Path, Path], tmp_path: Path) -> None:
+    inp, out = built
+    again = tmp_path / "again"
+    assert main(argv(inp, again)) == 0
+    assert _files(again) == _files(out)
+
+
+def test_shards_split_by_size_and_load_in_order(built: tuple[Path, Path], tmp_path: Path) -> None:
+    inp, _ = built
+    params = yaml.safe_load((inp / "params.yaml").read_text())
+    params["release"]["shard_max_bytes"] = 2000
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    out = tmp_path / "release"
+    assert main([*argv(inp, out), "--params", str(p)]) == 0
+    shards = sorted((out / "data" / "default").glob("*.parquet"))
+    assert len(shards) > 1
+    assert all(re.fullmatch(rf"train-\d{{5}}-of-{len(shards):05d}\.parquet", s.name) for s in shards)
+    ds = load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))
+    traces = pl.read_parquet(inp / "traces.parquet").sort("id", "teacher")
+    assert list(ds["id"]) == traces["id"].to_list()
+    assert list(ds["teacher"]) == traces["teacher"].to_list()
+
+
+def test_eval_metrics_are_optional(built: tuple[Path, Path], tmp_path: Path) -> None:
+    inp, _ = built
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"bbh": {"accuracy": 0.4321, "n": 250}}))
+    out = tmp_path / "release"
+    assert main([*argv(inp, out), "--eval-metrics", str(metrics)]) == 0
+    text = (out / "README.md").read_text()
+    assert "0.4321" in text and "have not been run" not in text
+
+
+def test_bad_funnel_fails_naming_the_file(built: tuple[Path, Path], tmp_path: Path) -> None:
+    _inp, _ = built
+    bad = copy_inputs(tmp_path / "inputs")
+    stats = json.loads((bad / "dedup_stats.json").read_text())
+    stats["funnel"]["rows_out"] += 1
+    (bad / "dedup_stats.json").write_text(json.dumps(stats))
+    with pytest.raises(FunnelError, match=r"dedup_stats\.json: funnel does not add up"):
+        parse_funnel(stats, str(bad / "dedup_stats.json"))
+    out = tmp_path / "release"
+    assert main(argv(bad, out)) == 1
+    assert not out.exists()  # no partial output
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: (d / "meta" / "large.json").unlink(), "large.json: file not found"),
+        (lambda d: (d / "prompts_stats.json").write_text("{}"), "missing 'funnel' block"),
+        (lambda d: (d / "dvc.lock").write_text("stages: {}\n"), "no lock entries"),
+        (lambda d: (d / "license_summary.json").write_text("{}"), "release_license"),
+    ],
+)
+def test_bad_inputs_fail_clearly(
+    tmp_path: Path, mutate: Any, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    inp = copy_inputs(tmp_path / "inputs")
+    mutate(inp)
+    out = tmp_path / "release"
+    assert main(argv(inp, out)) == 1
+    assert expected in caplog.text
+    assert not out.exists()
+
+
+def test_release_license_forms() -> None:
+    assert release_license("Apache-2.0") == ("apache-2.0", ["apache-2.0"])
+    assert release_license({"license": "mit", "licenses": ["mit"]}) == ("mit", ["mit"])
+    assert release_license({"license": "other", "licenses": ["mit", "cc-by-4.0"]}) == (
+        "other",
+        ["cc-by-4.0", "mit"],
+    )
+    assert release_license(["mit", "mit"]) == ("mit", ["mit"])
+    with pytest.raises(ValueError, match="release_license"):
+        release_license(42)
+
+
+def test_git_commit_never_fails(tmp_path: Path) -> None:
+    assert git_commit(tmp_path) == "unknown"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run = {"cwd": repo, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+        **run,
+    )
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], text=True, **run).stdout.strip()
+    assert git_commit(repo) == sha
