@@ -257,7 +257,7 @@ def test_not_parquet_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "s" / "cot_submix_original" / "data" / "bad.parquet"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not parquet at all")
-    with pytest.raises(SourceError, match="bad.parquet: not a readable Parquet file"):
+    with pytest.raises(SourceError, match=r"bad\.parquet: not a readable Parquet file"):
         read_submix(discover(tmp_path / "s", ["cot"]), "cot", ["zs_opt"])
 
 
