@@ -1,0 +1,1 @@
+"""Teacher generation: configs, backends (offline vLLM, OpenAI-compatible servers), cache, filters."""
