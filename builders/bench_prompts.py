@@ -3,8 +3,8 @@
 `python -m builders.bench_prompts --rows 1000000` writes a synthetic source (four submixes,
 DPI layout, a fifth of the rows few-shot), then runs, each in a fresh process so that peak
 memory is its own: the stage's `build_prompts` (read, validate, id, dedupe, sample, assign
-system messages) and, as a baseline on the same rows, a plain-Python reading of Orca's
-sampling loop (draw a task uniformly, pop a random query). Prints rows/s, peak RSS and ratios.
+system messages) and, as the baseline on the same rows, the same steps written as plain Python
+loops over rows. Prints rows/s, peak RSS and their ratios.
 """
 
 from __future__ import annotations
@@ -50,7 +50,14 @@ def _run_stage(source: str, budgets: dict[str, int], q: mp.Queue) -> None:
 
 
 def _run_baseline(source: str, budgets: dict[str, int], q: mp.Queue) -> None:
-    """Plain Python: read rows with pyarrow, keep zero-shot, then Orca's sequential draw."""
+    """The same stage written as plain Python loops over rows (the baseline).
+
+    Reads rows with pyarrow, skips empty and few-shot rows, computes the same sha256 ids, drops
+    duplicate ids, runs Orca's sequential draw (a task uniformly, then a query), and draws a
+    system message per sampled row.
+    """
+    import hashlib
+
     import pyarrow.parquet as pq
 
     start = time.perf_counter()
@@ -58,22 +65,33 @@ def _run_baseline(source: str, budgets: dict[str, int], q: mp.Queue) -> None:
     rows_in = rows_out = 0
     for submix, budget in budgets.items():
         tasks: dict[str, list[dict]] = {}
+        seen: set[str] = set()
         for f in sorted(Path(source).glob(f"{submix}_submix_original/**/*.parquet")):
             for row in pq.read_table(f).to_pylist():
                 rows_in += 1
-                if row["template_type"].startswith("zs"):
-                    tasks.setdefault(row["task_name"], []).append(row)
+                if not row["template_type"].startswith("zs") or not row["inputs"].strip():
+                    continue
+                key = f"{submix}\x1f{row['task_name']}\x1f{row['template_type']}\x1f{row['inputs']}\x1f"
+                row["id"] = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+                if row["id"] in seen:
+                    continue
+                seen.add(row["id"])
+                tasks.setdefault(row["task_name"], []).append(row)
         active = [t for t in tasks if tasks[t]]
-        taken = 0
-        while taken < budget and active:
+        sampled = []
+        while len(sampled) < budget and active:
             t = rng.choice(active)
             pool = tasks[t]
-            pool[rng.randrange(len(pool))], pool[-1] = pool[-1], pool[rng.randrange(len(pool))]
-            pool.pop()
-            taken += 1
+            k = rng.randrange(len(pool))
+            pool[k], pool[-1] = pool[-1], pool[k]
+            sampled.append(pool.pop())
             if not pool:
                 active.remove(t)
-        rows_out += taken
+        for row in sampled:
+            row["system_prompt_id"] = rng.choices(
+                [3, 4, 7, 8, 10] if "OPTIONS" in row["inputs"] else [3, 4, 7]
+            )[0]
+        rows_out += len(sampled)
     q.put(
         {
             "seconds": time.perf_counter() - start,

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from builders.config import ParamsError, StageConfig, load_base, load_section
 from builders.flan_source import FIELDS, SourceError, read_submix, resolve_source
 from builders.io import write_json, write_parquet
-from builders.sampling import add_ids, stable_id, stratified_sample
+from builders.sampling import add_ids, stratified_sample
 from builders.schema import PROMPT_SCHEMA, SUBMIXES
 from builders.system_messages import assign_system_messages, check_weights, load_system_messages
 
@@ -32,6 +32,7 @@ Submix = Literal["cot", "niv2", "t0", "flan2021", "dialog"]
 TemplateType = Literal["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"]
 _OPTIONS = r"(?im)^\s*(options|choices)\s*:|^\s*OPTIONS\b|^\s*\(?[A-E]\)\s+\S"
 
+CONTENT_KEY = ["task_name", "template_type", "question"]
 REMOVED_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string()),
@@ -141,18 +142,15 @@ def build_submix(
     raw: pl.DataFrame, submix: str, budget: int, cfg: PromptsConfig, seed: int
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     """Sample one submix: returns (prompts, heldout, removed rows, stats)."""
+    raw = raw.rename({"inputs": "question", "targets": "reference"})
     faulty = raw.filter(pl.col("fault").is_not_null())
-    faulty = faulty.with_columns(
-        pl.struct(["submix", "task_name", "template_type", "inputs"])
-        .map_elements(
-            lambda r: (
-                stable_id(r["submix"], r["task_name"], r["template_type"], r["inputs"])
-                if None not in (r["task_name"], r["template_type"], r["inputs"])
-                else None
-            ),
-            return_dtype=pl.String,
-        )
-        .alias("id")
+    complete = pl.all_horizontal(pl.col(c).is_not_null() for c in ("task_name", "template_type", "question"))
+    faulty = pl.concat(
+        [
+            add_ids(faulty.filter(complete)),
+            faulty.filter(~complete).with_columns(pl.lit(None, pl.String).alias("id")),
+        ],
+        how="diagonal",
     )
     removed = [
         _removed(
@@ -161,18 +159,23 @@ def build_submix(
             pl.concat_str([pl.col("file"), pl.lit(": column "), pl.col("fault").str.split(":").list.last()]),
         )
     ]
-    rows = add_ids(raw.filter(pl.col("fault").is_null()))
-    rows = rows.rename({"inputs": "question", "targets": "reference"}).sort(["id", "reference"])
-    dupes = rows.filter(pl.col("id").is_duplicated() & (pl.int_range(pl.len()).over("id") > 0))
+    # Ids (sha256) are computed only for rows that leave the stage; order and duplicates use the
+    # content key itself, which is what the id hashes.
+    rows = raw.filter(pl.col("fault").is_null()).sort([*CONTENT_KEY, "reference"])
+    first = rows.select(pl.struct(CONTENT_KEY).is_first_distinct()).to_series()
     removed.append(
-        _removed(dupes, "duplicate_id", pl.lit("same submix, task, template and inputs as a kept row"))
+        _removed(
+            add_ids(rows.filter(~first)),
+            "duplicate_id",
+            pl.lit("same submix, task, template and inputs as a kept row"),
+        )
     )
-    rows = rows.unique("id", keep="first", maintain_order=True)
+    rows = rows.filter(first)
 
     patterns = cfg.exclude_tasks.get(submix, [])
     if patterns:
         rx = "|".join(f"(?:{p})" for p in patterns)
-        excluded = rows.filter(pl.col("task_name").str.contains(rx))
+        excluded = add_ids(rows.filter(pl.col("task_name").str.contains(rx)))
         removed.append(_removed(excluded, "excluded_task", pl.lit(f"matches prompts.exclude_tasks.{submix}")))
         rows = rows.filter(~pl.col("task_name").str.contains(rx))
 
@@ -183,8 +186,9 @@ def build_submix(
         cfg.heldout_per_task * held_pool["task_name"].n_unique(),
         _rng(seed, submix, 1),
         cfg.heldout_per_task,
+        order=CONTENT_KEY,
     )
-    sample = stratified_sample(rows, budget, _rng(seed, submix, 2), cfg.max_per_task)
+    sample = stratified_sample(rows, budget, _rng(seed, submix, 2), cfg.max_per_task, order=CONTENT_KEY)
     stats = {
         "budget": budget,
         "available": rows.height,
@@ -197,7 +201,7 @@ def build_submix(
         "heldout_unused": held_pool.height - heldout.height,
         "not_sampled": rows.height - sample.height,
     }
-    return sample, heldout, pl.concat(removed), stats
+    return add_ids(sample), add_ids(heldout), pl.concat(removed, how="diagonal"), stats
 
 
 def finish(df: pl.DataFrame, cfg: PromptsConfig, messages: dict, seed: int, purpose: int) -> pl.DataFrame:

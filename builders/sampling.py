@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -15,9 +16,9 @@ def stable_id(submix: str, task_name: str, template_type: str, inputs: str) -> s
 
 
 def add_ids(df: pl.DataFrame) -> pl.DataFrame:
-    """Add the `id` column computed by `stable_id` for every row."""
+    """Add the `id` column, `stable_id` of each row's submix, task, template type and question."""
     keys = df.select(
-        pl.concat_str(["submix", "task_name", "template_type", "inputs"], separator="\x1f") + "\x1f"
+        pl.concat_str(["submix", "task_name", "template_type", "question"], separator="\x1f") + "\x1f"
     ).to_series()
     sha = hashlib.sha256
     ids = [sha(k.encode("utf-8")).hexdigest()[:24] for k in keys.to_list()]
@@ -44,16 +45,22 @@ def allocate(counts: np.ndarray, budget: int, rng: np.random.Generator) -> np.nd
 
 
 def stratified_sample(
-    df: pl.DataFrame, budget: int, rng: np.random.Generator, max_per_task: int | None = None
+    df: pl.DataFrame,
+    budget: int,
+    rng: np.random.Generator,
+    max_per_task: int | None = None,
+    order: Sequence[str] = ("task_name", "id"),
 ) -> pl.DataFrame:
     """Sample up to `budget` rows of one submix, stratified by `task_name`, deterministically.
 
-    `df` must hold unique `id`s. Rows are ordered by id before drawing, so the same rows and seed
-    give the same sample whatever order the source files had.
+    Rows are ordered by `order` (task first, then a unique key) before drawing, so the same rows and
+    seed give the same sample whatever order the source files had.
     """
     if df.height == 0 or budget <= 0:
         return df.head(0)
-    df = df.sort(["task_name", "id"])
+    if order[0] != "task_name":
+        raise ValueError("order must start with task_name")
+    df = df.sort(list(order))
     tasks = df.group_by("task_name", maintain_order=True).len()
     counts = tasks["len"].to_numpy().astype(np.int64)
     if max_per_task is not None:

@@ -13,7 +13,22 @@ from builders.flan_source import OPENORCA_PREFIX
 
 SOURCE_NAME = {"cot": "CoT", "niv2": "NIv2", "t0": "P3", "flan2021": "Flan2021", "dialog": "Dialog"}
 _WORDS = np.array(
-    "river stone lamp orbit cedar violet harbor signal meadow copper lantern quartz thunder maple".split()
+    [
+        "river",
+        "stone",
+        "lamp",
+        "orbit",
+        "cedar",
+        "violet",
+        "harbor",
+        "signal",
+        "meadow",
+        "copper",
+        "lantern",
+        "quartz",
+        "thunder",
+        "maple",
+    ]
 )
 
 

@@ -56,7 +56,7 @@ def load_system_messages(path: str | Path) -> dict[int, SystemMessage]:
 def check_weights(
     weights: dict[str, dict[int, float]], messages: dict[int, SystemMessage], source: str
 ) -> None:
-    """Every weighted id must exist; each submix needs a positive weight on a message usable by any question."""
+    """Weighted ids must exist; each submix needs weight on a message any question may get."""
     for submix, w in weights.items():
         unknown = sorted(set(w) - set(messages))
         if unknown:
