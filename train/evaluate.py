@@ -1,0 +1,189 @@
+"""Stage `eval`: the base and fine-tuned students on the held-out FLAN tasks, generated with vLLM.
+
+The held-out split is read with `datasets.load_dataset(<release>, "heldout", split="test")`. Each
+model answers every prompt with the same chat formatting training used (system omitted when
+empty), greedy by default; replies are scored against the FLAN references (`train.score`) per
+submix and overall. Outputs: `metrics.json`, a Markdown table (the card and README show it) and
+the per-row predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from datasets import load_dataset
+from transformers import AutoTokenizer
+
+from builders.config import load_base, load_section
+from builders.io import setup_logging, write_json, write_parquet, write_text
+from train.config import EvalConfig
+from train.format import prompt_ids
+from train.score import accuracy_table, score_one
+
+logger = logging.getLogger(__name__)
+
+PROMPT_FIELDS = ("id", "submix", "task_name", "has_options", "system_prompt", "question", "reference")
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("submix", pa.string()),
+        pa.field("task_name", pa.string()),
+        pa.field("reference", pa.string()),
+        pa.field("prediction", pa.string()),
+        pa.field("method", pa.string()),
+        pa.field("correct", pa.bool_()),
+    ]
+)
+
+
+class EvalError(RuntimeError):
+    """The evaluation set or a model cannot be used."""
+
+
+def load_heldout(cfg: EvalConfig) -> list[dict[str, Any]]:
+    """The evaluation prompts, loaded with `load_dataset` as a user would, sorted by id."""
+    kwargs: dict[str, Any] = {"split": cfg.split}
+    if cfg.revision:
+        kwargs["revision"] = cfg.revision
+    ds = load_dataset(cfg.dataset, cfg.config, **kwargs)
+    missing = [c for c in PROMPT_FIELDS if c not in ds.column_names]
+    if missing:
+        raise EvalError(f"{cfg.dataset} ({cfg.config}/{cfg.split}): missing columns {missing}")
+    rows = sorted(ds.select_columns(list(PROMPT_FIELDS)), key=lambda r: r["id"])
+    if cfg.max_rows is not None:
+        rows = rows[: cfg.max_rows]
+    if not rows:
+        raise EvalError(f"{cfg.dataset} ({cfg.config}/{cfg.split}): no rows")
+    return rows
+
+
+def generate(model: str, rows: list[dict[str, Any]], cfg: EvalConfig, seed: int) -> list[str]:
+    """Greedy (or sampled) replies of `model` to every row, in row order, with one vLLM engine."""
+    from vllm import LLM, SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    prompts = [prompt_ids(tokenizer, r["system_prompt"], r["question"]) for r in rows]
+    room = cfg.max_model_len - cfg.max_new_tokens
+    too_long = [r["id"] for r, p in zip(rows, prompts, strict=True) if len(p) > room]
+    if too_long:
+        raise EvalError(
+            f"{model}: {len(too_long)} prompt(s) do not fit max_model_len={cfg.max_model_len} minus "
+            f"max_new_tokens={cfg.max_new_tokens}, e.g. row {too_long[0]}"
+        )
+    llm = LLM(
+        model=model,
+        tokenizer=model,
+        dtype=cfg.dtype,
+        max_model_len=cfg.max_model_len,
+        seed=seed,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+    )
+    try:
+        params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens, seed=seed)
+        outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=True)
+        return [o.outputs[0].text for o in outputs]
+    finally:
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+
+
+def score_rows(label: str, rows: list[dict[str, Any]], replies: list[str]) -> list[dict[str, Any]]:
+    """One scored prediction row per prompt."""
+    out = []
+    for r, reply in zip(rows, replies, strict=True):
+        correct, method = score_one(r["question"], r["reference"], reply, bool(r["has_options"]))
+        out.append(
+            {
+                "id": r["id"],
+                "model": label,
+                "submix": r["submix"],
+                "task_name": r["task_name"],
+                "reference": r["reference"],
+                "prediction": reply,
+                "method": method,
+                "correct": correct,
+            }
+        )
+    return out
+
+
+def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+    """Accuracy per submix and overall, one column per model, plus the change from the first model."""
+    labels = list(results)
+    submixes = sorted({s for r in results.values() for s in r["by_submix"]})
+    head = ["submix", "n", *labels]
+    if len(labels) > 1:
+        head.append(f"Δ ({labels[-1]} − {labels[0]})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+
+    def row(name: str, cells: list[dict[str, Any] | None]) -> str:
+        n = next((c["n"] for c in cells if c), 0)
+        accs = [c["accuracy"] if c else None for c in cells]
+        vals = [f"{a:.1%}" if a is not None else "–" for a in accs]
+        if len(cells) > 1:
+            first, last = accs[0], accs[-1]
+            vals.append(f"{(last - first) * 100:+.1f} pt" if first is not None and last is not None else "–")
+        return "| " + " | ".join([name, str(n), *vals]) + " |"
+
+    for s in submixes:
+        lines.append(row(s, [results[m]["by_submix"].get(s) for m in labels]))
+    lines.append(row("**overall**", [results[m]["overall"] for m in labels]))
+    return "\n".join(lines) + "\n"
+
+
+def run_eval(cfg: EvalConfig, seed: int) -> tuple[dict[str, Any], str, pl.DataFrame]:
+    """Generate and score every model; returns (metrics, markdown table, predictions)."""
+    rows = load_heldout(cfg)
+    logger.info("%d held-out prompts from %s (%s/%s)", len(rows), cfg.dataset, cfg.config, cfg.split)
+    results: dict[str, dict[str, Any]] = {}
+    predictions: list[dict[str, Any]] = []
+    for label, model in cfg.models.items():
+        replies = generate(model, rows, cfg, seed)
+        scored = score_rows(label, rows, replies)
+        predictions += scored
+        results[label] = {"model": model, **accuracy_table(scored)}
+        logger.info("%s (%s): overall accuracy %s", label, model, results[label]["overall"]["accuracy"])
+    metrics = {
+        "dataset": cfg.dataset,
+        "config": cfg.config,
+        "split": cfg.split,
+        "revision": cfg.revision,
+        "n": len(rows),
+        "models": results,
+    }
+    frame = pl.DataFrame(predictions, schema={f.name: pl.Boolean if f.name == "correct" else pl.String
+                                              for f in PREDICTIONS_SCHEMA})  # fmt: skip
+    return metrics, markdown_table(results), frame.sort(["model", "id"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m train.evaluate`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, table.md, predictions.parquet")
+    args = parser.parse_args(argv)
+    setup_logging()
+    cfg = load_section(EvalConfig, args.params, "eval")
+    seed = load_base(args.params).seed
+    logger.info("eval params: %s (seed %d)", cfg.model_dump(), seed)
+    for label, model in cfg.models.items():
+        if Path(model).exists() and not (Path(model) / "config.json").exists():
+            raise EvalError(f"eval.models.{label}: {model} has no config.json")
+    metrics, table, preds = run_eval(cfg, seed)
+    out = Path(args.out)
+    write_parquet(preds, out / "predictions.parquet", PREDICTIONS_SCHEMA)
+    write_text(table, out / "table.md")
+    write_json(metrics, out / "metrics.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
