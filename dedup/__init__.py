@@ -1,0 +1,1 @@
+"""Exact and MinHash near-duplicate removal, decontamination against evaluation sets."""

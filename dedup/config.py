@@ -1,0 +1,78 @@
+"""The `dedup:` section of params.yaml."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from builders.config import StageConfig
+from dedup.lsh import lsh_params
+
+
+class EvalSetSpec(StageConfig):
+    """One evaluation set to keep out of the training prompts: a local file or a Hub dataset."""
+
+    name: str = Field(min_length=1)
+    path: str | None = None  # local .parquet, .jsonl or .json file
+    json_field: str | None = None  # for a .json file: the key holding the list of records
+    hub_id: str | None = None  # Hub dataset id, loaded with datasets.load_dataset
+    hub_config: str | None = None
+    split: str = "test"
+    revision: str | None = None
+    text_column: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EvalSetSpec:
+        if (self.path is None) == (self.hub_id is None):
+            raise ValueError(f"eval set '{self.name}': give exactly one of `path` or `hub_id`")
+        return self
+
+
+class DedupConfig(StageConfig):
+    """Exact + MinHash near-duplicate removal and decontamination."""
+
+    ngram: int = Field(5, ge=1, le=64, description="words per shingle")
+    num_perm: int = Field(128, ge=2, le=1024)
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Jaccard threshold for near duplicates")
+    bands: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1)
+    # Candidate pairs kept only if their Jaccard >= threshold: "exact" recomputes the shingle
+    # sets of candidates, "signature" uses the MinHash estimate, "none" trusts LSH alone.
+    verify: Literal["exact", "signature", "none"] = "exact"
+    # with "exact", only pairs whose MinHash estimate is within this of the threshold are recomputed
+    verify_margin: float = Field(0.1, ge=0.0, le=1.0)
+    scheme: Literal["affine32", "legacy"] = "affine32"  # datasketch permutation scheme
+    # datasketch's optimal bands x rows for the threshold, weighting false negatives by this
+    # (false positives by 1 - it); verification removes the extra false positives
+    false_negative_weight: float = Field(0.9, gt=0.0, lt=1.0)
+    chunk_size: int = Field(4096, ge=1, description="max documents per chunk")
+    chunk_bytes: int = Field(1 << 20, ge=1024, description="about this much text per chunk")
+    workers: int | None = Field(None, ge=1, description="threads; null = all cores")
+    eval_sets: list[EvalSetSpec] = Field(default_factory=list)
+    decontam_ngram: int = Field(8, ge=1, le=64, description="words per n-gram for the overlap test")
+    decontam_overlap: float = Field(
+        0.5, gt=0.0, le=1.0, description="share of an eval item's n-grams found in a prompt"
+    )
+    decontam_threshold: float | None = Field(
+        0.8, gt=0.0, lt=1.0, description="MinHash Jaccard with an eval item; null disables"
+    )
+    previous_release: str | None = None  # Parquet with `id` and `question` of an earlier release
+
+    @model_validator(mode="after")
+    def _check(self) -> DedupConfig:
+        self.lsh()
+        names = [e.name for e in self.eval_sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eval set names must be unique: {names}")
+        return self
+
+    def lsh(self) -> tuple[int, int]:
+        """(bands, rows) for the near-duplicate index."""
+        return lsh_params(self.num_perm, self.threshold, self.bands, self.rows, self.false_negative_weight)
+
+    @property
+    def n_workers(self) -> int:
+        """Threads to use."""
+        return self.workers or os.cpu_count() or 1

@@ -1,0 +1,160 @@
+"""LSH banding as a polars group-by, candidate verification and union-find clustering."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from datasketch.lsh import _optimal_param
+
+from dedup.minhash import batch_shingles, fmix64
+from dedup.normalize import normalize_batch
+
+_ALL_PAIRS_MAX = 16  # buckets up to this size yield all pairs; larger ones a star to the smallest doc
+
+
+def lsh_params(
+    num_perm: int,
+    threshold: float,
+    bands: int | None = None,
+    rows: int | None = None,
+    false_negative_weight: float = 0.5,
+) -> tuple[int, int]:
+    """(bands, rows): explicit ones must multiply to num_perm; else datasketch's optimum."""
+    if bands is not None or rows is not None:
+        if bands is None or rows is None or bands * rows != num_perm:
+            raise ValueError(f"bands x rows must equal num_perm: {bands} x {rows} != {num_perm}")
+        return bands, rows
+    return _optimal_param(threshold, num_perm, 1.0 - false_negative_weight, false_negative_weight)
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int, docs: np.ndarray | None = None) -> np.ndarray:
+    """(len(docs), bands) uint64 key of each band's `rows` signature values, salted by band index."""
+    n = sig.shape[0] if docs is None else len(docs)
+    keys = np.empty((n, bands), dtype=np.uint64)
+    for b in range(bands):
+        k = np.full(n, ((b + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
+        for j in range(b * rows, (b + 1) * rows):
+            col = sig[:, j] if docs is None else sig[docs, j]
+            k ^= col.astype(np.uint64)
+            k *= np.uint64(0xBF58476D1CE4E5B9)
+        keys[:, b] = fmix64(k)
+    return keys
+
+
+def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:
+    """One row per (document, band): the band key (band index mixed in) and the document."""
+    return pl.DataFrame({"key": keys.reshape(-1), "doc": np.repeat(docs.astype(np.int64), keys.shape[1])})
+
+
+def candidate_pairs(keys: np.ndarray, docs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (u, v), u < v, of documents sharing a band key: a polars group-by per band."""
+    if docs is None:
+        docs = np.arange(keys.shape[0], dtype=np.int64)
+    found = []
+    for b in range(keys.shape[1]):  # one band at a time bounds the memory of the group-by
+        shared = pl.DataFrame({"key": keys[:, b], "doc": docs}).filter(pl.col("key").is_duplicated())
+        if shared.height:
+            found.append(_bucket_pairs(shared.group_by("key").agg(pl.col("doc").unique().sort())))
+    if not found:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    pairs = pl.concat(found).unique().sort(["u", "v"])
+    return pairs["u"].to_numpy(), pairs["v"].to_numpy()
+
+
+def _bucket_pairs(groups: pl.DataFrame) -> pl.DataFrame:
+    """Pairs within buckets: all pairs of small buckets, a star to the smallest doc of large ones."""
+    groups = groups.filter(pl.col("doc").list.len() > 1).select("doc").with_row_index("g")
+    small = groups.filter(pl.col("doc").list.len() <= _ALL_PAIRS_MAX).explode("doc")
+    all_pairs = (
+        small.join(small, on="g", suffix="_v")
+        .filter(pl.col("doc") < pl.col("doc_v"))
+        .select(pl.col("doc").alias("u"), pl.col("doc_v").alias("v"))
+    )
+    star = (
+        groups.filter(pl.col("doc").list.len() > _ALL_PAIRS_MAX)
+        .select(pl.col("doc").list.first().alias("u"), pl.col("doc").list.slice(1).alias("v"))
+        .explode("v")
+    )
+    return pl.concat([all_pairs, star])
+
+
+def cross_pairs(keys_a: np.ndarray, keys_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (i, j) with row i of `keys_a` and row j of `keys_b` sharing a band key."""
+    fa = _band_frame(keys_a, np.arange(keys_a.shape[0])).rename({"doc": "i"})
+    fb = _band_frame(keys_b, np.arange(keys_b.shape[0])).rename({"doc": "j"})
+    pairs = fa.join(fb, on="key").select("i", "j").unique().sort(["i", "j"])
+    return pairs["i"].to_numpy(), pairs["j"].to_numpy()
+
+
+def estimated_jaccard(
+    sig_a: np.ndarray, ia: np.ndarray, sig_b: np.ndarray, ib: np.ndarray, block: int = 16384
+) -> np.ndarray:
+    """Fraction of equal signature values for each pair (sig_a[ia[k]], sig_b[ib[k]])."""
+    out = np.empty(len(ia), dtype=np.float64)
+    for lo in range(0, len(ia), block):
+        hi = min(lo + block, len(ia))
+        out[lo:hi] = (sig_a[ia[lo:hi]] == sig_b[ib[lo:hi]]).mean(axis=1)
+    return out
+
+
+def _tagged(tag: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Sortable key: a 16-bit tag (document or pair) above the top 48 bits of a shingle hash."""
+    return (tag.astype(np.uint64) << np.uint64(48)) | (h >> np.uint64(16))
+
+
+def exact_jaccard(texts: pl.Series | list[str], u: np.ndarray, v: np.ndarray, ngram: int) -> np.ndarray:
+    """Jaccard of the shingle sets of texts[u[k]] and texts[v[k]] (48-bit shingle hashes).
+
+    At most 65536 pairs per call (callers chunk); both tags must fit in 16 bits.
+    """
+    if len(u) == 0:
+        return np.empty(0, dtype=np.float64)
+    if len(u) > 1 << 15:
+        raise ValueError("exact_jaccard: at most 32768 pairs per call")
+    docs = np.unique(np.concatenate([u, v]))
+    sub = texts.gather(docs).to_list() if isinstance(texts, pl.Series) else [texts[d] for d in docs]
+    sh = batch_shingles(normalize_batch(sub), ngram)
+    # per-document shingle sets: sort (document, hash) keys and drop repeats
+    keys = np.sort(_tagged(sh.doc, sh.hash64))
+    keep = np.ones(len(keys), dtype=bool)
+    keep[1:] = keys[1:] != keys[:-1]
+    keys = keys[keep]
+    doc_of = (keys >> np.uint64(48)).astype(np.int64)
+    size = np.bincount(doc_of, minlength=len(docs))
+    start = np.zeros(len(docs) + 1, dtype=np.int64)
+    np.cumsum(size, out=start[1:])
+    lu, lv = np.searchsorted(docs, u), np.searchsorted(docs, v)
+    # both sets of each pair, re-tagged with the pair index; a value seen twice is shared
+    sides = np.concatenate([lu, lv])
+    pair = np.repeat(np.tile(np.arange(len(u)), 2), size[sides])
+    offs = np.zeros(len(sides) + 1, dtype=np.int64)
+    np.cumsum(size[sides], out=offs[1:])
+    owner = np.repeat(np.arange(len(sides)), size[sides])
+    elem = start[sides][owner] + (np.arange(offs[-1]) - offs[owner])
+    merged = np.sort(_tagged(pair, keys[elem] << np.uint64(16)))
+    dup = merged[1:] == merged[:-1]
+    inter = np.bincount((merged[1:][dup] >> np.uint64(48)).astype(np.int64), minlength=len(u))
+    inter = inter.astype(np.float64)
+    union = size[lu] + size[lv] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Union-find over edges: label[i] is the smallest index in i's component."""
+    label = np.arange(n, dtype=np.int64)
+    if len(u) == 0:
+        return label
+    u = np.asarray(u, dtype=np.int64)
+    v = np.asarray(v, dtype=np.int64)
+    while True:
+        lu, lv = label[u], label[v]
+        if np.array_equal(lu, lv):
+            return label
+        low = np.minimum(lu, lv)
+        np.minimum.at(label, lu, low)
+        np.minimum.at(label, lv, low)
+        while True:  # pointer jumping until every node points at a root
+            nxt = label[label]
+            if np.array_equal(nxt, label):
+                break
+            label = nxt

@@ -1,0 +1,94 @@
+"""The `dedup` stage entry point: outputs, byte-identical reruns, bad params."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from builders.config import ParamsError
+from dedup.decontam import DedupInputError
+from dedup.stage import main
+
+DATA = Path(__file__).parent / "data" / "dedup"
+
+
+def write_params(path: Path, **dedup: object) -> Path:
+    section = {
+        "eval_sets": [{"name": "golden", "path": str(DATA / "eval.jsonl"), "text_column": "prompt"}],
+        **dedup,
+    }
+    path.write_text(json.dumps({"base": {"seed": 20231101}, "dedup": section}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def prompts(tmp_path: Path) -> Path:
+    out = tmp_path / "prompts.parquet"
+    df = pl.read_ndjson(DATA / "prompts.jsonl").with_columns(pl.col("system_prompt_id").cast(pl.Int32))
+    df.sort("id").write_parquet(out)
+    return out
+
+
+def test_stage_outputs_and_byte_identical_rerun(tmp_path: Path, prompts: Path) -> None:
+    params = write_params(tmp_path / "params.yaml")
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert main(["--params", str(params), "--prompts", str(prompts), "--out", str(out)]) == 0
+        outs.append(out)
+    for name in ("prompts.parquet", "removed.parquet"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    stats = [json.loads((o / "stats.json").read_text()) for o in outs]
+    for s in stats:
+        s.pop("timing")
+    assert stats[0] == stats[1]
+    kept = pq.read_table(outs[0] / "prompts.parquet")
+    assert kept.schema.names[-1] == "cluster_id"
+    assert (
+        kept.schema.field("system_prompt_id").type == pq.read_schema(prompts).field("system_prompt_id").type
+    )
+    assert kept.column("id").to_pylist() == sorted(kept.column("id").to_pylist())
+    removed = pq.read_table(outs[0] / "removed.parquet")
+    assert removed.schema.names == ["id", "stage", "reason", "detail", "cluster_id", "kept_id"]
+    funnel = stats[0]["funnel"]
+    assert funnel == {
+        "stage": "dedup",
+        "rows_in": 41,
+        "rows_out": 37,
+        "removed": {"contaminated": 1, "in_previous_release": 0, "exact_duplicate": 2, "near_duplicate": 1},
+    }
+    assert kept.num_rows + removed.num_rows == 41
+
+
+def test_stage_bad_params_and_inputs(tmp_path: Path, prompts: Path) -> None:
+    out = tmp_path / "out"
+    params = write_params(tmp_path / "p1.yaml", bands=10, rows=13)
+    with pytest.raises(ParamsError, match=r"p1\.yaml: dedup: .*bands x rows must equal num_perm"):
+        main(["--params", str(params), "--prompts", str(prompts), "--out", str(out)])
+    params = write_params(
+        tmp_path / "p2.yaml",
+        eval_sets=[{"name": "e", "path": str(DATA / "eval.jsonl"), "text_column": "text"}],
+    )
+    with pytest.raises(DedupInputError, match="text column 'text' not found"):
+        main(["--params", str(params), "--prompts", str(prompts), "--out", str(out)])
+    unsorted = tmp_path / "unsorted.parquet"
+    pl.read_parquet(prompts).reverse().write_parquet(unsorted)
+    with pytest.raises(DedupInputError, match="must be sorted by id"):
+        main(
+            [
+                "--params",
+                str(write_params(tmp_path / "p0.yaml")),
+                "--prompts",
+                str(unsorted),
+                "--out",
+                str(out),
+            ]
+        )
+    params = write_params(tmp_path / "p3.yaml", threshold=1.5)
+    with pytest.raises(ParamsError, match=r"dedup\.threshold"):
+        main(["--params", str(params), "--prompts", str(prompts), "--out", str(out)])
+    assert not out.exists()  # no partial output
