@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -313,19 +312,6 @@ def run_traces(
     return stats
 
 
-def _default_cpu_env() -> None:
-    """vLLM's CPU build in-process with a small KV cache, unless the user set otherwise or has CUDA."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return
-    except Exception:
-        pass
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `traces` stage."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -338,7 +324,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_section(TracesConfig, args.params, "traces")
     base = load_base(args.params)
     logger.info("traces params: %s (base.seed=%d)", cfg.model_dump(mode="json"), base.seed)
-    _default_cpu_env()
     prompts = pl.read_parquet(args.prompts)
     stats = run_traces(prompts, cfg, base.seed, args.out, args.cache, source=args.prompts)
     logger.info("traces funnel: %s", stats["funnel"])

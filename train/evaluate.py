@@ -22,6 +22,7 @@ from transformers import AutoTokenizer
 
 from builders.config import load_base, load_section
 from builders.io import setup_logging, write_json, write_parquet, write_text
+from builders.vllm_env import cpu_engine_kwargs
 from train.config import EvalConfig
 from train.format import prompt_ids
 from train.score import accuracy_table, score_one
@@ -78,6 +79,7 @@ def generate(model: str, rows: list[dict[str, Any]], cfg: EvalConfig, seed: int)
             f"max_new_tokens={cfg.max_new_tokens}, e.g. row {too_long[0]}"
         )
     llm = LLM(
+        **cpu_engine_kwargs(cfg.max_model_len),
         model=model,
         tokenizer=model,
         dtype=cfg.dtype,

@@ -9,6 +9,7 @@ from typing import Any
 
 from builders.teachers.base import GenError, GenRequest, GenResult
 from builders.teachers.config import TeacherConfig
+from builders.vllm_env import cpu_engine_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,9 @@ class VLLMBackend:
 
 def make_llm(cfg: TeacherConfig) -> Any:
     """Start a `vllm.LLM` for `cfg` (engine start takes a while)."""
-    import torch
+    extra = cpu_engine_kwargs(cfg.max_model_len)
     from vllm import LLM
 
-    extra: dict[str, Any] = {}
-    if not torch.cuda.is_available():
-        # vLLM's CPU build crashes ("CPU Generator does not use offset") when a seeded request's
-        # prefill is split into chunks; whole prefills avoid it.
-        extra = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(cfg.max_model_len, 8192)}
     logger.info("starting vLLM for %s (%s)", cfg.name, cfg.model)
     return LLM(
         **extra,
