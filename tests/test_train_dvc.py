@@ -39,7 +39,7 @@ def test_dvc_repro_train_stage(tmp_path: Path) -> None:
         {"teacher": "tiny-b", "epochs": 1, "learning_rate": 5e-4},
     ]
     for dep in stage["deps"]:
-        if dep.startswith("train/"):
+        if dep.startswith(("train/", "builders/")):
             (tmp_path / dep).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(REPO / dep, tmp_path / dep)
     make_release(tmp_path / train["release"])

@@ -1,0 +1,60 @@
+"""The pipeline's head under real `dvc repro`: prompts → license → dedup → tiny_models → traces → release.
+
+After a license-policy change upstream, the rerun sends only the prompts not answered before to
+the teacher (the generation cache survives DVC's deletion of the stage's outs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from datasets import load_dataset
+
+from tests.dvcutil import make_dvc_repo, run_dvc
+
+
+def _edit_params(repo: Path, edit) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_policy_change_sends_only_new_prompts_to_the_teacher(tmp_path: Path) -> None:
+    repo = make_dvc_repo(tmp_path / "repo")
+
+    def small_demo(p: dict) -> None:
+        p["traces"]["teachers"] = p["traces"]["teachers"][:1]  # one teacher keeps the test short
+        p["traces"]["teachers"][0]["sampling"]["max_tokens"] = 16
+
+    _edit_params(repo, small_demo)
+    run_dvc(repo, "repro", "release")
+    first_ids = set(pl.read_parquet(repo / "data" / "dedup" / "prompts.parquet")["id"])
+    first = json.loads((repo / "data" / "traces" / "stats.json").read_text())["teachers"]["tiny-a"]
+    assert first["sent"] == len(first_ids) and first["cached_before_run"] == 0
+    before = pl.read_parquet(repo / "data" / "traces" / "traces.parquet")
+    assert load_dataset(str(repo / "release"), "tiny-a", split="train").num_rows == before.height
+
+    _edit_params(repo, lambda p: p["license"].update(allow_unspecified=True))
+    out = run_dvc(repo, "repro", "release")
+    assert "Stage 'prompts' didn't change" in out.stdout
+    assert "Running stage 'license'" in out.stdout and "Running stage 'traces'" in out.stdout
+
+    second_ids = set(pl.read_parquet(repo / "data" / "dedup" / "prompts.parquet")["id"])
+    new_ids = second_ids - first_ids
+    second = json.loads((repo / "data" / "traces" / "stats.json").read_text())["teachers"]["tiny-a"]
+    assert len(new_ids) > 0
+    assert second["sent"] == len(new_ids)
+    assert second["cached_before_run"] == len(second_ids & first_ids)
+
+    after = pl.read_parquet(repo / "data" / "traces" / "traces.parquet")
+    kept = before.filter(pl.col("id").is_in(list(second_ids)))
+    same = after.join(kept, on=["id", "teacher"], suffix="_before")
+    assert same.height == kept.height
+    assert (same["response"] == same["response_before"]).all()
+    assert load_dataset(str(repo / "release"), "tiny-a", split="train").num_rows == after.height
