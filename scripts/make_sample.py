@@ -1112,6 +1112,24 @@ def flan2021_rows(rng: random.Random) -> list[dict[str, str]]:
                 opts[k],
             )
         )
+    long_article = (
+        "The harbour authority of Porto published its yearly report on Monday, describing a season in which "
+        "cargo traffic rose for the third year in a row while passenger ferries carried fewer travellers than "
+        "before the storms of the previous winter. The report credits the new container cranes on the northern "
+        "quay, which shortened the time ships spend at berth, and the dredging of the river mouth, which lets "
+        "larger vessels enter at low tide. It also warns that the old fish market beside the quay needs urgent "
+        "repairs, that two of the pilot boats are close to the end of their service lives, and that the city "
+        "will have to decide within a year whether to build a second ferry terminal on the southern bank."
+    )
+    rows.append(row("flan2021", "gigaword:1.2.0", "zs_noopt",
+                    f"Write a short summary for this text: {long_article}\n\nSummary:",
+                    "Porto harbour report: cargo up, ferries down, repairs needed"))
+    # its near duplicate: two words changed in a long text (MinHash Jaccard well above 0.8)
+    rows.append(row("flan2021", "gigaword:1.2.0", "zs_noopt",
+                    "Write a short summary for this text: "
+                    + long_article.replace("third year", "fourth year").replace("Monday", "Tuesday")
+                    + "\n\nSummary:",
+                    "Porto harbour report: cargo up, ferries down, repairs needed"))
     # planted near duplicate across tasks (a few words changed) and an exact duplicate
     src = rows[1]
     rows.append(
