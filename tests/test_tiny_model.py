@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
 from builders.tiny_model import build_tiny_llama
-
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "a",
-    "lazy",
-    "dog",
-    "answer",
-    "question",
-    "explain",
-    "step",
-    "by",
-    "step",
-    "because",
-    "so",
-]
-
-
-def sample_texts(n: int = 200, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(25)) for _ in range(n)]
+from tests.test_traces_common import texts as sample_texts
 
 
 @pytest.fixture(scope="module")
