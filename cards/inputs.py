@@ -103,15 +103,29 @@ def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str:
-    """The project's git commit (`git rev-parse HEAD`), or "unknown" when there is none."""
+    """The project's git commit (`git rev-parse HEAD`), or "unknown" when there is none.
+
+    `-dirty` is appended (as `git describe --dirty` does) when tracked files other than
+    `dvc.lock`, which the running pipeline itself rewrites, differ from that commit.
+    """
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
         )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) == 40 else "unknown"
+    if out.returncode != 0 or len(sha) != 40:
+        return "unknown"
+    return f"{sha}-dirty" if status.returncode == 0 and status.stdout.strip() else sha
 
 
 def load_inputs(

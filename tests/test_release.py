@@ -267,3 +267,18 @@ def test_git_commit_never_fails(tmp_path: Path) -> None:
     )
     sha = subprocess.run(["git", "rev-parse", "HEAD"], text=True, **run).stdout.strip()
     assert git_commit(repo) == sha
+
+
+def test_git_commit_marks_uncommitted_changes(tmp_path: Path) -> None:
+    run = {"cwd": tmp_path, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    subprocess.run(["git", "add", "."], **run)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x"], **run)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], text=True, **run).stdout.strip()
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")  # the pipeline rewrites it
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == f"{sha}-dirty"
