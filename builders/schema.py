@@ -20,3 +20,23 @@ PROMPT_SCHEMA = pa.schema(
         pa.field("reference", pa.string(), nullable=False),
     ]
 )
+
+# Appended by the `license` stage (see builders/licenses/).
+LICENSE_FIELDS: list[pa.Field] = [
+    pa.field("source_dataset", pa.string(), nullable=False),
+    pa.field("license", pa.string(), nullable=False),
+    pa.field("license_use", pa.string(), nullable=False),
+    pa.field("attribution_required", pa.bool_(), nullable=False),
+    pa.field("share_alike", pa.bool_(), nullable=False),
+    pa.field("license_resolution", pa.string(), nullable=False),
+]
+
+# Appended by the `traces` stage to the prompt columns it receives.
+TRACE_FIELDS: list[pa.Field] = [
+    pa.field("teacher", pa.string(), nullable=False),
+    pa.field("teacher_model", pa.string(), nullable=False),
+    pa.field("response", pa.string(), nullable=False),
+    pa.field("finish_reason", pa.string(), nullable=False),
+    pa.field("prompt_tokens", pa.int32(), nullable=False),
+    pa.field("completion_tokens", pa.int32(), nullable=False),
+]

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from builders.config import load_base, load_section
 from builders.io import REMOVED_SCHEMA, setup_logging, write_json, write_parquet
+from builders.schema import TRACE_FIELDS
 from builders.teachers.base import Backend, GenError, GenRequest, GenResult, build_messages
 from builders.teachers.cache import GenerationCache, cache_key
 from builders.teachers.config import TeacherConfig, TracesConfig
@@ -39,14 +40,6 @@ logger = logging.getLogger(__name__)
 
 STAGE = "traces"
 REQUIRED_COLUMNS = ("id", "system_prompt", "question")
-TRACE_FIELDS = [
-    pa.field("teacher", pa.string(), nullable=False),
-    pa.field("teacher_model", pa.string(), nullable=False),
-    pa.field("response", pa.string(), nullable=False),
-    pa.field("finish_reason", pa.string(), nullable=False),
-    pa.field("prompt_tokens", pa.int32(), nullable=False),
-    pa.field("completion_tokens", pa.int32(), nullable=False),
-]
 REMOVED_TRACES_SCHEMA = REMOVED_SCHEMA.append(pa.field("teacher", pa.string(), nullable=False))
 
 BackendFactory = Callable[[TeacherConfig], Backend]

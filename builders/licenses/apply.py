@@ -12,16 +12,8 @@ from builders.io import REMOVED_SCHEMA
 from builders.licenses.classes import SPDX_IDS, USE_CLASSES
 from builders.licenses.policy import STAGE, LicenseConfig, decide_tasks, resolve_tasks
 from builders.licenses.registry import Registry, resolve_task
-from builders.schema import PROMPT_SCHEMA
+from builders.schema import LICENSE_FIELDS, PROMPT_SCHEMA
 
-LICENSE_FIELDS = [
-    pa.field("source_dataset", pa.string(), nullable=False),
-    pa.field("license", pa.string(), nullable=False),
-    pa.field("license_use", pa.string(), nullable=False),
-    pa.field("attribution_required", pa.bool_(), nullable=False),
-    pa.field("share_alike", pa.bool_(), nullable=False),
-    pa.field("license_resolution", pa.string(), nullable=False),
-]
 LICENSED_PROMPT_SCHEMA = pa.schema([*PROMPT_SCHEMA, *LICENSE_FIELDS])
 REMOVED_LICENSE_SCHEMA = pa.schema(
     [

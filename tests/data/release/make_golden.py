@@ -10,41 +10,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builders.schema import LICENSE_FIELDS, PROMPT_SCHEMA, TRACE_FIELDS
+
 HERE = Path(__file__).parent
 
-PROMPT_FIELDS = [
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("submix", pa.string(), nullable=False),
-    pa.field("task_name", pa.string(), nullable=False),
-    pa.field("template_type", pa.string(), nullable=False),
-    pa.field("has_options", pa.bool_(), nullable=False),
-    pa.field("system_prompt_id", pa.int32(), nullable=False),
-    pa.field("system_prompt", pa.string(), nullable=False),
-    pa.field("question", pa.string(), nullable=False),
-    pa.field("reference", pa.string(), nullable=False),
-]
-LICENSE_FIELDS = [
-    pa.field("source_dataset", pa.string()),
-    pa.field("license", pa.string()),
-    pa.field("license_use", pa.string()),
-    pa.field("attribution_required", pa.bool_()),
-    pa.field("share_alike", pa.bool_()),
-    pa.field("license_resolution", pa.string()),
-]
 TRACE_SCHEMA = pa.schema(
-    PROMPT_FIELDS
-    + LICENSE_FIELDS
-    + [
-        pa.field("cluster_id", pa.string()),
-        pa.field("teacher", pa.string(), nullable=False),
-        pa.field("teacher_model", pa.string(), nullable=False),
-        pa.field("response", pa.string(), nullable=False),
-        pa.field("finish_reason", pa.string(), nullable=False),
-        pa.field("prompt_tokens", pa.int32(), nullable=False),
-        pa.field("completion_tokens", pa.int32(), nullable=False),
-    ]
+    [*PROMPT_SCHEMA, *LICENSE_FIELDS, pa.field("cluster_id", pa.string(), nullable=False), *TRACE_FIELDS]
 )
-HELDOUT_SCHEMA = pa.schema(PROMPT_FIELDS)
+HELDOUT_SCHEMA = PROMPT_SCHEMA
 SUBMIXES = [
     ("cot", "cot_gsm8k", 6),
     ("niv2", "task001_quoref", 1),
