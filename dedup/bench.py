@@ -1,154 +1,43 @@
-"""Benchmark: our dedup stage vs datasketch's per-document MinHash.update + MinHashLSH.
+"""Benchmark: the dedup stage vs datasketch's naive path, on synthetic and real FLAN-format prompts.
 
-    python -m dedup.bench --n 200000
+    python -m dedup.bench --n 200000            # ~10 minutes on 2 cores
+    python -m dedup.bench --n 5000000 --skip-legacy
 
-Generates a FLAN-like corpus (templates around Zipf-distributed passages) with planted exact
-duplicates (case, whitespace, punctuation variants) and near duplicates (a few words changed,
-true 5-gram Jaccard >= 0.85) and their ground truth; then runs, each in a fresh process so peak
-memory is its own: our stage (`dedup_frame`, default params) on the whole corpus, and the baseline
-(datasketch defaults: sha1 hashfunc, MinHash(num_perm=128) updated once per shingle, MinHashLSH
-threshold 0.8, query-then-insert) on the first `--baseline-n` documents. Prints docs/s, peak RSS,
-the ratio, and precision/recall of removed rows against the ground truth.
+Corpora (dedup/bench_data.py): the earlier synthetic corpus (whole-text near duplicates, kept as
+one row so the change of method is visible); a template corpus (long task templates around short
+instances, planted near duplicates across true content-Jaccard bands 0.6-1.0); and the real NIV2
+prompts of `../shared/data/real` with planted light edits (5% of words). Each side runs in a fresh
+process so peak RSS is its own. Ours runs the stage path (questions streamed from Parquet);
+the baseline is datasketch's defaults (sha1, `MinHash.update` per whole-text word 5-gram,
+`MinHashLSH` threshold 0.8, query-then-insert) on the first `--baseline-n` documents.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import re
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
-SEED = 20231101
-_PUNCT = re.compile(r"[^\w\s]")
+from dedup.bench_data import (
+    SEED,
+    _shingle_set,
+    band_scores,
+    make_corpus,
+    make_template_corpus,
+    precision_recall,
+    real_corpus,
+    real_scores,
+)
 
-
-def _vocab(rng: np.random.Generator, size: int) -> np.ndarray:
-    syll = [
-        "ka",
-        "lo",
-        "mi",
-        "ter",
-        "an",
-        "bus",
-        "ze",
-        "ro",
-        "vin",
-        "dal",
-        "pe",
-        "su",
-        "gor",
-        "ith",
-        "ne",
-        "qua",
-    ]
-    words = {"".join(rng.choice(syll, size=rng.integers(1, 4))) + str(i % 97) for i in range(size)}
-    return np.array(sorted(words))
-
-
-def _words(rng: np.random.Generator, vocab: np.ndarray, k: int) -> list[str]:
-    ranks = rng.zipf(1.2, size=k) % len(vocab)
-    return vocab[ranks].tolist()
-
-
-def _templates(rng: np.random.Generator, vocab: np.ndarray, count: int) -> list[tuple[str, str]]:
-    out = []
-    for _ in range(count):
-        p = " ".join(_words(rng, vocab, int(rng.integers(8, 40))))
-        s = " ".join(_words(rng, vocab, int(rng.integers(4, 30))))
-        out.append((f"Read the text and answer. {p}. Text:", f"Question: {s}? Answer:"))
-    return out
-
-
-def _exact_variant(rng: np.random.Generator, text: str) -> str:
-    words = text.split(" ")
-    out = []
-    for w in words:
-        r = rng.random()
-        w = w.upper() if r < 0.1 else w.capitalize() if r < 0.2 else w
-        out.append(w + ("," if rng.random() < 0.05 else ""))
-    return "  ".join(out) + ("!" if rng.random() < 0.5 else " ")
-
-
-def _shingle_set(text: str, n: int = 5) -> set[str]:
-    words = _PUNCT.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split()
-    if len(words) < n:
-        return {" ".join(words)}
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def _near_variant(rng: np.random.Generator, vocab: np.ndarray, text: str) -> str | None:
-    words = text.split(" ")
-    edits = max(1, int(0.012 * len(words)))
-    for _ in range(edits):
-        i = int(rng.integers(len(words)))
-        words[i] = str(vocab[int(rng.integers(len(vocab)))])
-    out = " ".join(words)
-    a, b = _shingle_set(text), _shingle_set(out)
-    return out if len(a & b) / len(a | b) >= 0.85 else None
-
-
-def make_corpus(n: int, seed: int = SEED) -> pl.DataFrame:
-    """FLAN-like prompts with planted duplicate groups; `group` is -1 for unique rows."""
-    rng = np.random.default_rng(seed)
-    vocab = _vocab(rng, 30000)
-    templates = _templates(rng, vocab, 60)
-    questions: list[str] = []
-    groups: list[int] = []
-    kinds: list[str] = []
-    group = 0
-    while len(questions) < n:
-        pre, suf = templates[int(rng.integers(len(templates)))]
-        passage = " ".join(_words(rng, vocab, int(rng.integers(12, 220))))
-        base = f"{pre} {passage} {suf}"
-        r = rng.random()
-        copies: list[tuple[str, str]] = []
-        if r < 0.08:
-            copies = [(_exact_variant(rng, base), "exact") for _ in range(int(rng.integers(1, 3)))]
-        elif r < 0.16 and len(base.split()) >= 80:
-            for _ in range(int(rng.integers(1, 3))):
-                v = _near_variant(rng, vocab, base)
-                if v is not None:
-                    copies.append((v, "near"))
-        gid = group if copies else -1
-        group += bool(copies)
-        for text, kind in [(base, "base"), *copies]:
-            questions.append(text)
-            groups.append(gid)
-            kinds.append(kind)
-    questions, groups, kinds = questions[:n], groups[:n], kinds[:n]
-    ids = [hashlib.sha256(f"bench|{i}".encode()).hexdigest()[:24] for i in range(n)]
-    return pl.DataFrame({"id": ids, "question": questions, "group": groups, "kind": kinds})
-
-
-def precision_recall(df: pl.DataFrame, removed: set[str]) -> dict[str, float]:
-    """Removed rows vs planted groups: each group of size k should lose exactly k - 1 rows."""
-    marked = df.with_columns(pl.col("id").is_in(list(removed)).alias("removed"))
-    grouped = (
-        marked.filter(pl.col("group") >= 0)
-        .group_by("group")
-        .agg(pl.len().alias("size"), pl.col("removed").sum().alias("gone"))
-    )
-    tp = int(grouped.select(pl.min_horizontal(pl.col("gone"), pl.col("size") - 1)).to_series().sum())
-    expected = int((grouped["size"] - 1).sum())
-    total = len(removed)
-    return {
-        "precision": tp / total if total else 1.0,
-        "recall": tp / expected if expected else 1.0,
-        "removed": total,
-        "expected": expected,
-    }
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "niv1_dev.parquet"
 
 
 def _peak_rss_mib() -> float:
@@ -156,37 +45,25 @@ def _peak_rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return 0.0
 
 
-def _cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _rss_mib() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def run_ours(corpus: Path, out: Path, limit: int) -> dict[str, Any]:
-    """Our stage on the whole corpus (default params)."""
+def run_ours(corpus: Path, out: Path, policy: str) -> dict[str, Any]:
+    """The stage path on a Parquet corpus: ids and tasks in memory, questions streamed."""
     from dedup.config import DedupConfig
-    from dedup.pipeline import dedup_rows
+    from dedup.corpus import Corpus
+    from dedup.pipeline import check_corpus, dedup_corpus
 
-    base = _rss_mib()
-    cpu0, t0 = _cpu_s(), time.perf_counter()
-    df = pl.read_parquet(corpus, columns=["id", "question"], n_rows=limit)
-    result = dedup_rows(df, DedupConfig(), SEED)
-    seconds, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
-    out.write_text("\n".join(result.removed["id"].to_list()))
+    t0 = time.perf_counter()
+    c = Corpus.from_parquet(corpus)
+    check_corpus(c)
+    result = dedup_corpus(c, DedupConfig(template_variants=policy), SEED)
+    seconds = time.perf_counter() - t0
+    result.removed.select("id", "kept_id", "reason").write_parquet(out)
     return {
-        "docs": df.height,
+        "docs": c.n,
         "seconds": seconds,
-        "cpu_s": cpu,
         "peak_rss_mib": _peak_rss_mib(),
-        "base_rss_mib": base,
         "phases": result.stats["timing"]["phases"],
     }
 
@@ -195,31 +72,27 @@ def run_baseline(corpus: Path, out: Path, limit: int) -> dict[str, Any]:
     """datasketch defaults, one update() per shingle, MinHashLSH query-then-insert."""
     from datasketch import MinHash, MinHashLSH
 
-    base = _rss_mib()
-    cpu0, t0 = _cpu_s(), time.perf_counter()
+    t0 = time.perf_counter()
     df = pl.read_parquet(corpus, columns=["id", "question"], n_rows=limit)
     lsh = MinHashLSH(threshold=0.8, num_perm=128)
-    removed = []
+    rows = []
     for rid, text in df.iter_rows():
         m = MinHash(num_perm=128)
         for sh in _shingle_set(text):
             m.update(sh.encode("utf-8"))
-        if lsh.query(m):
-            removed.append(rid)
+        hits = lsh.query(m)
+        if hits:
+            rows.append((rid, min(hits)))
         else:
             lsh.insert(rid, m)
-    seconds, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
-    out.write_text("\n".join(removed))
-    return {
-        "docs": df.height,
-        "seconds": seconds,
-        "cpu_s": cpu,
-        "peak_rss_mib": _peak_rss_mib(),
-        "base_rss_mib": base,
-    }
+    seconds = time.perf_counter() - t0
+    pl.DataFrame(rows, schema=["id", "kept_id"], orient="row").with_columns(
+        pl.lit("near_duplicate").alias("reason")
+    ).write_parquet(out)
+    return {"docs": df.height, "seconds": seconds, "peak_rss_mib": _peak_rss_mib()}
 
 
-def _child(kind: str, corpus: Path, out: Path, limit: int) -> dict[str, Any]:
+def _child(kind: str, corpus: Path, out: Path, arg: str) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
@@ -231,85 +104,104 @@ def _child(kind: str, corpus: Path, out: Path, limit: int) -> dict[str, Any]:
         "--removed",
         str(out),
     ]
-    cmd += ["--baseline-n", str(limit)]
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    res = subprocess.run([*cmd, "--arg", arg], check=True, capture_output=True, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _side(
+    tmp: Path, name: str, df: pl.DataFrame, base_n: int, policy: str = "keep"
+) -> tuple[dict, dict, pl.DataFrame, pl.DataFrame]:
+    corpus = tmp / f"{name}.parquet"
+    df.sort("id").write_parquet(corpus)  # the prompt table contract: sorted by id
+    # the baseline's subsample keeps generation order, so planted groups stay together
+    df.head(base_n).write_parquet(tmp / f"{name}-base.parquet")
+    ours = _child("ours", corpus, tmp / f"{name}-ours.parquet", policy)
+    base = _child("baseline", tmp / f"{name}-base.parquet", tmp / f"{name}-bl.parquet", str(base_n))
+    return (
+        ours,
+        base,
+        pl.read_parquet(tmp / f"{name}-ours.parquet"),
+        pl.read_parquet(tmp / f"{name}-bl.parquet"),
+    )
+
+
+def _speed(label: str, ours: dict, base: dict) -> str:
+    o, b = ours["docs"] / ours["seconds"], base["docs"] / base["seconds"]
+    return (
+        f"{label:<9}: ours {ours['docs']:,} docs in {ours['seconds']:.1f}s = {o:,.0f} docs/s, peak RSS "
+        f"{ours['peak_rss_mib']:,.0f} MiB | datasketch {base['docs']:,} docs in {base['seconds']:.1f}s = "
+        f"{b:,.0f} docs/s, peak RSS {base['peak_rss_mib']:,.0f} MiB | {o / b:.1f}x docs/s (wall clock)"
+    )
+
+
+def _bands(label: str, scores: dict) -> str:
+    cells = " ".join(f"{k}: R {v['recall']:.3f} (n={v['planted']})" for k, v in scores.items() if k != "all")
+    a = scores["all"]
+    head = f"  {label:<10} precision {a['precision']:.4f} ({a['wrong']} wrong of {a['removed']} merged)"
+    return f"{head}; recall {cells}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Generate the corpus, run both sides, print the comparison."""
+    """Generate the corpora, run both sides, print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=200_000, help="prompts in the generated corpus")
+    ap.add_argument("--n", type=int, default=200_000, help="prompts in the generated corpora")
     ap.add_argument("--baseline-n", type=int, default=10_000, help="docs the baseline runs on")
+    ap.add_argument("--real", type=Path, default=REAL, help="real NIV2 prompts (niv1_dev.parquet)")
+    ap.add_argument("--skip-legacy", action="store_true", help="skip the earlier synthetic corpus")
     ap.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--removed", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--arg", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        if args.child == "ours":
-            res = run_ours(args.corpus, args.removed, args.baseline_n)
-        else:
-            res = run_baseline(args.corpus, args.removed, args.baseline_n)
+        res = (
+            run_ours(args.corpus, args.removed, args.arg)
+            if args.child == "ours"
+            else run_baseline(args.corpus, args.removed, int(args.arg))
+        )
         print(json.dumps(res))
         return 0
-
-    t0 = time.perf_counter()
-    df = make_corpus(args.n)
-    gen_s = time.perf_counter() - t0
-    base_n = min(args.baseline_n, args.n)
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.parquet"
-        df.sort("id").write_parquet(corpus)  # the prompt table contract: sorted by id
-        # the baseline's subsample keeps generation order, so planted groups stay together
-        df.head(base_n).write_parquet(Path(tmp) / "baseline.parquet")
-        small = _child("ours", corpus, Path(tmp) / "small.txt", args.n // 5)  # for the memory slope
-        ours = _child("ours", corpus, Path(tmp) / "ours.txt", args.n)
-        ours_removed = set(filter(None, (Path(tmp) / "ours.txt").read_text().splitlines()))
-        base = _child("baseline", Path(tmp) / "baseline.parquet", Path(tmp) / "base.txt", base_n)
-        base_removed = set(filter(None, (Path(tmp) / "base.txt").read_text().splitlines()))
-    planted = df.filter(pl.col("kind") != "base")
-    print(
-        f"corpus: {args.n} FLAN-like prompts ({gen_s:.1f}s to generate); planted "
-        f"{planted.filter(pl.col('kind') == 'exact').height} exact and "
-        f"{planted.filter(pl.col('kind') == 'near').height} near duplicates"
-    )
-    ours_dps = ours["docs"] / ours["seconds"]
-    base_dps = base["docs"] / base["seconds"]
-    pr = precision_recall(df, ours_removed)
-    pr_base = precision_recall(df.head(base_n), base_removed)
-    print(
-        f"ours     : {ours['docs']} docs in {ours['seconds']:.1f}s = {ours_dps:,.0f} docs/s, "
-        f"peak RSS {ours['peak_rss_mib']:,.0f} MiB; precision {pr['precision']:.4f}, "
-        f"recall {pr['recall']:.4f} "
-        f"({pr['removed']} removed, {pr['expected']} expected)"
-    )
-    note = " (measured on a subsample; docs/s extrapolated)" if base_n < args.n else ""
-    print(
-        f"baseline : {base['docs']} docs in {base['seconds']:.1f}s = {base_dps:,.0f} docs/s, "
-        f"peak RSS {base['peak_rss_mib']:,.0f} MiB; precision {pr_base['precision']:.4f}, "
-        f"recall {pr_base['recall']:.4f} on its {base_n} docs{note}"
-    )
-    ours_cpu = ours["docs"] / ours["cpu_s"]
-    base_cpu = base["docs"] / base["cpu_s"]
-    print(
-        f"speedup  : {ours_dps / base_dps:.1f}x docs/s (wall clock); baseline would need "
-        f"{args.n / base_dps:,.0f}s for {args.n} docs"
-    )
-    print(
-        f"cpu time : ours {ours['cpu_s']:.1f} CPU-s ({ours_cpu:,.0f} docs per CPU-second), baseline "
-        f"{base['cpu_s']:.1f} CPU-s ({base_cpu:,.0f} docs per CPU-second); ratio {ours_cpu / base_cpu:.1f}x; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    )
-    print(f"phases   : ours, seconds: {ours['phases']}")
-    slope = (ours["peak_rss_mib"] - small["peak_rss_mib"]) / (args.n - args.n // 5)
-    at_5m = ours["peak_rss_mib"] + slope * (5_000_000 - args.n)
-    print(
-        f"memory   : ours peak RSS {ours['peak_rss_mib']:,.0f} MiB at {args.n} docs "
-        f"({ours['base_rss_mib']:,.0f} MiB after imports), "
-        f"{small['peak_rss_mib']:,.0f} MiB at {args.n // 5}; marginal {slope * 1024:.2f} KiB/doc "
-        f"(corpus text included) -> 5M prompts ~ {at_5m / 1024:,.1f} GiB; "
-        f"time at this rate ~ {5_000_000 / ours_dps / 60:.1f} min"
-    )
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if not args.skip_legacy:
+            df = make_corpus(args.n)
+            ours, base, ro, rb = _side(tmp, "legacy", df, min(args.baseline_n, args.n))
+            print(_speed("legacy", ours, base))
+            pr, prb = (
+                precision_recall(df, set(ro["id"])),
+                precision_recall(df.head(args.baseline_n), set(rb["id"])),
+            )
+            print(
+                "  earlier synthetic corpus (whole-text near duplicates, J5 >= 0.85): ours precision "
+                f"{pr['precision']:.4f} recall {pr['recall']:.4f}; datasketch precision "
+                f"{prb['precision']:.4f} recall {prb['recall']:.4f}"
+            )
+            del df
+        df = make_template_corpus(args.n)
+        base_n = min(args.baseline_n, args.n)
+        ours, base, ro, rb = _side(tmp, "template", df.drop("instance"), base_n)
+        print(_speed("template", ours, base))
+        print(f"  phases (s): {ours['phases']}")
+        print("  template corpus: long templates, short instances; recall per true content-Jaccard band")
+        print(_bands("ours", band_scores(df, ro)))
+        print(_bands("datasketch", band_scores(df.head(base_n), rb)))
+        del df
+        if args.real.is_file():
+            real = real_corpus(args.real)
+            for policy in ("keep", "merge"):
+                ours, base, ro, rb = _side(tmp, f"real-{policy}", real, real.height, policy)
+                s, sb = real_scores(real, ro.join(real.select("id"), on="id")), real_scores(real, rb)
+                print(
+                    f"real NIV2 ({real.height} prompts, {s['planted_edits']} planted 5% edits), "
+                    f"template_variants={policy}: ours {s['false_merges']} false merges of "
+                    f"{s['near_removals']} near-duplicate removals ({100 * s['false_merge_rate']:.2f}%), light edits removed "
+                    f"{s['edits_removed']}/{s['planted_edits']} ({100 * s['edit_recall']:.1f}%) | datasketch "
+                    f"{sb['false_merges']} false merges of {sb['near_removals']} "
+                    f"({100 * sb['false_merge_rate']:.2f}%), light edits {100 * sb['edit_recall']:.1f}%"
+                )
+        else:
+            print(f"real corpus not found at {args.real}: skipped")
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from builders.config import StageConfig
+from dedup.content import TemplateSettings
 from dedup.lsh import lsh_params
 
 
@@ -33,20 +34,27 @@ class EvalSetSpec(StageConfig):
 class DedupConfig(StageConfig):
     """Exact + MinHash near-duplicate removal and decontamination."""
 
-    ngram: int = Field(5, ge=1, le=64, description="words per shingle")
+    # Near duplicates are judged on a prompt's own content (see dedup/content.py): its words once
+    # n-grams shared by many prompts of its task (the template) are set aside.
+    ngram: int = Field(3, ge=1, le=64, description="words per content shingle")
     num_perm: int = Field(128, ge=2, le=1024)
-    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Jaccard threshold for near duplicates")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="content Jaccard for near duplicates")
     bands: int | None = Field(None, ge=1)
     rows: int | None = Field(None, ge=1)
-    # Candidate pairs kept only if their Jaccard >= threshold: "exact" recomputes the shingle
-    # sets of candidates, "signature" uses the MinHash estimate, "none" trusts LSH alone.
-    verify: Literal["exact", "signature", "none"] = "exact"
-    # with "exact", only pairs whose MinHash estimate is within this of the threshold are recomputed
-    verify_margin: float = Field(0.1, ge=0.0, le=1.0)
     scheme: Literal["affine32", "legacy"] = "affine32"  # datasketch permutation scheme
     # datasketch's optimal bands x rows for the threshold, weighting false negatives by this
-    # (false positives by 1 - it); verification removes the extra false positives
+    # (false positives by 1 - it); every candidate pair is then verified on its shingle sets
     false_negative_weight: float = Field(0.9, gt=0.0, lt=1.0)
+    template_ngram: int = Field(5, ge=2, le=64, description="words per template n-gram")
+    template_share: float = Field(0.02, gt=0.0, le=1.0, description="share of a task's prompts")
+    template_min_prompts: int = Field(4, ge=2, description="... and at least this many prompts")
+    template_sample: int = Field(2000, ge=10, description="distinct prompts per task counted")
+    template_edit_words: int = Field(2, ge=0, description="a run this short inside a template is an edit")
+    template_threshold: float = Field(
+        0.85, gt=0.0, le=1.0, description="template-word Jaccard at or above which templates match"
+    )
+    # the same content under another template: "keep" both, or "merge" them as duplicates
+    template_variants: Literal["keep", "merge"] = "keep"
     chunk_size: int = Field(4096, ge=1, description="max documents per chunk")
     chunk_bytes: int = Field(1 << 20, ge=1024, description="about this much text per chunk")
     workers: int | None = Field(None, ge=1, description="threads; null = all cores")
@@ -71,6 +79,16 @@ class DedupConfig(StageConfig):
     def lsh(self) -> tuple[int, int]:
         """(bands, rows) for the near-duplicate index."""
         return lsh_params(self.num_perm, self.threshold, self.bands, self.rows, self.false_negative_weight)
+
+    def template_settings(self) -> TemplateSettings:
+        """What makes an n-gram template and a shingle content."""
+        return TemplateSettings(
+            self.ngram,
+            self.template_ngram,
+            self.template_share,
+            self.template_min_prompts,
+            self.template_edit_words,
+        )
 
     @property
     def n_workers(self) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
 
-from dedup.minhash import batch_shingles, fmix64
+from dedup.minhash import Shingles, batch_shingles, fmix64
 from dedup.normalize import normalize_batch
 
 _ALL_PAIRS_MAX = 16  # buckets up to this size yield all pairs; larger ones a star to the smallest doc
@@ -102,30 +102,23 @@ def _tagged(tag: np.ndarray, h: np.ndarray) -> np.ndarray:
     return (tag.astype(np.uint64) << np.uint64(48)) | (h >> np.uint64(16))
 
 
-def exact_jaccard(texts: pl.Series | list[str], u: np.ndarray, v: np.ndarray, ngram: int) -> np.ndarray:
-    """Jaccard of the shingle sets of texts[u[k]] and texts[v[k]] (48-bit shingle hashes).
+def set_overlaps(sh: Shingles, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shared, size of u, size of v): distinct shingles of documents u[k], v[k] of `sh`.
 
-    At most 65536 pairs per call (callers chunk); both tags must fit in 16 bits.
+    Shingles compare by their top 48 hash bits. At most 32768 pairs and 65536 documents per call.
     """
-    if len(u) == 0:
-        return np.empty(0, dtype=np.float64)
-    if len(u) > 1 << 15:
-        raise ValueError("exact_jaccard: at most 32768 pairs per call")
-    docs = np.unique(np.concatenate([u, v]))
-    sub = texts.gather(docs).to_list() if isinstance(texts, pl.Series) else [texts[d] for d in docs]
-    sh = batch_shingles(normalize_batch(sub), ngram)
+    if len(u) > 1 << 15 or sh.n_docs > 1 << 16:
+        raise ValueError("set_overlaps: at most 32768 pairs and 65536 documents per call")
     # per-document shingle sets: sort (document, hash) keys and drop repeats
     keys = np.sort(_tagged(sh.doc, sh.hash64))
     keep = np.ones(len(keys), dtype=bool)
     keep[1:] = keys[1:] != keys[:-1]
     keys = keys[keep]
-    doc_of = (keys >> np.uint64(48)).astype(np.int64)
-    size = np.bincount(doc_of, minlength=len(docs))
-    start = np.zeros(len(docs) + 1, dtype=np.int64)
+    size = np.bincount((keys >> np.uint64(48)).astype(np.int64), minlength=sh.n_docs)
+    start = np.zeros(sh.n_docs + 1, dtype=np.int64)
     np.cumsum(size, out=start[1:])
-    lu, lv = np.searchsorted(docs, u), np.searchsorted(docs, v)
     # both sets of each pair, re-tagged with the pair index; a value seen twice is shared
-    sides = np.concatenate([lu, lv])
+    sides = np.concatenate([u, v])
     pair = np.repeat(np.tile(np.arange(len(u)), 2), size[sides])
     offs = np.zeros(len(sides) + 1, dtype=np.int64)
     np.cumsum(size[sides], out=offs[1:])
@@ -134,9 +127,24 @@ def exact_jaccard(texts: pl.Series | list[str], u: np.ndarray, v: np.ndarray, ng
     merged = np.sort(_tagged(pair, keys[elem] << np.uint64(16)))
     dup = merged[1:] == merged[:-1]
     inter = np.bincount((merged[1:][dup] >> np.uint64(48)).astype(np.int64), minlength=len(u))
+    return inter, size[u], size[v]
+
+
+def jaccard(inter: np.ndarray, size_u: np.ndarray, size_v: np.ndarray) -> np.ndarray:
+    """|A & B| / |A | B| (0 for two empty sets)."""
     inter = inter.astype(np.float64)
-    union = size[lu] + size[lv] - inter
+    union = size_u + size_v - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def exact_jaccard(texts: pl.Series | list[str], u: np.ndarray, v: np.ndarray, ngram: int) -> np.ndarray:
+    """Jaccard of the word n-gram sets of texts[u[k]] and texts[v[k]] (48-bit shingle hashes)."""
+    if len(u) == 0:
+        return np.empty(0, dtype=np.float64)
+    docs = np.unique(np.concatenate([u, v]))
+    sub = texts.gather(docs).to_list() if isinstance(texts, pl.Series) else [texts[d] for d in docs]
+    sh = batch_shingles(normalize_batch(sub), ngram)
+    return jaccard(*set_overlaps(sh, np.searchsorted(docs, u), np.searchsorted(docs, v)))
 
 
 def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -122,46 +122,86 @@ class Shingles:
         return np.bincount(self.doc, minlength=self.n_docs)
 
 
-def batch_shingles(batch: NormalizedBatch, n: int) -> Shingles:
-    """Hash every word n-gram of every document of `batch` (vectorised; equals `shingle_hash64`)."""
+@dataclass(frozen=True)
+class Words:
+    """Word boundaries of a normalized batch: word j spans bytes `[starts[j], ends[j])`."""
+
+    starts: np.ndarray  # int64
+    ends: np.ndarray  # int64
+    first: np.ndarray  # int64, n_docs + 1: words of doc i are first[i]:first[i + 1]
+    prefix: np.ndarray  # uint64 prefix sums of the polynomial hash (see `range_hashes`)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.first) - 1
+
+    def counts(self) -> np.ndarray:
+        """Words per document."""
+        return np.diff(self.first)
+
+    def doc(self) -> np.ndarray:
+        """The document of each word."""
+        return np.repeat(np.arange(self.n_docs, dtype=np.int64), self.counts())
+
+
+def batch_words(batch: NormalizedBatch) -> Words:
+    """Word boundaries and hash prefix sums of every document of `batch` (vectorised)."""
     data, offsets = batch.data, batch.offsets
-    n_docs = len(batch)
     length = len(data)
-    if length == 0:
-        return Shingles(np.empty(0, np.int64), np.empty(0, np.uint64), n_docs)
     # prefix[j] = sum_{i<j} (byte_i + 1) * BASE^-i; a range [s, e) hashes to
     # BASE^(e-1) * (prefix[e] - prefix[s]) = sum_{s<=i<e} (byte_i + 1) * BASE^(e-1-i).
     prefix = np.zeros(length + 1, dtype=np.uint64)
-    terms = data.astype(np.uint64)
-    terms += np.uint64(1)
-    terms *= _powers(_BASE_INV, length)
-    np.cumsum(terms, out=prefix[1:])
-    del terms
+    if length:
+        terms = data.astype(np.uint64)
+        terms += np.uint64(1)
+        terms *= _powers(_BASE_INV, length)
+        np.cumsum(terms, out=prefix[1:])
+        del terms
     nonempty = np.diff(offsets) > 0
     is_space = data == 32
     start_mask = np.zeros(length, dtype=bool)
-    start_mask[1:] = is_space[:-1]
+    if length:
+        start_mask[1:] = is_space[:-1]
     start_mask[offsets[:-1][nonempty]] = True
     end_mask = np.zeros(length + 1, dtype=bool)
     end_mask[:-1] = is_space
     end_mask[offsets[1:][nonempty]] = True
     starts = np.flatnonzero(start_mask)
     ends = np.flatnonzero(end_mask)
-    m = np.diff(np.searchsorted(starts, offsets))  # words per document
-    word_first = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(m, out=word_first[1:])
+    first = np.zeros(len(offsets), dtype=np.int64)
+    first[1:] = np.searchsorted(starts, offsets[1:])
+    return Words(starts, ends, first, prefix)
+
+
+def range_hashes(words: Words, first_word: np.ndarray, last_word: np.ndarray) -> np.ndarray:
+    """`shingle_hash64` of the text from word `first_word[k]` through word `last_word[k]`."""
+    s = words.starts[first_word]
+    e = words.ends[last_word]
+    h = _powers(_BASE, len(words.prefix))[e - 1] * (words.prefix[e] - words.prefix[s])
+    h += (e - s).astype(np.uint64) * np.uint64(_LEN_MIX)
+    return fmix64(h)
+
+
+def ngram_spans(words: Words, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(doc, first word, last word) of every word n-gram; a doc of fewer than n words is one span."""
+    m = words.counts()
     k = np.where(m >= n, m - n + 1, np.minimum(m, 1))
     total = int(k.sum())
-    doc = np.repeat(np.arange(n_docs, dtype=np.int64), k)
-    k_first = np.zeros(n_docs + 1, dtype=np.int64)
+    doc = np.repeat(np.arange(words.n_docs, dtype=np.int64), k)
+    k_first = np.zeros(words.n_docs + 1, dtype=np.int64)
     np.cumsum(k, out=k_first[1:])
-    first_word = word_first[doc] + (np.arange(total, dtype=np.int64) - k_first[doc])
-    last_word = np.minimum(first_word + (n - 1), word_first[doc + 1] - 1)
-    s = starts[first_word]
-    e = ends[last_word]
-    h = _powers(_BASE, length)[e - 1] * (prefix[e] - prefix[s])
-    h += (e - s).astype(np.uint64) * np.uint64(_LEN_MIX)
-    return Shingles(doc, fmix64(h), n_docs)
+    first_word = words.first[doc] + (np.arange(total, dtype=np.int64) - k_first[doc])
+    last_word = np.minimum(first_word + (n - 1), words.first[doc + 1] - 1)
+    return doc, first_word, last_word
+
+
+def batch_shingles(batch: NormalizedBatch, n: int, words: Words | None = None) -> Shingles:
+    """Hash every word n-gram of every document of `batch` (vectorised; equals `shingle_hash64`)."""
+    if len(batch.data) == 0:
+        return Shingles(np.empty(0, np.int64), np.empty(0, np.uint64), len(batch))
+    words = words if words is not None else batch_words(batch)
+    doc, first_word, last_word = ngram_spans(words, n)
+    return Shingles(doc, range_hashes(words, first_word, last_word), len(batch))
 
 
 @dataclass(frozen=True)

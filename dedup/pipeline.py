@@ -1,46 +1,39 @@
-"""The dedup stage's logic over polars frames: decontaminate, then exact and near duplicates."""
+"""The dedup stage's logic: decontaminate, then exact, near-duplicate and template-variant merges.
+
+Exact duplicates compare the whole normalised question. Near duplicates compare each prompt's own
+content (dedup/content.py): LSH over content MinHash signatures finds candidates, every candidate
+is verified on its shingle sets, and union-find clusters keep the smallest id. A verified pair
+whose templates differ (template-word Jaccard below `template_threshold`) is the same example
+under another template: merged only when `template_variants: merge`.
+"""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm import tqdm
 
 from dedup.config import DedupConfig
-from dedup.decontam import DedupInputError, EvalIndex, build_eval_index, overlap_matches
-from dedup.lsh import (
-    band_keys,
-    candidate_pairs,
-    connected_components,
-    cross_pairs,
-    estimated_jaccard,
-    exact_jaccard,
-    lsh_params,
-)
-from dedup.minhash import MinHashParams, batch_shingles, run_chunks, signatures_from_shingles
+from dedup.corpus import Corpus
+from dedup.decontam import DedupInputError, build_eval_index
+from dedup.lsh import candidate_pairs, connected_components
+from dedup.minhash import MinHashParams
 from dedup.normalize import exact_keys, normalize_batch
+from dedup.sketch import CrossIndex, Sketch, content_signatures, sketch_corpus, template_counts
+from dedup.verify import pair_similarity
 
 logger = logging.getLogger(__name__)
 
 STAGE = "dedup"
-REASONS = ("contaminated", "in_previous_release", "exact_duplicate", "near_duplicate")
-
-
-@dataclass
-class Sketches:
-    """Per-row exact keys, MinHash signatures and shingle counts (plus eval overlap hits)."""
-
-    key_hi: np.ndarray
-    key_lo: np.ndarray
-    sig: np.ndarray
-    n_shingles: np.ndarray
-    overlaps: pl.DataFrame = field(default_factory=pl.DataFrame)
+REASONS = ("contaminated", "in_previous_release", "exact_duplicate", "near_duplicate", "template_variant")
+SIMILARITY_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def check_questions(df: pl.DataFrame, source: str) -> None:
@@ -59,105 +52,23 @@ def check_questions(df: pl.DataFrame, source: str) -> None:
         )
 
 
-def sketch(
-    texts: pl.Series,
-    params: MinHashParams,
-    cfg: DedupConfig,
-    index: EvalIndex | None = None,
-    desc: str = "sketch",
-) -> Sketches:
-    """Normalize, hash and sign all texts in chunks over threads."""
-    n = len(texts)
-    out = Sketches(
-        np.empty(n, np.uint64),
-        np.empty(n, np.uint64),
-        np.empty((n, params.num_perm), np.uint32),
-        np.empty(n, np.int64),
-    )
-    # chunks of at most chunk_size documents and about chunk_bytes of text keep every array of a
-    # chunk small enough to stay in cache and to be reused by the allocator
-    lengths = texts.str.len_bytes().fill_null(0).to_numpy()
-    starts = chunk_starts(lengths, cfg.chunk_size, cfg.chunk_bytes)
-    ends = [*starts[1:], n]
-    hits: list[pl.DataFrame | None] = [None] * len(starts)
-    bar = tqdm(total=n, desc=desc, unit="doc", disable=n < 100_000)
-
-    def work(ci: int) -> None:
-        lo, hi = starts[ci], ends[ci]
-        raw = texts.slice(lo, hi - lo).to_list()
-        batch = normalize_batch(raw)
-        out.key_hi[lo:hi], out.key_lo[lo:hi] = exact_keys(batch, raw)
-        sh = batch_shingles(batch, params.ngram)
-        out.sig[lo:hi] = signatures_from_shingles(sh, params)
-        out.n_shingles[lo:hi] = sh.counts()
-        if index is not None:
-            dsh = sh if cfg.decontam_ngram == params.ngram else batch_shingles(batch, cfg.decontam_ngram)
-            hits[ci] = overlap_matches(dsh, index, cfg.decontam_overlap, lo)
-        bar.update(hi - lo)
-
-    run_chunks(work, range(len(starts)), cfg.n_workers)
-    bar.close()
-    if index is not None:
-        out.overlaps = pl.concat([h for h in hits if h is not None]) if hits else pl.DataFrame()
-    return out
-
-
-def verify_exact(texts: pl.Series, u: np.ndarray, v: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Exact shingle-set Jaccard of pairs (texts[u[k]], texts[v[k]]), in chunks over threads."""
-    out = np.empty(len(u), dtype=np.float64)
-    block = 512  # pairs per call: keeps the shingle arrays of one call near chunk_bytes
-
-    def work(lo: int) -> None:
-        out[lo : lo + block] = exact_jaccard(texts, u[lo : lo + block], v[lo : lo + block], cfg.ngram)
-
-    run_chunks(work, range(0, len(u), block), cfg.n_workers)
-    return out
-
-
-def chunk_starts(lengths: np.ndarray, max_docs: int, max_bytes: int) -> list[int]:
-    """Start rows of consecutive chunks holding <= max_docs rows and about <= max_bytes of text."""
-    starts = [0]
-    csum = np.cumsum(lengths)
-    n = len(lengths)
-    while starts[-1] < n:
-        lo = starts[-1]
-        base = csum[lo - 1] if lo else 0
-        hi = int(np.searchsorted(csum, base + max_bytes, side="right"))
-        starts.append(min(max(hi, lo + 1), lo + max_docs, n))
-    return starts[:-1]
-
-
-def _best_per_row(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    frames = [f for f in frames if f.height]
-    if not frames:
-        return pl.DataFrame(
-            schema={"row": pl.Int64, "other": pl.Int64, "score": pl.Float64, "kind": pl.String}
+def check_corpus(corpus: Corpus) -> None:
+    """Raise naming the rows when an id repeats, ids are unsorted, or a question is empty."""
+    ids = corpus.ids
+    dup = ids.filter(ids.is_null() | ids.is_duplicated())
+    if dup.len():
+        raise DedupInputError(
+            f"{corpus.source}: ids must be unique and non-null; repeated: {dup.unique().head(5).to_list()}"
         )
-    return (
-        pl.concat(frames)
-        .sort(["row", "score", "other", "kind"], descending=[False, True, False, False])
-        .unique("row", keep="first", maintain_order=True)
-    )
-
-
-def _minhash_cross(
-    sig_a: np.ndarray,
-    ok_a: np.ndarray,
-    sig_b: np.ndarray,
-    ok_b: np.ndarray,
-    threshold: float,
-    cfg: DedupConfig,
-) -> pl.DataFrame:
-    """Pairs (row of a, row of b) with estimated Jaccard >= threshold, found by LSH."""
-    bands, rows = lsh_params(cfg.num_perm, threshold, false_negative_weight=cfg.false_negative_weight)
-    ia_all, ib_all = np.flatnonzero(ok_a), np.flatnonzero(ok_b)
-    if not len(ia_all) or not len(ib_all):
-        return pl.DataFrame(schema={"row": pl.Int64, "other": pl.Int64, "score": pl.Float64})
-    i, j = cross_pairs(band_keys(sig_a, bands, rows, ia_all), band_keys(sig_b, bands, rows, ib_all))
-    ia, ib = ia_all[i], ib_all[j]
-    score = estimated_jaccard(sig_a, ia, sig_b, ib)
-    sel = score >= threshold
-    return pl.DataFrame({"row": ia[sel], "other": ib[sel], "score": score[sel]})
+    if not ids.is_sorted():
+        raise DedupInputError(f"{corpus.source}: rows must be sorted by id (prompt table contract)")
+    bad: list[str] = []
+    for lo, questions in corpus.batches():
+        blank = questions.is_null() | (questions.str.strip_chars() == "")
+        if blank.any():
+            bad += ids.slice(lo, questions.len()).filter(blank).head(5).to_list()
+    if bad:
+        raise DedupInputError(f"{corpus.source}: row(s) with an empty question (ids: {', '.join(bad[:5])})")
 
 
 @dataclass
@@ -186,7 +97,8 @@ def dedup_frame(
     """Remove contaminated rows, rows of a previous release, exact and near duplicates."""
     check_questions(df, source)
     df = sort_by_id(df)
-    result = dedup_rows(df.select("id", "question"), cfg, seed, eval_sets, previous, source)
+    cols = [c for c in ("id", "question", "task_name") if c in df.columns]
+    result = dedup_rows(df.select(cols), cfg, seed, eval_sets, previous, source)
     result.kept = df.filter(pl.Series(result.keep)).with_columns(pl.col("id").alias("cluster_id"))
     return result
 
@@ -199,160 +111,312 @@ def dedup_rows(
     previous: pl.DataFrame | None = None,
     source: str = "prompts",
 ) -> DedupResult:
-    """The decisions for `id`, `question` rows; `keep` follows the rows sorted by id."""
-    t0 = time.perf_counter()
-    phases: dict[str, float] = {}
-
-    def mark(name: str) -> None:
-        phases[name] = max(0.0, round(time.perf_counter() - t0 - sum(phases.values()), 3))
-
+    """The decisions for `id`, `question` (and `task_name`) rows; `keep` follows the rows by id."""
     check_questions(df, source)
-    df = sort_by_id(df)
-    n = df.height
-    ids = df["id"].to_numpy()
+    return dedup_corpus(Corpus.from_frame(sort_by_id(df), source), cfg, seed, eval_sets, previous)
+
+
+class _Phases:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.last = self.t0
+        self.phases: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = round(now - self.last, 3)
+        self.last = now
+
+
+def _best_per_row(frames: list[pl.DataFrame], kind: str | None = None) -> pl.DataFrame:
+    frames = [f for f in frames if f.height]
+    if kind is not None:
+        frames = [f.with_columns(pl.lit(kind).alias("kind")) for f in frames]
+    if not frames:
+        return pl.DataFrame(
+            schema={"row": pl.Int64, "other": pl.Int64, "score": pl.Float64, "kind": pl.String}
+        )
+    return (
+        pl.concat(frames)
+        .sort(["row", "score", "other", "kind"], descending=[False, True, False, False])
+        .unique("row", keep="first", maintain_order=True)
+    )
+
+
+def _previous_index(
+    previous: pl.DataFrame, corpus: Corpus, counts: Any, params: MinHashParams, cfg: DedupConfig
+) -> tuple[CrossIndex, pl.DataFrame]:
+    """Content signatures of an earlier release (its tasks' templates as counted here)."""
+    check_questions(previous, "previous release")
+    prev = previous.sort("id")
+    codes = {name: i for i, name in enumerate(corpus.task_names)}
+    names = prev["task_name"].to_list() if "task_name" in prev.columns else [""] * prev.height
+    task = np.array([codes.get(t or "", -1) for t in names], dtype=np.int64)
+    unknown = task < 0
+    questions = prev["question"].to_list()
+    sig = np.empty((prev.height, params.num_perm), dtype=np.uint32)
+    ok = np.zeros(prev.height, dtype=bool)
+    for mask, cnt in ((~unknown, counts), (unknown, None)):
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            sig[idx], nsh = content_signatures(
+                [questions[i] for i in idx], np.maximum(task[idx], 0), cnt, params, cfg
+            )
+            ok[idx] = nsh > 0
+    hi, lo = exact_keys(normalize_batch(questions), questions)
+    keys = pl.DataFrame({"other": np.arange(prev.height), "hi": hi, "lo": lo, "pid": prev["id"]})
+    return CrossIndex.build(sig, ok, cfg.threshold, cfg), keys
+
+
+def _merges(sk: Sketch, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidate pairs (indices into `cand`) from LSH, one band at a time."""
+    found_u, found_v = [], []
+    for b in range(sk.bands):
+        keys = sk.band(b)[cand][:, None]
+        u, v = candidate_pairs(keys)
+        found_u.append(u)
+        found_v.append(v)
+    if not found_u:
+        return np.empty(0, np.int64), np.empty(0, np.int64), 0
+    pairs = pl.DataFrame({"u": np.concatenate(found_u), "v": np.concatenate(found_v)}).unique().sort("u", "v")
+    return pairs["u"].to_numpy(), pairs["v"].to_numpy(), pairs.height
+
+
+def similarity_summary(values: np.ndarray) -> dict[str, Any]:
+    """Histogram and quantiles of merge similarities (for stats.json)."""
+    if not len(values):
+        return {"count": 0}
+    edges = np.array([0.0, *SIMILARITY_BINS])
+    hist = {
+        f"[{edges[i]:.1f},{edges[i + 1]:.1f})": int(((values >= edges[i]) & (values < edges[i + 1])).sum())
+        for i in range(len(edges) - 1)
+    }
+    hist["1.0"] = int((values >= 1.0).sum())
+    q = np.quantile(values, [0.01, 0.1, 0.5])
+    return {
+        "count": len(values),
+        "histogram": hist,
+        "min": round(float(values.min()), 4),
+        "p01": round(float(q[0]), 4),
+        "p10": round(float(q[1]), 4),
+        "median": round(float(q[2]), 4),
+    }
+
+
+def dedup_corpus(
+    corpus: Corpus,
+    cfg: DedupConfig,
+    seed: int,
+    eval_sets: dict[str, list[str]] | None = None,
+    previous: pl.DataFrame | None = None,
+) -> DedupResult:
+    """Decide every row of `corpus` (rows sorted by id); texts are streamed, not held."""
+    clock = _Phases()
+    n = corpus.n
+    ids = corpus.ids
     params = MinHashParams(cfg.num_perm, seed, cfg.ngram, cfg.scheme)
     eval_sets = eval_sets or {}
-    index = build_eval_index(eval_sets, params, cfg.decontam_ngram) if eval_sets else None
-    texts = df["question"]
-    sk = sketch(texts, params, cfg, index, desc="dedup")
-    mark("sketch")
-    has_sh = sk.n_shingles > 0
-    reason = np.full(n, "", dtype=object)
-    detail = np.full(n, "", dtype=object)
-    kept_id = np.full(n, None, dtype=object)
-
-    # 1. Contamination: n-gram overlap with, or MinHash similarity to, an evaluation item.
-    contaminated: Counter[str] = Counter()
-    if index is not None:
-        found = [sk.overlaps.rename({"item": "other"}).with_columns(pl.lit("ngram_overlap").alias("kind"))]
-        if cfg.decontam_threshold is not None:
-            mh = _minhash_cross(sk.sig, has_sh, index.signatures, index.nonempty, cfg.decontam_threshold, cfg)
-            found.append(mh.with_columns(pl.lit("minhash_jaccard").alias("kind")))
-        for row, item, score, kind in _best_per_row(found).iter_rows():
-            name = index.names[item]
-            reason[row] = "contaminated"
-            detail[row] = f"{name}: item {int(index.item_index[item])}, {kind} {score:.3f}"
-            contaminated[name] += 1
-
-    mark("decontaminate")
-
-    # 2. Rows already released: exact key or MinHash match with the previous release.
+    eval_index = build_eval_index(eval_sets, params, cfg.decontam_ngram) if eval_sets else None
+    eval_cross = None
+    if eval_index is not None and cfg.decontam_threshold is not None:
+        eval_cross = CrossIndex.build(eval_index.signatures, eval_index.nonempty, cfg.decontam_threshold, cfg)
+    counts = template_counts(corpus, cfg, seed)
+    clock.mark("templates")
+    prev_cross, prev_keys = (None, None)
     if previous is not None:
-        check_questions(previous, "previous release")
-        prev = previous.sort("id")
-        pids = prev["id"].to_list()
-        psk = sketch(prev["question"], params, cfg, desc="previous release")
-        active = reason == ""
-        exact = (
-            pl.DataFrame({"row": np.flatnonzero(active), "hi": sk.key_hi[active], "lo": sk.key_lo[active]})
-            .join(
-                pl.DataFrame({"other": np.arange(len(pids)), "hi": psk.key_hi, "lo": psk.key_lo}),
-                on=["hi", "lo"],
+        prev_cross, prev_keys = _previous_index(previous, corpus, counts, params, cfg)
+    with tempfile.TemporaryDirectory(prefix="dedup-bands-") as band_dir:
+        sk = sketch_corpus(corpus, counts, params, cfg, Path(band_dir), eval_index, eval_cross, prev_cross)
+        clock.mark("sketch")
+        reason = np.full(n, "", dtype=object)
+        detail = np.full(n, "", dtype=object)
+        kept_id = np.full(n, None, dtype=object)
+        other_text = np.full(n, None, dtype=object)
+        score = np.full(n, np.nan)
+
+        # 1. Contamination: n-gram overlap with, or MinHash similarity to, an evaluation item.
+        contaminated: Counter[str] = Counter()
+        if eval_index is not None:
+            items = [t for texts in eval_sets.values() for t in texts]
+            overlaps = [f.rename({"item": "other"}) for f in sk.overlaps if f.height]
+            found = [_best_per_row(overlaps, "ngram_overlap"), _best_per_row(sk.eval_hits, "minhash_jaccard")]
+            for row, item, value, kind in _best_per_row(found).iter_rows():
+                name = eval_index.names[item]
+                reason[row] = "contaminated"
+                detail[row] = f"{name}: item {int(eval_index.item_index[item])}, {kind} {value:.3f}"
+                other_text[row] = items[item]
+                score[row] = value
+                contaminated[name] += 1
+
+        # 2. Rows already released: exact key or content MinHash match with the previous release.
+        if prev_cross is not None and prev_keys is not None:
+            active = np.flatnonzero(reason == "")
+            exact = (
+                pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]})
+                .join(prev_keys, on=["hi", "lo"])
+                .select("row", "other", pl.lit(1.0).alias("score"))
             )
-            .select("row", "other", pl.lit(1.0).alias("score"), pl.lit("exact").alias("kind"))
+            near = [h.filter(pl.col("row").is_in(active)) for h in sk.previous_hits if h.height]
+            best = _best_per_row([_best_per_row([exact], "exact"), _best_per_row(near, "minhash_jaccard")])
+            pids, pq_ = previous.sort("id")["id"].to_list(), previous.sort("id")["question"].to_list()
+            for row, other, value, kind in best.iter_rows():
+                reason[row] = "in_previous_release"
+                kept_id[row] = pids[other]
+                other_text[row] = pq_[other]
+                score[row] = value
+                detail[row] = f"previous release id {pids[other]}: {kind} {value:.3f}"
+        clock.mark("decontaminate")
+
+        # 3. Exact duplicates of the whole normalised question; the smallest id is kept.
+        active = np.flatnonzero(reason == "")
+        groups = pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]}).with_columns(
+            pl.col("row").min().over(["hi", "lo"]).alias("rep")
         )
-        near = _minhash_cross(sk.sig, has_sh & active, psk.sig, psk.n_shingles > 0, cfg.threshold, cfg)
-        near = near.with_columns(pl.lit("minhash_jaccard").alias("kind"))
-        for row, other, score, kind in _best_per_row([exact, near]).iter_rows():
-            reason[row] = "in_previous_release"
-            kept_id[row] = pids[other]
-            detail[row] = f"previous release id {pids[other]}: {kind} {score:.3f}"
+        rep = np.arange(n)
+        rep[groups["row"].to_numpy()] = groups["rep"].to_numpy()
+        is_exact = rep != np.arange(n)
+        clock.mark("exact")
 
-    mark("previous_release")
-
-    # 3. Exact duplicates of the normalized question; the smallest id is kept.
-    active = np.flatnonzero(reason == "")
-    groups = pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]}).with_columns(
-        pl.col("row").min().over(["hi", "lo"]).alias("rep")
-    )
-    rep = np.arange(n)
-    rep[groups["row"].to_numpy()] = groups["rep"].to_numpy()
-    is_exact = rep != np.arange(n)
-
-    mark("exact")
-
-    # 4. Near duplicates: LSH candidates, verified, clustered by union-find.
-    bands, rows = cfg.lsh()
-    cand = np.flatnonzero((reason == "") & ~is_exact & has_sh)
-    u, v = candidate_pairs(band_keys(sk.sig, bands, rows, cand))
-    n_candidates = len(u)
-    if cfg.verify != "none" and len(u):
-        score = estimated_jaccard(sk.sig, cand[u], sk.sig, cand[v])
-        if cfg.verify == "exact":
-            # the estimate decides clear cases; shingle sets decide those near the threshold
-            unsure = np.flatnonzero(np.abs(score - cfg.threshold) < cfg.verify_margin)
-            score[unsure] = verify_exact(texts, cand[u[unsure]], cand[v[unsure]], cfg)
-        u, v = u[score >= cfg.threshold], v[score >= cfg.threshold]
-    mark("lsh_verify")
-    label = connected_components(len(cand), u, v)
+        # 4. Near duplicates on own content: LSH candidates, every one verified.
+        cand = np.flatnonzero((reason == "") & ~is_exact & (sk.n_content > 0))
+        u, v, n_candidates = _merges(sk, cand)
+    clock.mark("lsh")
+    jc, jt = pair_similarity(corpus, counts, cfg, cand[u], cand[v])
+    match = jc >= cfg.threshold
+    same = match & (jt >= cfg.template_threshold)
+    variant = match & ~same
+    clock.mark("verify")
+    label_near = connected_components(len(cand), u[same], v[same])
+    label_all = connected_components(len(cand), u[match], v[match])
+    merge = cfg.template_variants == "merge"
+    label = label_all if merge else label_near
     root = np.arange(n)
     root[cand] = cand[label]
     root = root[rep]  # an exact duplicate joins its representative's cluster
-    is_near = (reason == "") & ~is_exact & (root != np.arange(n))
-
-    for row in np.flatnonzero(is_exact):
-        reason[row] = "exact_duplicate"
-        detail[row] = f"exact duplicate of {ids[rep[row]]}"
-    near_rows = np.flatnonzero(is_near)
-    jac = estimated_jaccard(sk.sig, near_rows, sk.sig, root[near_rows])
-    for row, j in zip(near_rows, jac, strict=True):
-        reason[row] = "near_duplicate"
-        detail[row] = f"estimated Jaccard {j:.3f} with {ids[root[row]]}"
-    dup = is_exact | is_near
-    kept_id[dup] = ids[root[dup]]
-    keep = reason == ""
-
-    cluster_of = pl.Series(root[keep | dup])
-    sizes = Counter(cluster_of.value_counts()["count"].to_list())
-    gone = np.flatnonzero(~keep)
-    removed = pl.DataFrame(
-        {
-            "id": ids[gone].astype(str),
-            "stage": [STAGE] * len(gone),
-            "reason": reason[gone].astype(str),
-            "detail": detail[gone].astype(str),
-            "cluster_id": pl.Series(kept_id[gone].tolist(), dtype=pl.String),
-            "kept_id": pl.Series(kept_id[gone].tolist(), dtype=pl.String),
-        },
-        schema={k: pl.String for k in ("id", "stage", "reason", "detail", "cluster_id", "kept_id")},
+    is_merged = (reason == "") & ~is_exact & (root != np.arange(n))
+    near_root = np.arange(n)
+    near_root[cand] = cand[label_near]
+    near_root = near_root[rep]
+    is_variant = is_merged & (near_root != root)
+    is_near = is_merged & ~is_variant
+    variants_found = int(
+        (label_all != np.arange(len(cand))).sum() - (label_near != np.arange(len(cand))).sum()
     )
-    removed = removed.with_columns(
-        pl.when(pl.col("reason") == "in_previous_release")
-        .then(None)
-        .otherwise(pl.col("cluster_id"))
-        .alias("cluster_id")
-    ).sort(["reason", "id", "detail"], nulls_last=True)
-    counts = Counter(reason[gone].tolist())
-    mark("clusters_outputs")
-    seconds = time.perf_counter() - t0
+
+    merged_rows = np.flatnonzero(is_merged)
+    mc, mt = pair_similarity(corpus, counts, cfg, merged_rows, root[merged_rows])
+    score[merged_rows] = mc
+    tsim = np.full(n, np.nan)
+    tsim[merged_rows] = mt
+    exact_rows = np.flatnonzero(is_exact)
+    score[exact_rows] = 1.0
+    tsim[exact_rows] = 1.0
+    reason[exact_rows] = "exact_duplicate"
+    reason[merged_rows[is_variant[merged_rows]]] = "template_variant"
+    reason[merged_rows[~is_variant[merged_rows]]] = "near_duplicate"
+    dup = is_exact | is_merged
+    dup_rows = np.flatnonzero(dup)
+    kept_id[dup_rows] = ids.gather(root[dup_rows]).to_list()
+    keep = reason == ""
+    clock.mark("clusters")
+
+    gone = np.flatnonzero(~keep)
+    kept_rows = root[dup_rows]
+    wanted = np.unique(np.concatenate([gone, kept_rows]))
+    texts = corpus.texts(wanted)
+    question = texts.gather(np.searchsorted(wanted, gone))
+    other_text[dup_rows] = texts.gather(np.searchsorted(wanted, kept_rows)).to_list()
+    removed = (
+        pl.DataFrame(
+            {
+                "id": ids.gather(gone).cast(pl.String),
+                "stage": pl.Series([STAGE] * len(gone), dtype=pl.String),
+                "reason": pl.Series(reason[gone].tolist(), dtype=pl.String),
+                "detail": pl.Series(detail[gone].tolist(), dtype=pl.String),
+                "cluster_id": pl.Series(kept_id[gone].tolist(), dtype=pl.String),
+                "kept_id": pl.Series(kept_id[gone].tolist(), dtype=pl.String),
+                "question": question.cast(pl.String),
+                "kept_question": pl.Series(other_text[gone].tolist(), dtype=pl.String),
+                "similarity": pl.Series(score[gone], dtype=pl.Float64),
+                "template_similarity": pl.Series(tsim[gone], dtype=pl.Float64),
+            }
+        )
+        .with_columns(
+            pl.when(pl.col("reason") == "in_previous_release")
+            .then(None)
+            .otherwise(pl.col("cluster_id"))
+            .alias("cluster_id"),
+            pl.col("similarity", "template_similarity").fill_nan(None),
+            pl.when(pl.col("reason") == "exact_duplicate")
+            .then(pl.format("exact duplicate of {}", pl.col("kept_id")))
+            .when(pl.col("reason").is_in(["near_duplicate", "template_variant"]))
+            .then(
+                pl.format(
+                    "content Jaccard {}, template Jaccard {} with {}",
+                    pl.col("similarity").round(3),
+                    pl.col("template_similarity").round(3),
+                    pl.col("kept_id"),
+                )
+            )
+            .otherwise(pl.col("detail"))
+            .alias("detail"),
+        )
+        .sort(["reason", "id"])
+    )
+    counts_by_reason = Counter(reason[gone].tolist())
+    sizes = Counter(pl.Series(root[keep | dup]).value_counts()["count"].to_list())
+    clock.mark("outputs")
+    seconds = time.perf_counter() - clock.t0
+    with_template = int((sk.n_content_words < sk.n_words).sum())
     stats = {
         "funnel": {
             "stage": STAGE,
             "rows_in": n,
             "rows_out": int(keep.sum()),
-            "removed": {r: int(counts.get(r, 0)) for r in REASONS},
+            "removed": {r: int(counts_by_reason.get(r, 0)) for r in REASONS},
         },
-        "exact_duplicates": int(counts.get("exact_duplicate", 0)),
-        "near_duplicates": int(counts.get("near_duplicate", 0)),
-        "in_previous_release": int(counts.get("in_previous_release", 0)),
+        "exact_duplicates": int(counts_by_reason.get("exact_duplicate", 0)),
+        "near_duplicates": int(counts_by_reason.get("near_duplicate", 0)),
+        "template_variants": {
+            "policy": cfg.template_variants,
+            "found": variants_found,
+            "merged": int(counts_by_reason.get("template_variant", 0)),
+            "pairs": int(variant.sum()),
+        },
+        "in_previous_release": int(counts_by_reason.get("in_previous_release", 0)),
         "contaminated": {name: int(contaminated.get(name, 0)) for name in sorted(eval_sets)},
         "eval_items": {name: len(texts) for name, texts in sorted(eval_sets.items())},
         "cluster_sizes": {str(k): int(sizes[k]) for k in sorted(sizes)},
+        "merge_similarity": {
+            "near_duplicate": similarity_summary(score[is_near]),
+            "template_variant": similarity_summary(score[is_variant]),
+            "near_duplicate_template": similarity_summary(tsim[is_near]),
+        },
+        "content": {
+            "tasks": len(corpus.task_names),
+            "tasks_with_template": int(
+                np.unique(corpus.task[sk.n_content_words < sk.n_words]).size if with_template else 0
+            ),
+            "prompts_with_template": with_template,
+            "prompts_without_content": int((sk.n_content == 0).sum()),
+            "template_word_share": round(float(1 - sk.n_content_words.sum() / max(sk.n_words.sum(), 1)), 4),
+        },
         "lsh": {
             "ngram": cfg.ngram,
+            "template_ngram": cfg.template_ngram,
             "num_perm": cfg.num_perm,
-            "bands": bands,
-            "rows": rows,
+            "bands": cfg.lsh()[0],
+            "rows": cfg.lsh()[1],
             "threshold": cfg.threshold,
+            "template_threshold": cfg.template_threshold,
             "scheme": cfg.scheme,
-            "verify": cfg.verify,
             "candidate_pairs": int(n_candidates),
-            "verified_pairs": len(u),
+            "verified_pairs": int(match.sum()),
         },
         "timing": {
             "seconds": round(seconds, 3),
             "docs_per_s": round(n / seconds, 1) if seconds else None,
-            "phases": phases,
+            "phases": clock.phases,
         },
     }
     logger.info("dedup: %s", stats["funnel"])

@@ -24,13 +24,22 @@ from builders.io import (
     write_parquet,
 )
 from dedup.config import DedupConfig
+from dedup.corpus import Corpus
 from dedup.decontam import DedupInputError, load_eval_texts
-from dedup.pipeline import DedupResult, check_questions, dedup_rows
+from dedup.pipeline import DedupResult, check_corpus, dedup_corpus
 
 logger = logging.getLogger(__name__)
 
 REMOVED_DEDUP_SCHEMA = pa.schema(
-    [*REMOVED_SCHEMA, pa.field("cluster_id", pa.string()), pa.field("kept_id", pa.string())]
+    [
+        *REMOVED_SCHEMA,
+        pa.field("cluster_id", pa.string()),
+        pa.field("kept_id", pa.string()),
+        pa.field("question", pa.string()),
+        pa.field("kept_question", pa.string()),  # the kept row, eval item or earlier release row
+        pa.field("similarity", pa.float64()),  # content Jaccard (1.0 exact) or eval match score
+        pa.field("template_similarity", pa.float64()),
+    ]
 )
 
 
@@ -49,14 +58,14 @@ def read_previous(path: str) -> pl.DataFrame:
     missing = [c for c in ("id", "question") if c not in names]
     if missing:
         raise DedupInputError(f"{p}: previous release lacks column(s) {missing}")
-    return pl.read_parquet(p, columns=["id", "question"])
+    return pl.read_parquet(p, columns=[c for c in ("id", "question", "task_name") if c in names])
 
 
 def write_kept(prompts_path: str, keep_ids: pa.Array, target: Path) -> int:
     """Stream the input table in row batches, keeping `keep_ids` and adding `cluster_id`.
 
-    The input is read batch by batch, so only the (id, question) columns of the whole table are
-    ever held in memory. Requires the input sorted by id (the prompt table contract).
+    The input is read batch by batch, so only one batch of the table is
+    held in memory. Requires the input sorted by id (the prompt table contract).
     """
     schema = kept_schema(pq.read_schema(prompts_path))
     opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
@@ -82,17 +91,10 @@ def run(params_path: str, prompts_path: str, out_dir: str) -> DedupResult:
     logger.info("dedup params: %s (base.seed=%d)", cfg.model_dump(), seed)
     eval_sets = {spec.name: load_eval_texts(spec) for spec in cfg.eval_sets}
     previous = read_previous(cfg.previous_release) if cfg.previous_release else None
-    names = pq.read_schema(prompts_path).names
-    missing = [c for c in ("id", "question") if c not in names]
-    if missing:
-        raise DedupInputError(f"{prompts_path}: missing column(s) {missing}")
-    rows = pl.read_parquet(prompts_path, columns=["id", "question"])
-    check_questions(rows, prompts_path)
-    if not rows["id"].is_sorted():
-        raise DedupInputError(f"{prompts_path}: rows must be sorted by id (prompt table contract)")
-    result = dedup_rows(rows, cfg, seed, eval_sets, previous, source=prompts_path)
-    keep_ids = rows["id"].filter(pl.Series(result.keep)).to_arrow()
-    del rows
+    corpus = Corpus.from_parquet(prompts_path)
+    check_corpus(corpus)
+    result = dedup_corpus(corpus, cfg, seed, eval_sets, previous)
+    keep_ids = corpus.ids.filter(pl.Series(result.keep)).to_arrow()
     out = Path(out_dir)
     write_kept(prompts_path, keep_ids, out / "prompts.parquet")
     write_parquet(result.removed, out / "removed.parquet", REMOVED_DEDUP_SCHEMA)

@@ -53,13 +53,30 @@ def test_stage_outputs_and_byte_identical_rerun(tmp_path: Path, prompts: Path) -
     )
     assert kept.column("id").to_pylist() == sorted(kept.column("id").to_pylist())
     removed = pq.read_table(outs[0] / "removed.parquet")
-    assert removed.schema.names == ["id", "stage", "reason", "detail", "cluster_id", "kept_id"]
+    assert removed.schema.names == [
+        "id",
+        "stage",
+        "reason",
+        "detail",
+        "cluster_id",
+        "kept_id",
+        "question",
+        "kept_question",
+        "similarity",
+        "template_similarity",
+    ]
     funnel = stats[0]["funnel"]
     assert funnel == {
         "stage": "dedup",
         "rows_in": 41,
         "rows_out": 37,
-        "removed": {"contaminated": 1, "in_previous_release": 0, "exact_duplicate": 2, "near_duplicate": 1},
+        "removed": {
+            "contaminated": 1,
+            "in_previous_release": 0,
+            "exact_duplicate": 2,
+            "near_duplicate": 1,
+            "template_variant": 0,
+        },
     }
     assert kept.num_rows + removed.num_rows == 41
 

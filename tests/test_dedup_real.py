@@ -1,0 +1,66 @@
+"""Near duplicates on real NIV2 prompts (tests/data/dedup/niv2_real.jsonl, see make_real.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from dedup.config import DedupConfig
+from dedup.pipeline import dedup_frame
+
+DATA = Path(__file__).parent / "data" / "dedup" / "niv2_real.jsonl"
+SEED = 20231101
+
+
+def _run(policy: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    df = pl.read_ndjson(DATA)
+    result = dedup_frame(df, DedupConfig(template_variants=policy), SEED)
+    removed = result.removed.join(df.select("id", "kind", "instance", "task_name"), on="id")
+    return df, removed
+
+
+@pytest.mark.parametrize("policy", ["keep", "merge"])
+def test_shared_template_keeps_distinct_examples_and_removes_light_edits(policy: str) -> None:
+    df, removed = _run(policy)
+    # 20 distinct instances per task under one long definition: none merged with another
+    bases = df.filter(pl.col("kind") == "base")
+    assert removed.filter(pl.col("kind") == "base").height == 0
+    # every 5%-word edit is removed as a near duplicate of its own original, and auditable
+    edits = removed.filter(pl.col("kind") == "edit")
+    assert edits.height == df.filter(pl.col("kind") == "edit").height == 6
+    assert set(edits["reason"]) == {"near_duplicate"}
+    originals = bases.select(
+        pl.col("id").alias("kept_id"), pl.col("instance").alias("kept_instance"), "task_name"
+    )
+    joined = edits.join(originals, on=["kept_id", "task_name"])
+    assert (joined["instance"] == joined["kept_instance"]).all() and joined.height == 6
+    assert (edits["similarity"] >= 0.5).all() and (edits["template_similarity"] >= 0.85).all()
+    assert edits["question"].null_count() == 0 and edits["kept_question"].null_count() == 0
+
+
+def test_template_variants_follow_the_switch() -> None:
+    df, kept_both = _run("keep")
+    assert kept_both.filter(pl.col("kind") == "variant").height == 0
+    _, merged = _run("merge")
+    variants = merged.filter(pl.col("kind") == "variant")
+    assert variants.height == df.filter(pl.col("kind") == "variant").height == 8
+    assert set(variants["reason"]) == {"template_variant"}
+    assert (variants["similarity"] == 1.0).all() and (variants["template_similarity"] < 0.85).all()
+
+
+def test_short_prompts_do_not_collapse() -> None:
+    # a long template plus a handful of words: distinct handfuls stay distinct
+    template = "Definition: " + " ".join(f"w{i}" for i in range(80)) + ". Input: Sentence: {}. Output:"
+    words = ["cats sleep", "dogs bark", "birds sing", "fish swim", "cows moo", "bees buzz", "owls hoot"]
+    df = pl.DataFrame(
+        {
+            "id": [f"s{i:02d}" for i in range(len(words))],
+            "task_name": ["short"] * len(words),
+            "question": [template.format(w) for w in words],
+        }
+    )
+    result = dedup_frame(df, DedupConfig(), SEED)
+    assert result.kept.height == len(words)
+    assert result.stats["content"]["tasks_with_template"] == 1
