@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"real NIV2 ({real.height} prompts, {s['planted_edits']} planted 5% edits), "
                     f"template_variants={policy}: ours {s['false_merges']} false merges of "
-                    f"{s['near_removals']} near-duplicate removals ({100 * s['false_merge_rate']:.2f}%), light edits removed "
+                    f"{s['near_removals']} near-duplicate removals ({100 * s['false_merge_rate']:.2f}%), "
+                    "light edits removed "
                     f"{s['edits_removed']}/{s['planted_edits']} ({100 * s['edit_recall']:.1f}%) | datasketch "
                     f"{sb['false_merges']} false merges of {sb['near_removals']} "
                     f"({100 * sb['false_merge_rate']:.2f}%), light edits {100 * sb['edit_recall']:.1f}%"
