@@ -32,13 +32,16 @@ _SALT = np.uint64(0x9E3779B97F4A7C15)
 
 @dataclass(frozen=True)
 class TemplateSettings:
-    """What decides that an n-gram is template and what a prompt's content shingles are."""
+    """What decides that an n-gram is template and what a prompt's content shingles are.
 
-    ngram: int = 3
-    template_ngram: int = 5
-    template_share: float = 0.02
-    template_min_prompts: int = 4
-    template_edit_words: int = 2
+    Built by `DedupConfig.template_settings()`, where the defaults live.
+    """
+
+    ngram: int
+    template_ngram: int
+    template_share: float
+    template_min_prompts: int
+    template_edit_words: int
 
 
 def task_salts(n_tasks: int, seed: int) -> np.ndarray:

@@ -6,8 +6,7 @@ import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
 
-from dedup.minhash import Shingles, batch_shingles, fmix64
-from dedup.normalize import normalize_batch
+from dedup.minhash import Shingles, fmix64
 
 _ALL_PAIRS_MAX = 16  # buckets up to this size yield all pairs; larger ones a star to the smallest doc
 
@@ -135,16 +134,6 @@ def jaccard(inter: np.ndarray, size_u: np.ndarray, size_v: np.ndarray) -> np.nda
     inter = inter.astype(np.float64)
     union = size_u + size_v - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def exact_jaccard(texts: pl.Series | list[str], u: np.ndarray, v: np.ndarray, ngram: int) -> np.ndarray:
-    """Jaccard of the word n-gram sets of texts[u[k]] and texts[v[k]] (48-bit shingle hashes)."""
-    if len(u) == 0:
-        return np.empty(0, dtype=np.float64)
-    docs = np.unique(np.concatenate([u, v]))
-    sub = texts.gather(docs).to_list() if isinstance(texts, pl.Series) else [texts[d] for d in docs]
-    sh = batch_shingles(normalize_batch(sub), ngram)
-    return jaccard(*set_overlaps(sh, np.searchsorted(docs, u), np.searchsorted(docs, v)))
 
 
 def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -146,9 +146,9 @@ def _best_per_row(frames: list[pl.DataFrame], kind: str | None = None) -> pl.Dat
 def _previous_index(
     previous: pl.DataFrame, corpus: Corpus, counts: Any, params: MinHashParams, cfg: DedupConfig
 ) -> tuple[CrossIndex, pl.DataFrame]:
-    """Content signatures of an earlier release (its tasks' templates as counted here)."""
+    """Content signatures and exact keys (with `pid`, `pquestion`) of an earlier release."""
     check_questions(previous, "previous release")
-    prev = previous.sort("id")
+    prev = sort_by_id(previous)
     codes = {name: i for i, name in enumerate(corpus.task_names)}
     names = prev["task_name"].to_list() if "task_name" in prev.columns else [""] * prev.height
     task = np.array([codes.get(t or "", -1) for t in names], dtype=np.int64)
@@ -164,7 +164,15 @@ def _previous_index(
             )
             ok[idx] = nsh > 0
     hi, lo = exact_keys(normalize_batch(questions), questions)
-    keys = pl.DataFrame({"other": np.arange(prev.height), "hi": hi, "lo": lo, "pid": prev["id"]})
+    keys = pl.DataFrame(
+        {
+            "other": np.arange(prev.height),
+            "hi": hi,
+            "lo": lo,
+            "pid": prev["id"],
+            "pquestion": prev["question"],
+        }
+    )
     return CrossIndex.build(sig, ok, cfg.threshold, cfg), keys
 
 
@@ -253,12 +261,12 @@ def dedup_corpus(
             active = np.flatnonzero(reason == "")
             exact = (
                 pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]})
-                .join(prev_keys, on=["hi", "lo"])
+                .join(prev_keys.select("other", "hi", "lo"), on=["hi", "lo"])
                 .select("row", "other", pl.lit(1.0).alias("score"))
             )
             near = [h.filter(pl.col("row").is_in(active)) for h in sk.previous_hits if h.height]
             best = _best_per_row([_best_per_row([exact], "exact"), _best_per_row(near, "minhash_jaccard")])
-            pids, pq_ = previous.sort("id")["id"].to_list(), previous.sort("id")["question"].to_list()
+            pids, pq_ = prev_keys["pid"].to_list(), prev_keys["pquestion"].to_list()
             for row, other, value, kind in best.iter_rows():
                 reason[row] = "in_previous_release"
                 kept_id[row] = pids[other]
