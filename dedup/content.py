@@ -18,15 +18,14 @@ share most of their word n-grams. Near duplicates are therefore judged on each p
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from dedup.minhash import Shingles, Words, batch_words, fmix64, ngram_spans, range_hashes
+from dedup.kernels import content_shingles, count_min_add, key_set, template_keys, word_multisets
+from dedup.minhash import Shingles, Words, batch_words, fmix64, powers
 from dedup.normalize import NormalizedBatch
 
-_CAP = np.uint16(0xFFFF)
 _SALT = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -51,105 +50,75 @@ def task_salts(n_tasks: int, seed: int) -> np.ndarray:
 
 
 class TemplateCounts:
-    """Count-min table (two rows of uint16) of (task, n-gram) occurrences in distinct prompts."""
+    """Template n-grams of each task: counted in a count-min table, then kept as an exact key set.
 
-    def __init__(self, n_tasks: int, expected: int, seed: int, max_bits: int = 27) -> None:
-        bits = int(min(max_bits, max(10, int(np.ceil(np.log2(max(4 * expected, 1)))))))
+    While counting, a two-row count-min table (cells saturating at the largest threshold a task
+    can get) estimates in how many distinct prompts each (task, n-gram) occurs; a key is noted
+    when its own occurrence lifts the estimate to `floor` (`template_min_prompts`, below every
+    task's threshold). `finish` keeps the noted
+    keys whose estimate reaches their task's threshold in a small hash set and frees the table, so
+    the sketch pass probes a table that stays in cache.
+    """
+
+    def __init__(
+        self,
+        n_tasks: int,
+        expected: int,
+        seed: int,
+        max_count: int = 255,
+        floor: int = 2,
+        max_bits: int = 27,
+    ) -> None:
+        bits = int(min(max_bits, max(16, int(np.ceil(np.log2(max(2 * expected, 1)))))))
         self.mask = np.uint64((1 << bits) - 1)
-        self.table = np.zeros((2, 1 << bits), dtype=np.uint16)
+        self.cap = int(min(max_count, np.iinfo(np.uint16).max))
+        self.table = np.zeros((2, 1 << bits), dtype=np.uint8 if self.cap <= 255 else np.uint16)
         self.salts = task_salts(n_tasks, seed)
         self.sampled = np.zeros(n_tasks, dtype=np.int64)  # distinct prompts counted per task
-        self.threshold = np.full(n_tasks, np.iinfo(np.int64).max, dtype=np.int64)
-        self.lock = threading.Lock()
+        self.threshold = np.full(n_tasks, self.cap, dtype=np.int64)
+        self.floor = min(floor, self.cap)
+        self.noted: list[tuple[np.ndarray, np.ndarray]] = []
+        self.templates = np.zeros(0, dtype=np.uint64)  # key_set of template keys, after finish
 
-    def keys(self, h: np.ndarray, task: np.ndarray) -> np.ndarray:
-        """Per-task keys of n-gram hashes."""
-        return fmix64(h ^ self.salts[task])
-
-    def _cells(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (keys & self.mask).astype(np.int64), ((keys >> np.uint64(32)) & self.mask).astype(np.int64)
-
-    def add(self, keys: np.ndarray) -> None:
-        """Count each key once (callers pass the distinct keys of each prompt)."""
-        for row, cells in enumerate(self._cells(keys)):
-            u, c = np.unique(cells, return_counts=True)
-            cur = self.table[row, u].astype(np.int64) + c
-            self.table[row, u] = np.minimum(cur, int(_CAP)).astype(np.uint16)
-
-    def count(self, keys: np.ndarray) -> np.ndarray:
-        """Estimated occurrences (never below the true count)."""
-        c0, c1 = self._cells(keys)
-        return np.minimum(self.table[0, c0], self.table[1, c1])
+    def add(self, keys: np.ndarray, task: np.ndarray) -> None:
+        """Count keys (each prompt's distinct keys, with the task of each), in a fixed order."""
+        self.noted.append(count_min_add(self.table, keys, task, self.mask, self.cap, self.floor))
 
     def finish(self, settings: TemplateSettings) -> None:
-        """Fix each task's threshold from how many of its prompts were counted."""
+        """Fix each task's threshold and keep the keys that reach it."""
         share = np.ceil(settings.template_share * self.sampled).astype(np.int64)
-        self.threshold = np.minimum(np.maximum(share, settings.template_min_prompts), int(_CAP))
+        self.threshold = np.minimum(np.maximum(share, settings.template_min_prompts), self.cap)
+        keys = np.concatenate([k for k, _ in self.noted]) if self.noted else np.zeros(0, np.uint64)
+        task = np.concatenate([t for _, t in self.noted]) if self.noted else np.zeros(0, np.int64)
+        c0 = (keys & self.mask).astype(np.int64)
+        c1 = ((keys >> np.uint64(32)) & self.mask).astype(np.int64)
+        estimate = np.minimum(self.table[0, c0], self.table[1, c1])
+        keep = keys[estimate >= self.threshold[task]]
+        self.templates = key_set(keep) if len(keep) else np.zeros(0, dtype=np.uint64)
+        self.table = np.zeros((2, 0), dtype=self.table.dtype)
+        self.noted = []
 
 
-def doc_unique_keys(doc: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """`keys` with repeats inside one document removed."""
-    if len(keys) == 0:
-        return keys
-    # a stable sort keeps each equal-key run in document order, so repeats are adjacent
-    order = np.argsort(keys, kind="stable")
-    d, k = doc[order], keys[order]
-    first = np.ones(len(k), dtype=bool)
-    first[1:] = (k[1:] != k[:-1]) | (d[1:] != d[:-1])
-    return k[first]
-
-
-def count_templates(
-    batch: NormalizedBatch, task: np.ndarray, counts: TemplateCounts, settings: TemplateSettings
-) -> None:
-    """Add the distinct template-size n-grams of each prompt of `batch` to `counts`."""
-    words = batch_words(batch)
-    doc, fw, lw = ngram_spans(words, settings.template_ngram)
-    keys = doc_unique_keys(doc, counts.keys(range_hashes(words, fw, lw), task[doc]))
-    with counts.lock:
-        counts.add(keys)
-        np.add.at(counts.sampled, task, 1)
+def prompt_keys(
+    batch: NormalizedBatch, task: np.ndarray, counts: TemplateCounts, tn: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(key, task): the distinct per-task tn-gram keys of each prompt of `batch`, in prompt order."""
+    w = batch_words(batch)
+    pw, salt = powers(len(w.prefix)), counts.salts[task]
+    keys, doc = template_keys(w.starts, w.ends, w.first, w.prefix, pw, salt, tn)
+    return keys, task[doc]
 
 
 @dataclass(frozen=True)
 class ContentSketch:
-    """Content shingles and template n-grams of a batch, and word counts per prompt."""
+    """Content shingles of a batch and word counts per prompt; word multisets when asked for."""
 
     content: Shingles
-    template: Shingles  # template words as a multiset (word hash, occurrence), across tasks
-    all_words: Shingles  # every word, the same way
     n_words: np.ndarray
     n_content_words: np.ndarray
-
-
-def _runs(doc_of_word: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first word, length) of each maximal run of kept words inside one document."""
-    idx = np.flatnonzero(keep)
-    if len(idx) == 0:
-        return idx, idx
-    brk = np.ones(len(idx), dtype=bool)
-    brk[1:] = (np.diff(idx) != 1) | (doc_of_word[idx[1:]] != doc_of_word[idx[:-1]])
-    starts = np.flatnonzero(brk)
-    lengths = np.diff(np.append(starts, len(idx)))
-    return idx[starts], lengths
-
-
-def word_multiset(words: Words, doc_of_word: np.ndarray, mask: np.ndarray) -> Shingles:
-    """The words of each prompt selected by `mask`, as a set of (word hash, occurrence) keys."""
-    idx = np.flatnonzero(mask)
-    if len(idx) == 0:
-        return Shingles(np.empty(0, np.int64), np.empty(0, np.uint64), words.n_docs)
-    doc = doc_of_word[idx]
-    h = range_hashes(words, idx, idx)
-    order = np.lexsort((idx, h, doc))
-    d, hh = doc[order], h[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (hh[1:] != hh[:-1]) | (d[1:] != d[:-1])
-    start = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
-    occurrence = (np.arange(len(order)) - start).astype(np.uint64)
-    keys = fmix64(hh + occurrence * _SALT)
-    back = np.argsort(order, kind="stable")
-    return Shingles(doc, keys[back], words.n_docs)
+    words: np.ndarray | None = None  # word hashes (top 32 bits), sorted within each prompt
+    template: np.ndarray | None = None  # whether each of those words is template
+    word_offsets: np.ndarray | None = None  # prompt i's words are words[word_offsets[i]:...[i + 1]]
 
 
 def content_sketch(
@@ -158,48 +127,30 @@ def content_sketch(
     counts: TemplateCounts | None,
     settings: TemplateSettings,
     words: Words | None = None,
+    multisets: bool = False,
 ) -> ContentSketch:
-    """Content shingles (per `settings.ngram`) and template n-grams of every prompt of `batch`."""
-    words = words if words is not None else batch_words(batch)
-    n_docs = words.n_docs
-    total_words = len(words.starts)
-    doc_of_word = words.doc()
-    covered = np.zeros(total_words, dtype=bool)
-    if counts is not None and total_words:
-        doc, fw, lw = ngram_spans(words, settings.template_ngram)
-        h = range_hashes(words, fw, lw)
-        common = counts.count(counts.keys(h, task[doc])) >= counts.threshold[task[doc]]
-        if common.any():
-            delta = np.zeros(total_words + 1, dtype=np.int64)
-            np.add.at(delta, fw[common], 1)
-            np.add.at(delta, lw[common] + 1, -1)
-            covered = np.cumsum(delta[:-1]) > 0
-    template = word_multiset(words, doc_of_word, covered)
-    first, length = _runs(doc_of_word, ~covered)
-    if settings.template_edit_words > 0 and len(first):
-        last = first + length - 1
-        before = first - 1
-        after = last + 1
-        inside = (before >= 0) & (after < total_words)
-        inside &= doc_of_word[np.maximum(before, 0)] == doc_of_word[first]
-        inside &= doc_of_word[np.minimum(after, total_words - 1)] == doc_of_word[first]
-        edit = inside & (length <= settings.template_edit_words)
-        edit &= covered[np.maximum(before, 0)] & covered[np.minimum(after, total_words - 1)]
-        first, length = first[~edit], length[~edit]
-    n = settings.ngram
-    k = np.where(length >= n, length - n + 1, 1)
-    run = np.repeat(np.arange(len(first), dtype=np.int64), k)
-    k_first = np.zeros(len(first) + 1, dtype=np.int64)
-    np.cumsum(k, out=k_first[1:])
-    fw = first[run] + (np.arange(len(run), dtype=np.int64) - k_first[run])
-    lw = np.minimum(fw + (n - 1), first[run] + length[run] - 1)
-    cdoc = doc_of_word[fw] if len(fw) else np.empty(0, np.int64)
-    ch = range_hashes(words, fw, lw) if len(fw) else np.empty(0, np.uint64)
-    n_content = np.bincount(doc_of_word[first], weights=length, minlength=n_docs).astype(np.int64)
-    return ContentSketch(
-        Shingles(cdoc, ch, n_docs),
-        template,
-        word_multiset(words, doc_of_word, np.ones(total_words, dtype=bool)),
-        words.counts(),
-        n_content,
+    """Content shingles (per `settings.ngram`) of every prompt of `batch`; with `multisets`, its
+    words (sorted hashes, template flags) too, for `dedup.kernels.pair_scores`."""
+    w = words if words is not None else batch_words(batch)
+    pw = powers(len(w.prefix))
+    if counts is None:
+        salt, templates = np.zeros(len(task), np.uint64), np.zeros(0, np.uint64)
+    else:
+        salt, templates = counts.salts[task], counts.templates
+    doc, hashes, n_content, covered = content_shingles(
+        w.starts,
+        w.ends,
+        w.first,
+        w.prefix,
+        pw,
+        salt,
+        templates,
+        settings.template_ngram,
+        settings.ngram,
+        settings.template_edit_words,
     )
+    sketch = ContentSketch(Shingles(doc, hashes, w.n_docs), w.counts(), n_content)
+    if not multisets:
+        return sketch
+    hashes32, template = word_multisets(w.starts, w.ends, w.first, w.prefix, pw, covered)
+    return ContentSketch(sketch.content, sketch.n_words, n_content, hashes32, template, w.first)

@@ -7,17 +7,30 @@ stage's memory does not hold the corpus text.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dedup.decontam import DedupInputError
 
 TASK_COLUMN = "task_name"
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform == "linux" else None
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps what worker threads freed in its arenas)."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
 _BATCH_ROWS = 65536
 
 
@@ -64,28 +77,39 @@ class Corpus:
         task, task_names = _task_codes(head[TASK_COLUMN] if TASK_COLUMN in cols else None, head.height)
         return cls(head["id"], task, task_names, str(path), path=path)
 
-    def batches(self, rows: int = _BATCH_ROWS) -> Iterator[tuple[int, pl.Series]]:
-        """(first row, questions) for consecutive row batches."""
+    def arrow_batches(self, rows: int = _BATCH_ROWS) -> Iterator[tuple[int, pa.Array]]:
+        """(first row, questions as an Arrow string array) for consecutive row batches."""
         if self.frame is not None:
             for lo in range(0, self.n, rows):
-                yield lo, self.frame["question"].slice(lo, rows)
+                yield lo, self.frame["question"].slice(lo, rows).to_arrow()
             return
         lo = 0
         for batch in pq.ParquetFile(self.path or self.source).iter_batches(
             batch_size=rows, columns=["question"]
         ):
-            series = pl.Series("question", batch.column(0))
-            yield lo, series
-            lo += len(series)
+            yield lo, batch.column(0)
+            lo += batch.num_rows
+            release_free_memory()
+
+    def batches(self, rows: int = _BATCH_ROWS) -> Iterator[tuple[int, pl.Series]]:
+        """(first row, questions) for consecutive row batches."""
+        for lo, arr in self.arrow_batches(rows):
+            yield lo, pl.Series("question", arr)
 
     def texts(self, rows: np.ndarray) -> pl.Series:
-        """Questions of `rows` (sorted, distinct), in that order."""
+        """Questions of `rows` (sorted, distinct), in that order.
+
+        Taken from each Arrow batch as copies, so the result holds only these texts (a polars
+        gather would keep views into every batch it touched).
+        """
         rows = np.asarray(rows, dtype=np.int64)
         if self.frame is not None:
             return self.frame["question"].gather(rows)
         parts = []
-        for lo, qs in self.batches():
-            a, b = np.searchsorted(rows, [lo, lo + qs.len()])
+        for lo, qs in self.arrow_batches():
+            a, b = np.searchsorted(rows, [lo, lo + len(qs)])
             if b > a:
-                parts.append(qs.gather(rows[a:b] - lo))
-        return pl.concat(parts) if parts else pl.Series("question", [], dtype=pl.String)
+                parts.append(qs.take(rows[a:b] - lo))
+        if not parts:
+            return pl.Series("question", [], dtype=pl.String)
+        return pl.Series("question", pa.concat_arrays(parts))

@@ -1,4 +1,4 @@
-"""LSH banding as a polars group-by, candidate verification and union-find clustering."""
+"""LSH banding as a polars group-by and union-find clustering."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
 
-from dedup.minhash import Shingles, fmix64
+from dedup.minhash import fmix64
 
 _ALL_PAIRS_MAX = 16  # buckets up to this size yield all pairs; larger ones a star to the smallest doc
 
@@ -94,46 +94,6 @@ def estimated_jaccard(
         hi = min(lo + block, len(ia))
         out[lo:hi] = (sig_a[ia[lo:hi]] == sig_b[ib[lo:hi]]).mean(axis=1)
     return out
-
-
-def _tagged(tag: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Sortable key: a 16-bit tag (document or pair) above the top 48 bits of a shingle hash."""
-    return (tag.astype(np.uint64) << np.uint64(48)) | (h >> np.uint64(16))
-
-
-def set_overlaps(sh: Shingles, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(shared, size of u, size of v): distinct shingles of documents u[k], v[k] of `sh`.
-
-    Shingles compare by their top 48 hash bits. At most 32768 pairs and 65536 documents per call.
-    """
-    if len(u) > 1 << 15 or sh.n_docs > 1 << 16:
-        raise ValueError("set_overlaps: at most 32768 pairs and 65536 documents per call")
-    # per-document shingle sets: sort (document, hash) keys and drop repeats
-    keys = np.sort(_tagged(sh.doc, sh.hash64))
-    keep = np.ones(len(keys), dtype=bool)
-    keep[1:] = keys[1:] != keys[:-1]
-    keys = keys[keep]
-    size = np.bincount((keys >> np.uint64(48)).astype(np.int64), minlength=sh.n_docs)
-    start = np.zeros(sh.n_docs + 1, dtype=np.int64)
-    np.cumsum(size, out=start[1:])
-    # both sets of each pair, re-tagged with the pair index; a value seen twice is shared
-    sides = np.concatenate([u, v])
-    pair = np.repeat(np.tile(np.arange(len(u)), 2), size[sides])
-    offs = np.zeros(len(sides) + 1, dtype=np.int64)
-    np.cumsum(size[sides], out=offs[1:])
-    owner = np.repeat(np.arange(len(sides)), size[sides])
-    elem = start[sides][owner] + (np.arange(offs[-1]) - offs[owner])
-    merged = np.sort(_tagged(pair, keys[elem] << np.uint64(16)))
-    dup = merged[1:] == merged[:-1]
-    inter = np.bincount((merged[1:][dup] >> np.uint64(48)).astype(np.int64), minlength=len(u))
-    return inter, size[u], size[v]
-
-
-def jaccard(inter: np.ndarray, size_u: np.ndarray, size_v: np.ndarray) -> np.ndarray:
-    """|A & B| / |A | B| (0 for two empty sets)."""
-    inter = inter.astype(np.float64)
-    union = size_u + size_v - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:

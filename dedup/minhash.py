@@ -10,8 +10,8 @@ it as `hashfunc` to `datasketch.MinHash` and `update()` with the same shingles t
 `hashvalues` (see `to_datasketch` and `datasketch_minhash`).
 
 The permutations are datasketch's own (taken from a `datasketch.MinHash` of the same `num_perm`,
-`seed` and `scheme`), applied to all shingles of a chunk as one numpy broadcast and reduced per
-document with `np.minimum.reduceat`. Chunks run in threads (numpy releases the GIL).
+`seed` and `scheme`), applied to every shingle of a chunk in one compiled loop
+(`dedup.kernels.minhash`). Chunks run in threads (the kernels release the GIL).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 from datasketch import MinHash
 
+from dedup.kernels import minhash, word_bounds
 from dedup.normalize import NormalizedBatch, normalize_batch, normalize_text
 
 Scheme = Literal["affine32", "legacy"]
@@ -34,9 +35,6 @@ _MASK64 = (1 << 64) - 1
 _BASE = 0x9E3779B97F4A7C15  # odd, so it has an inverse modulo 2^64
 _BASE_INV = pow(_BASE, -1, 1 << 64)
 _LEN_MIX = 0xC2B2AE3D27D4EB4F
-_MERSENNE = np.uint64((1 << 61) - 1)
-_MAX32 = np.uint64((1 << 32) - 1)
-_PERM_BLOCK = 16384  # shingles per broadcast block: (num_perm x block) uint32 stays in cache
 
 
 def _fmix64_int(x: int) -> int:
@@ -54,16 +52,6 @@ def fmix64(x: np.ndarray) -> np.ndarray:
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xC4CEB9FE1A85EC53)
     x ^= x >> np.uint64(33)
-    return x
-
-
-def fmix32(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer over a uint32 array (datasketch's affine pre-mix)."""
-    x = x ^ (x >> np.uint32(16))
-    x *= np.uint32(0x85EBCA6B)
-    x ^= x >> np.uint32(13)
-    x *= np.uint32(0xC2B2AE35)
-    x ^= x >> np.uint32(16)
     return x
 
 
@@ -145,39 +133,22 @@ class Words:
 
 
 def batch_words(batch: NormalizedBatch) -> Words:
-    """Word boundaries and hash prefix sums of every document of `batch` (vectorised)."""
-    data, offsets = batch.data, batch.offsets
-    length = len(data)
+    """Word boundaries and hash prefix sums of every document of `batch` (one compiled pass)."""
     # prefix[j] = sum_{i<j} (byte_i + 1) * BASE^-i; a range [s, e) hashes to
     # BASE^(e-1) * (prefix[e] - prefix[s]) = sum_{s<=i<e} (byte_i + 1) * BASE^(e-1-i).
-    prefix = np.zeros(length + 1, dtype=np.uint64)
-    if length:
-        terms = data.astype(np.uint64)
-        terms += np.uint64(1)
-        terms *= _powers(_BASE_INV, length)
-        np.cumsum(terms, out=prefix[1:])
-        del terms
-    nonempty = np.diff(offsets) > 0
-    is_space = data == 32
-    start_mask = np.zeros(length, dtype=bool)
-    if length:
-        start_mask[1:] = is_space[:-1]
-    start_mask[offsets[:-1][nonempty]] = True
-    end_mask = np.zeros(length + 1, dtype=bool)
-    end_mask[:-1] = is_space
-    end_mask[offsets[1:][nonempty]] = True
-    starts = np.flatnonzero(start_mask)
-    ends = np.flatnonzero(end_mask)
-    first = np.zeros(len(offsets), dtype=np.int64)
-    first[1:] = np.searchsorted(starts, offsets[1:])
-    return Words(starts, ends, first, prefix)
+    return Words(*word_bounds(batch.data, batch.offsets, _powers(_BASE_INV, len(batch.data))))
+
+
+def powers(length: int) -> np.ndarray:
+    """BASE**i mod 2^64 for i < length: what turns prefix sums into range hashes."""
+    return _powers(_BASE, length)
 
 
 def range_hashes(words: Words, first_word: np.ndarray, last_word: np.ndarray) -> np.ndarray:
     """`shingle_hash64` of the text from word `first_word[k]` through word `last_word[k]`."""
     s = words.starts[first_word]
     e = words.ends[last_word]
-    h = _powers(_BASE, len(words.prefix))[e - 1] * (words.prefix[e] - words.prefix[s])
+    h = powers(len(words.prefix))[e - 1] * (words.prefix[e] - words.prefix[s])
     h += (e - s).astype(np.uint64) * np.uint64(_LEN_MIX)
     return fmix64(h)
 
@@ -221,38 +192,12 @@ class MinHashParams:
         return np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
 
 
-def _permuted_block(h32: np.ndarray, params: MinHashParams) -> np.ndarray:
-    """(num_perm, len(h32)) permuted hash values, as datasketch's update() computes them."""
-    a, b = params.permutations
-    if params.scheme == "affine32":
-        out = np.multiply(a[:, None], fmix32(h32)[None, :])
-        out += b[:, None]
-        return out
-    hv = h32.astype(np.uint64)
-    out = np.multiply(a[:, None], hv[None, :])
-    out += b[:, None]
-    out %= _MERSENNE
-    out &= _MAX32
-    return out.astype(np.uint32)
-
-
 def signatures_from_shingles(sh: Shingles, params: MinHashParams) -> np.ndarray:
     """(n_docs, num_perm) uint32 signature matrix; a document with no shingles gets all 2^32-1."""
-    sig_t = np.full((params.num_perm, sh.n_docs), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    a, b = params.permutations
     h32 = (sh.hash64 >> np.uint64(32)).astype(np.uint32)
-    total = len(h32)
-    lo = 0
-    while lo < total:
-        hi = min(lo + _PERM_BLOCK, total)
-        docs = sh.doc[lo:hi]
-        seg = np.flatnonzero(np.diff(docs)) + 1
-        seg = np.concatenate(([0], seg))
-        part = np.minimum.reduceat(_permuted_block(h32[lo:hi], params), seg, axis=1)
-        rows = docs[seg]
-        np.minimum(sig_t[:, rows], part, out=part)
-        sig_t[:, rows] = part
-        lo = hi
-    return np.ascontiguousarray(sig_t.T)
+    legacy = params.scheme == "legacy"
+    return minhash(sh.doc, h32, a.astype(np.uint64), b.astype(np.uint64), sh.n_docs, legacy)
 
 
 def signatures(batch: NormalizedBatch, params: MinHashParams) -> np.ndarray:

@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
+
+from dedup.kernels import collapse
 
 _SPACE = 32
 
@@ -33,12 +37,13 @@ def _unicode_table() -> dict[int, int]:
 
 @functools.cache
 def _ascii_lut() -> np.ndarray:
-    """Byte lookup table for ASCII: punctuation and whitespace -> space, other bytes unchanged."""
+    """Byte lookup table: ASCII punctuation, whitespace and NUL -> space, other bytes unchanged."""
     lut = np.arange(256, dtype=np.uint8)
     for cp in range(128):
         ch = chr(cp)
         if unicodedata.category(ch).startswith("P") or ch.isspace():
             lut[cp] = _SPACE
+    lut[0] = _SPACE  # NUL is a control character, not text
     return lut
 
 
@@ -66,34 +71,45 @@ def _prefold(text: str) -> str:
     folded = text.casefold() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
     if not folded.isascii():
         folded = folded.translate(_unicode_table())
-    if "\x00" in folded:  # NUL separates documents in the bulk buffer
-        folded = folded.replace("\x00", " ")
     return folded
+
+
+def normalize_arrow(texts: pa.Array | pa.ChunkedArray) -> NormalizedBatch:
+    """Normalize an Arrow string array (nulls normalize to nothing).
+
+    ASCII texts are lowercased by Arrow (for them NFKC is the identity and casefold is lowercase);
+    only the others go through Python's `unicodedata`. One compiled pass then maps punctuation
+    and whitespace to spaces and collapses them.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
+    # a slice's buffers start before its first row; concatenating rebases its offsets at 0
+    texts = pa.concat_arrays([texts.cast(pa.large_string()).fill_null("")])
+    if len(texts) == 0:
+        return NormalizedBatch(np.empty(0, np.uint8), np.zeros(1, np.int64))
+    folded = pc.ascii_lower(texts)
+    other = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
+    if len(other):
+        slow = pa.array([_prefold(t) for t in texts.take(other).to_pylist()], pa.large_string())
+        mask = np.zeros(len(texts), dtype=bool)
+        mask[other] = True
+        folded = pc.replace_with_mask(folded, pa.array(mask), slow)
+    if folded.offset or np.frombuffer(folded.buffers()[1], dtype=np.int64)[0]:
+        folded = pa.concat_arrays([folded])
+    _, offs, data = folded.buffers()
+    offsets = np.frombuffer(offs, dtype=np.int64)[: len(folded) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
+    return NormalizedBatch(*collapse(raw, offsets, _ascii_lut()))
+
+
+def byte_lengths(texts: pa.Array) -> np.ndarray:
+    """UTF-8 byte length of each text (0 for a null)."""
+    return pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def normalize_batch(texts: Sequence[str]) -> NormalizedBatch:
     """Normalize many texts (NFKC, casefold, punctuation -> space, whitespace collapsed)."""
-    n_docs = len(texts)
-    if n_docs == 0:
-        return NormalizedBatch(np.empty(0, np.uint8), np.zeros(1, np.int64))
-    joined = "\x00".join(_prefold(t) for t in texts) + "\x00"
-    # ASCII punctuation and whitespace become spaces; other bytes (and the NUL separators) stay.
-    raw = _ascii_lut()[np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)]
-    # Keep a space only after a byte that is neither a space nor a separator (collapses runs and
-    # drops leading spaces), then drop a space right before a separator (the trailing one).
-    is_space = raw == _SPACE
-    prev_blank = np.empty(len(raw), dtype=bool)
-    prev_blank[0] = True
-    prev_blank[1:] = is_space[:-1] | (raw[:-1] == 0)
-    raw = raw[~(is_space & prev_blank)]
-    trailing = np.zeros(len(raw), dtype=bool)
-    trailing[:-1] = (raw[:-1] == _SPACE) & (raw[1:] == 0)
-    raw = raw[~trailing]
-    seps = np.flatnonzero(raw == 0)
-    offsets = np.zeros(n_docs + 1, dtype=np.int64)
-    offsets[1:] = seps - np.arange(n_docs, dtype=np.int64)
-    data = raw[raw != 0]
-    return NormalizedBatch(data, offsets)
+    return normalize_arrow(pa.array(list(texts), pa.large_string()))
 
 
 def normalize_text(text: str) -> str:
@@ -101,7 +117,9 @@ def normalize_text(text: str) -> str:
     return normalize_batch([text]).text(0)
 
 
-def exact_keys(batch: NormalizedBatch, raw: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def exact_keys(
+    batch: NormalizedBatch, raw: Sequence[str] | pa.Array | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """128-bit xxh3 of each normalized document, as (high, low) uint64 arrays.
 
     A document that normalizes to nothing (only punctuation) is keyed by its stripped raw text
@@ -109,12 +127,11 @@ def exact_keys(batch: NormalizedBatch, raw: Sequence[str] | None = None) -> tupl
     """
     mv = memoryview(batch.data)
     offs = batch.offsets.tolist()
-    digests = [
-        xxhash.xxh3_128_intdigest(mv[offs[i] : offs[i + 1]])
-        if offs[i + 1] > offs[i] or raw is None
-        else xxhash.xxh3_128_intdigest(b"\x00raw:" + raw[i].strip().encode("utf-8"))
-        for i in range(len(batch))
-    ]
+    digests = [xxhash.xxh3_128_intdigest(mv[offs[i] : offs[i + 1]]) for i in range(len(batch))]
+    if raw is not None:
+        for i in np.flatnonzero(batch.lengths() == 0).tolist():
+            text = raw[i].as_py() if isinstance(raw, pa.Array) else raw[i]
+            digests[i] = xxhash.xxh3_128_intdigest(b"\x00raw:" + (text or "").strip().encode("utf-8"))
     mask = (1 << 64) - 1
     hi = np.fromiter((d >> 64 for d in digests), dtype=np.uint64, count=len(digests))
     lo = np.fromiter((d & mask for d in digests), dtype=np.uint64, count=len(digests))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from dedup.audit import CODE, EARLY_SCHEMA, REASONS, STAGE, removed_frame, similarity_summary
 from dedup.config import DedupConfig
 from dedup.corpus import Corpus
 from dedup.decontam import DedupInputError, build_eval_index
@@ -27,13 +28,9 @@ from dedup.lsh import candidate_pairs, connected_components
 from dedup.minhash import MinHashParams
 from dedup.normalize import exact_keys, normalize_batch
 from dedup.sketch import CrossIndex, Sketch, content_signatures, sketch_corpus, template_counts
-from dedup.verify import pair_similarity
+from dedup.verify import sketch_rows
 
 logger = logging.getLogger(__name__)
-
-STAGE = "dedup"
-REASONS = ("contaminated", "in_previous_release", "exact_duplicate", "near_duplicate", "template_variant")
-SIMILARITY_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def check_questions(df: pl.DataFrame, source: str) -> None:
@@ -177,38 +174,14 @@ def _previous_index(
 
 
 def _merges(sk: Sketch, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidate pairs (indices into `cand`) from LSH, one band at a time."""
-    found_u, found_v = [], []
+    """Candidate pairs (indices into `cand`, sorted) from LSH, one band at a time."""
+    m = np.int64(len(cand))
+    found = []
     for b in range(sk.bands):
-        keys = sk.band(b)[cand][:, None]
-        u, v = candidate_pairs(keys)
-        found_u.append(u)
-        found_v.append(v)
-    if not found_u:
-        return np.empty(0, np.int64), np.empty(0, np.int64), 0
-    pairs = pl.DataFrame({"u": np.concatenate(found_u), "v": np.concatenate(found_v)}).unique().sort("u", "v")
-    return pairs["u"].to_numpy(), pairs["v"].to_numpy(), pairs.height
-
-
-def similarity_summary(values: np.ndarray) -> dict[str, Any]:
-    """Histogram and quantiles of merge similarities (for stats.json)."""
-    if not len(values):
-        return {"count": 0}
-    edges = np.array([0.0, *SIMILARITY_BINS])
-    hist = {
-        f"[{edges[i]:.1f},{edges[i + 1]:.1f})": int(((values >= edges[i]) & (values < edges[i + 1])).sum())
-        for i in range(len(edges) - 1)
-    }
-    hist["1.0"] = int((values >= 1.0).sum())
-    q = np.quantile(values, [0.01, 0.1, 0.5])
-    return {
-        "count": len(values),
-        "histogram": hist,
-        "min": round(float(values.min()), 4),
-        "p01": round(float(q[0]), 4),
-        "p10": round(float(q[1]), 4),
-        "median": round(float(q[2]), 4),
-    }
+        u, v = candidate_pairs(sk.band(b)[cand][:, None])
+        found.append(u * m + v)  # one int64 per pair: half the memory of two columns
+    pairs = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+    return pairs // m, pairs % m, len(pairs)
 
 
 def dedup_corpus(
@@ -221,7 +194,6 @@ def dedup_corpus(
     """Decide every row of `corpus` (rows sorted by id); texts are streamed, not held."""
     clock = _Phases()
     n = corpus.n
-    ids = corpus.ids
     params = MinHashParams(cfg.num_perm, seed, cfg.ngram, cfg.scheme)
     eval_sets = eval_sets or {}
     eval_index = build_eval_index(eval_sets, params, cfg.decontam_ngram) if eval_sets else None
@@ -236,10 +208,8 @@ def dedup_corpus(
     with tempfile.TemporaryDirectory(prefix="dedup-bands-") as band_dir:
         sk = sketch_corpus(corpus, counts, params, cfg, Path(band_dir), eval_index, eval_cross, prev_cross)
         clock.mark("sketch")
-        reason = np.full(n, "", dtype=object)
-        detail = np.full(n, "", dtype=object)
-        kept_id = np.full(n, None, dtype=object)
-        other_text = np.full(n, None, dtype=object)
+        code = np.zeros(n, dtype=np.int8)  # CODE of the reason a row goes; 0 while kept
+        early: list[dict[str, Any]] = []  # contaminated rows and rows of an earlier release
         score = np.full(n, np.nan)
 
         # 1. Contamination: n-gram overlap with, or MinHash similarity to, an evaluation item.
@@ -250,15 +220,20 @@ def dedup_corpus(
             found = [_best_per_row(overlaps, "ngram_overlap"), _best_per_row(sk.eval_hits, "minhash_jaccard")]
             for row, item, value, kind in _best_per_row(found).iter_rows():
                 name = eval_index.names[item]
-                reason[row] = "contaminated"
-                detail[row] = f"{name}: item {int(eval_index.item_index[item])}, {kind} {value:.3f}"
-                other_text[row] = items[item]
-                score[row] = value
+                code[row] = CODE["contaminated"]
+                early.append(
+                    {
+                        "row": row,
+                        "kept_question": items[item],
+                        "similarity": value,
+                        "detail": f"{name}: item {int(eval_index.item_index[item])}, {kind} {value:.3f}",
+                    }
+                )
                 contaminated[name] += 1
 
         # 2. Rows already released: exact key or content MinHash match with the previous release.
         if prev_cross is not None and prev_keys is not None:
-            active = np.flatnonzero(reason == "")
+            active = np.flatnonzero(code == 0)
             exact = (
                 pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]})
                 .join(prev_keys.select("other", "hi", "lo"), on=["hi", "lo"])
@@ -268,29 +243,43 @@ def dedup_corpus(
             best = _best_per_row([_best_per_row([exact], "exact"), _best_per_row(near, "minhash_jaccard")])
             pids, pq_ = prev_keys["pid"].to_list(), prev_keys["pquestion"].to_list()
             for row, other, value, kind in best.iter_rows():
-                reason[row] = "in_previous_release"
-                kept_id[row] = pids[other]
-                other_text[row] = pq_[other]
-                score[row] = value
-                detail[row] = f"previous release id {pids[other]}: {kind} {value:.3f}"
+                code[row] = CODE["in_previous_release"]
+                early.append(
+                    {
+                        "row": row,
+                        "kept_id": pids[other],
+                        "kept_question": pq_[other],
+                        "similarity": value,
+                        "detail": f"previous release id {pids[other]}: {kind} {value:.3f}",
+                    }
+                )
         clock.mark("decontaminate")
 
         # 3. Exact duplicates of the whole normalised question; the smallest id is kept.
-        active = np.flatnonzero(reason == "")
-        groups = pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]}).with_columns(
-            pl.col("row").min().over(["hi", "lo"]).alias("rep")
-        )
+        active = np.flatnonzero(code == 0)
+        order = np.lexsort((active, sk.key_lo[active], sk.key_hi[active]))
+        hi, lo, rows = sk.key_hi[active][order], sk.key_lo[active][order], active[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
         rep = np.arange(n)
-        rep[groups["row"].to_numpy()] = groups["rep"].to_numpy()
+        rep[rows] = rows[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+        del order, hi, lo, rows, first
         is_exact = rep != np.arange(n)
         clock.mark("exact")
 
         # 4. Near duplicates on own content: LSH candidates, every one verified.
-        cand = np.flatnonzero((reason == "") & ~is_exact & (sk.n_content > 0))
+        cand = np.flatnonzero((code == 0) & ~is_exact & (sk.n_content > 0))
         u, v, n_candidates = _merges(sk, cand)
     clock.mark("lsh")
-    jc, jt = pair_similarity(corpus, counts, cfg, cand[u], cand[v])
+    # content Jaccard of every candidate, then word multisets only for the pairs that match
+    cu, cv = cand[u], cand[v]
+    content_rows = sketch_rows(corpus, np.unique(np.concatenate([cu, cv])), counts, cfg, words=False)
+    jc = content_rows.similarity(cu, cv, cfg.n_workers)[0]
+    del content_rows
     match = jc >= cfg.threshold
+    rs = sketch_rows(corpus, np.unique(np.concatenate([cu[match], cv[match]])), counts, cfg)
+    jt = np.zeros(len(u))
+    jt[match] = rs.similarity(cu[match], cv[match], cfg.n_workers)[1]
     same = match & (jt >= cfg.template_threshold)
     variant = match & ~same
     clock.mark("verify")
@@ -301,7 +290,7 @@ def dedup_corpus(
     root = np.arange(n)
     root[cand] = cand[label]
     root = root[rep]  # an exact duplicate joins its representative's cluster
-    is_merged = (reason == "") & ~is_exact & (root != np.arange(n))
+    is_merged = (code == 0) & ~is_exact & (root != np.arange(n))
     near_root = np.arange(n)
     near_root[cand] = cand[label_near]
     near_root = near_root[rep]
@@ -312,66 +301,24 @@ def dedup_corpus(
     )
 
     merged_rows = np.flatnonzero(is_merged)
-    mc, mt = pair_similarity(corpus, counts, cfg, merged_rows, root[merged_rows])
+    # a merged row and its cluster's kept row both sit in matching pairs, so both are sketched
+    mc, mt = rs.similarity(merged_rows, root[merged_rows], cfg.n_workers)
+    del rs
     score[merged_rows] = mc
     tsim = np.full(n, np.nan)
     tsim[merged_rows] = mt
     exact_rows = np.flatnonzero(is_exact)
     score[exact_rows] = 1.0
     tsim[exact_rows] = 1.0
-    reason[exact_rows] = "exact_duplicate"
-    reason[merged_rows[is_variant[merged_rows]]] = "template_variant"
-    reason[merged_rows[~is_variant[merged_rows]]] = "near_duplicate"
+    code[exact_rows] = CODE["exact_duplicate"]
+    code[merged_rows] = np.where(is_variant[merged_rows], CODE["template_variant"], CODE["near_duplicate"])
     dup = is_exact | is_merged
-    dup_rows = np.flatnonzero(dup)
-    kept_id[dup_rows] = ids.gather(root[dup_rows]).to_list()
-    keep = reason == ""
+    keep = code == 0
     clock.mark("clusters")
 
-    gone = np.flatnonzero(~keep)
-    kept_rows = root[dup_rows]
-    wanted = np.unique(np.concatenate([gone, kept_rows]))
-    texts = corpus.texts(wanted)
-    question = texts.gather(np.searchsorted(wanted, gone))
-    other_text[dup_rows] = texts.gather(np.searchsorted(wanted, kept_rows)).to_list()
-    removed = (
-        pl.DataFrame(
-            {
-                "id": ids.gather(gone).cast(pl.String),
-                "stage": pl.Series([STAGE] * len(gone), dtype=pl.String),
-                "reason": pl.Series(reason[gone].tolist(), dtype=pl.String),
-                "detail": pl.Series(detail[gone].tolist(), dtype=pl.String),
-                "cluster_id": pl.Series(kept_id[gone].tolist(), dtype=pl.String),
-                "kept_id": pl.Series(kept_id[gone].tolist(), dtype=pl.String),
-                "question": question.cast(pl.String),
-                "kept_question": pl.Series(other_text[gone].tolist(), dtype=pl.String),
-                "similarity": pl.Series(score[gone], dtype=pl.Float64),
-                "template_similarity": pl.Series(tsim[gone], dtype=pl.Float64),
-            }
-        )
-        .with_columns(
-            pl.when(pl.col("reason") == "in_previous_release")
-            .then(None)
-            .otherwise(pl.col("cluster_id"))
-            .alias("cluster_id"),
-            pl.col("similarity", "template_similarity").fill_nan(None),
-            pl.when(pl.col("reason") == "exact_duplicate")
-            .then(pl.format("exact duplicate of {}", pl.col("kept_id")))
-            .when(pl.col("reason").is_in(["near_duplicate", "template_variant"]))
-            .then(
-                pl.format(
-                    "content Jaccard {}, template Jaccard {} with {}",
-                    pl.col("similarity").round(3),
-                    pl.col("template_similarity").round(3),
-                    pl.col("kept_id"),
-                )
-            )
-            .otherwise(pl.col("detail"))
-            .alias("detail"),
-        )
-        .sort(["reason", "id"])
-    )
-    counts_by_reason = Counter(reason[gone].tolist())
+    removed = removed_frame(corpus, code, root, score, tsim, pl.DataFrame(early, schema=EARLY_SCHEMA))
+    by_code = np.bincount(code, minlength=len(REASONS) + 1)
+    counts_by_reason = {r: int(by_code[CODE[r]]) for r in REASONS}
     sizes = Counter(pl.Series(root[keep | dup]).value_counts()["count"].to_list())
     clock.mark("outputs")
     seconds = time.perf_counter() - clock.t0
@@ -381,17 +328,17 @@ def dedup_corpus(
             "stage": STAGE,
             "rows_in": n,
             "rows_out": int(keep.sum()),
-            "removed": {r: int(counts_by_reason.get(r, 0)) for r in REASONS},
+            "removed": counts_by_reason,
         },
-        "exact_duplicates": int(counts_by_reason.get("exact_duplicate", 0)),
-        "near_duplicates": int(counts_by_reason.get("near_duplicate", 0)),
+        "exact_duplicates": counts_by_reason["exact_duplicate"],
+        "near_duplicates": counts_by_reason["near_duplicate"],
         "template_variants": {
             "policy": cfg.template_variants,
             "found": variants_found,
-            "merged": int(counts_by_reason.get("template_variant", 0)),
+            "merged": counts_by_reason["template_variant"],
             "pairs": int(variant.sum()),
         },
-        "in_previous_release": int(counts_by_reason.get("in_previous_release", 0)),
+        "in_previous_release": counts_by_reason["in_previous_release"],
         "contaminated": {name: int(contaminated.get(name, 0)) for name in sorted(eval_sets)},
         "eval_items": {name: len(texts) for name, texts in sorted(eval_sets.items())},
         "cluster_sizes": {str(k): int(sizes[k]) for k in sorted(sizes)},

@@ -14,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from tqdm import tqdm
 
 from dedup.config import DedupConfig
-from dedup.content import TemplateCounts, content_sketch, count_templates
+from dedup.content import TemplateCounts, content_sketch, prompt_keys
 from dedup.corpus import Corpus
 from dedup.decontam import EvalIndex, overlap_matches
 from dedup.lsh import band_keys, cross_pairs, estimated_jaccard, lsh_params
 from dedup.minhash import MinHashParams, batch_shingles, batch_words, run_chunks, signatures_from_shingles
-from dedup.normalize import exact_keys, normalize_batch
+from dedup.normalize import byte_lengths, exact_keys, normalize_arrow, normalize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -31,38 +32,41 @@ _HITS_SCHEMA = {"row": pl.Int64, "other": pl.Int64, "score": pl.Float64}
 
 def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCounts:
     """Count template n-grams over the first `template_sample` distinct prompts of each task."""
-    settings = cfg.template_settings()
+    settings, tn = cfg.template_settings(), cfg.template_ngram
     rank = pl.DataFrame({"t": corpus.task}).select(pl.int_range(pl.len()).over("t"))[:, 0].to_numpy()
     sampled = rank < cfg.template_sample
     n_tasks = len(corpus.task_names)
-    counts = TemplateCounts(n_tasks, int(sampled.sum()) * 200, seed)
+    max_count = max(int(np.ceil(cfg.template_share * cfg.template_sample)), cfg.template_min_prompts)
+    counts = TemplateCounts(n_tasks, int(sampled.sum()) * 64, seed, max_count, cfg.template_min_prompts)
     seen: set[int] = set()
     bar = tqdm(total=int(sampled.sum()), desc="dedup templates", unit="doc", disable=corpus.n < 100_000)
-    for lo, questions in corpus.batches():
-        rows = np.flatnonzero(sampled[lo : lo + questions.len()])
+    for lo, questions in corpus.arrow_batches():
+        rows = np.flatnonzero(sampled[lo : lo + len(questions)])
         if not len(rows):
             continue
-        raw = questions.gather(rows)
+        raw = questions.take(rows)
         task = corpus.task[lo + rows]
         # repeats of one text (up to case) count once: a prompt copied many times is no template
-        keys = raw.str.to_lowercase().hash(seed=0).to_numpy()
+        keys = pl.Series(raw).str.to_lowercase().hash(seed=0).to_numpy()
         distinct = np.zeros(len(rows), dtype=bool)
         for i, key in enumerate(keys.tolist()):
             tagged = (key << 20) | int(task[i])
             distinct[i] = tagged not in seen
             seen.add(tagged)
         keep = np.flatnonzero(distinct)
-        texts, task = raw.gather(keep), task[keep]
-        starts = chunk_starts(texts.str.len_bytes().to_numpy(), cfg.chunk_size, cfg.chunk_bytes)
-        ends = [*starts[1:], len(keep)]
+        texts, task = raw.take(keep), task[keep]
+        starts = chunk_starts(byte_lengths(texts), cfg.chunk_size, cfg.chunk_bytes)
+        spans = list(zip(starts, [*starts[1:], len(keep)], strict=True))
+        found: list = [None] * len(spans)
 
-        spans = list(zip(starts, ends, strict=True))
-
-        def work(ci: int, texts: pl.Series = texts, task: np.ndarray = task, spans: list = spans) -> None:
+        def work(ci: int, texts: pa.Array = texts, task: np.ndarray = task, spans=spans, found=found) -> None:
             a, b = spans[ci]
-            count_templates(normalize_batch(texts.slice(a, b - a).to_list()), task[a:b], counts, settings)
+            found[ci] = prompt_keys(normalize_arrow(texts.slice(a, b - a)), task[a:b], counts, tn)
 
         run_chunks(work, range(len(spans)), cfg.n_workers)
+        for keys, key_task in found:  # in chunk order: which keys get noted depends on it
+            counts.add(keys, key_task)
+        np.add.at(counts.sampled, task, 1)
         bar.update(len(rows))
     bar.close()
     counts.finish(settings)
@@ -178,8 +182,8 @@ def sketch_corpus(
     def work(ci: int) -> None:
         lo, questions, keys = cur["lo"], cur["questions"], cur["keys"]
         a, b = cur["starts"][ci], cur["ends"][ci]
-        raw = questions.slice(a, b - a).to_list()
-        batch = normalize_batch(raw)
+        raw = questions.slice(a, b - a)
+        batch = normalize_arrow(raw)
         g = slice(lo + a, lo + b)
         out.key_hi[g], out.key_lo[g] = exact_keys(batch, raw)
         words = batch_words(batch)
@@ -200,10 +204,9 @@ def sketch_corpus(
         cur["found"][ci] = hits
 
     try:
-        for lo, questions in corpus.batches():
-            size = questions.len()
-            lengths = questions.str.len_bytes().fill_null(0).to_numpy()
-            starts = chunk_starts(lengths, cfg.chunk_size, cfg.chunk_bytes)
+        for lo, questions in corpus.arrow_batches():
+            size = len(questions)
+            starts = chunk_starts(byte_lengths(questions), cfg.chunk_size, cfg.chunk_bytes)
             cur.update(
                 lo=lo,
                 questions=questions,

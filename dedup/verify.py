@@ -1,57 +1,96 @@
-"""Exact similarity of candidate pairs: content shingle Jaccard and template-word Jaccard."""
+"""Exact similarity of candidate pairs: content shingle Jaccard and template-word similarity.
+
+Rows are sketched by streaming the corpus, never holding text: each keeps its sorted distinct
+content shingle hashes (top 32 bits) and, when asked, its sorted word hashes with template flags
+(5 bytes a word). Verification runs in two passes to bound memory: content Jaccard for every
+candidate pair, then word multisets only for the rows of pairs that passed.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from dedup.config import DedupConfig
 from dedup.content import TemplateCounts, content_sketch
 from dedup.corpus import Corpus
-from dedup.lsh import jaccard, set_overlaps
-from dedup.minhash import Shingles, run_chunks
-from dedup.normalize import normalize_batch
+from dedup.kernels import doc_sets, pair_scores
+from dedup.minhash import run_chunks
+from dedup.normalize import byte_lengths, normalize_arrow
+from dedup.sketch import chunk_starts
 
-_BLOCK = 4096  # pairs per block: at most 8192 documents re-sketched at once
-
-
-def template_similarity(template: Shingles, words: Shingles, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """1 - (template words of u missing from v's words + the converse) / the larger template.
-
-    Word multisets: a light edit inside a template costs about one word per edit, even where it
-    leaves too few intact n-grams for the template to be recognised in the edited copy; a template
-    variant misses whole sentences. Two prompts without template words have similarity 1.
-    """
-    m = template.n_docs
-    both = Shingles(
-        np.concatenate([template.doc, words.doc + m]), np.concatenate([template.hash64, words.hash64]), 2 * m
-    )
-    in_v, tu, _ = set_overlaps(both, u, v + m)
-    in_u, tv, _ = set_overlaps(both, v, u + m)
-    missing = (tu - in_v) + (tv - in_u)
-    larger = np.maximum(np.maximum(tu, tv), 1)
-    return 1.0 - np.minimum(missing / larger, 1.0)
+_PAIR_BLOCK = 65536
 
 
-def pair_similarity(
-    corpus: Corpus, counts: TemplateCounts, cfg: DedupConfig, u: np.ndarray, v: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(content Jaccard, template similarity) of rows u[k], v[k], from their texts."""
-    content = np.zeros(len(u), dtype=np.float64)
-    template = np.zeros(len(u), dtype=np.float64)
-    if not len(u):
+@dataclass(frozen=True)
+class RowSketches:
+    """Content sets and word multisets of `rows` (sorted corpus rows), as CSR arrays."""
+
+    rows: np.ndarray
+    c_off: np.ndarray
+    c_hash: np.ndarray
+    w_off: np.ndarray
+    w_hash: np.ndarray
+    w_template: np.ndarray
+
+    def similarity(self, u: np.ndarray, v: np.ndarray, workers: int) -> tuple[np.ndarray, np.ndarray]:
+        """(content Jaccard, template similarity) of corpus rows u[k], v[k] (both in `rows`)."""
+        lu, lv = np.searchsorted(self.rows, u), np.searchsorted(self.rows, v)
+        content = np.zeros(len(u), dtype=np.float64)
+        template = np.zeros(len(u), dtype=np.float64)
+
+        def work(lo: int) -> None:
+            s = slice(lo, lo + _PAIR_BLOCK)
+            pair_scores(
+                lu[s], lv[s], self.c_off, self.c_hash, self.w_off, self.w_hash, self.w_template,
+                content[s], template[s],
+            )  # fmt: skip
+
+        run_chunks(work, range(0, len(u), _PAIR_BLOCK), workers)
         return content, template
-    rows = np.unique(np.concatenate([u, v]))
-    texts = corpus.texts(rows)
+
+
+def _concat_csr(offs: list[np.ndarray], vals: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    sizes = np.concatenate([np.diff(o) for o in offs]) if offs else np.empty(0, np.int64)
+    off = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=off[1:])
+    return off, np.concatenate(vals) if vals else np.empty(0, dtype)
+
+
+def sketch_rows(
+    corpus: Corpus, rows: np.ndarray, counts: TemplateCounts, cfg: DedupConfig, words: bool = True
+) -> RowSketches:
+    """Sketch the given corpus rows (sorted, distinct) in one streaming pass; `words`: with their
+    word multisets (without, every pair's template similarity reads 1)."""
     settings = cfg.template_settings()
+    parts: list[tuple] = []
+    for lo, questions in corpus.arrow_batches():
+        a, b = np.searchsorted(rows, [lo, lo + len(questions)])
+        if b == a:
+            continue
+        local = rows[a:b] - lo
+        texts = questions.take(local)
+        starts = chunk_starts(byte_lengths(texts), cfg.chunk_size, cfg.chunk_bytes)
+        ends = [*starts[1:], len(local)]
+        task = corpus.task[rows[a:b]]
+        out: list = [None] * len(starts)
 
-    def work(lo: int) -> None:
-        bu, bv = u[lo : lo + _BLOCK], v[lo : lo + _BLOCK]
-        docs = np.unique(np.concatenate([bu, bv]))
-        sub = texts.gather(np.searchsorted(rows, docs)).to_list()
-        cs = content_sketch(normalize_batch(sub), corpus.task[docs], counts, settings)
-        lu, lv = np.searchsorted(docs, bu), np.searchsorted(docs, bv)
-        content[lo : lo + _BLOCK] = jaccard(*set_overlaps(cs.content, lu, lv))
-        template[lo : lo + _BLOCK] = template_similarity(cs.template, cs.all_words, lu, lv)
+        def work(ci: int, texts=texts, task=task, starts=starts, ends=ends, out=out) -> None:
+            s, e = starts[ci], ends[ci]
+            batch = normalize_arrow(texts.slice(s, e - s))
+            cs = content_sketch(batch, task[s:e], counts, settings, multisets=words)
+            h32 = (cs.content.hash64 >> np.uint64(32)).astype(np.uint32)
+            c_off, c_hash = doc_sets(cs.content.doc, h32, cs.content.n_docs)
+            if words:
+                out[ci] = (c_off, c_hash, cs.word_offsets, cs.words, cs.template)
+            else:
+                none = np.zeros(e - s + 1, np.int64)
+                out[ci] = (c_off, c_hash, none, np.empty(0, np.uint32), np.empty(0, bool))
 
-    run_chunks(work, range(0, len(u), _BLOCK), cfg.n_workers)
-    return content, template
+        run_chunks(work, range(len(starts)), cfg.n_workers)
+        parts += out
+    c_off, c_hash = _concat_csr([p[0] for p in parts], [p[1] for p in parts], np.uint32)
+    w_off, w_hash = _concat_csr([p[2] for p in parts], [p[3] for p in parts], np.uint32)
+    w_template = np.concatenate([p[4] for p in parts]) if parts else np.empty(0, bool)
+    return RowSketches(rows, c_off, c_hash, w_off, w_hash, w_template)

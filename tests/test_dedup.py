@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 from datasketch import MinHash, MinHashLSH
 
@@ -24,7 +25,7 @@ from dedup.minhash import (
     shingles,
     to_datasketch,
 )
-from dedup.normalize import exact_keys, normalize_batch, normalize_text
+from dedup.normalize import exact_keys, normalize_arrow, normalize_batch, normalize_text
 from dedup.pipeline import dedup_frame
 
 DATA = Path(__file__).parent / "data" / "dedup"
@@ -38,6 +39,17 @@ def golden() -> pl.DataFrame:
 
 def golden_eval() -> EvalSetSpec:
     return EvalSetSpec(name="golden", path=str(DATA / "eval.jsonl"), text_column="prompt")
+
+
+def test_normalize_arrow_slices_match_the_list_path() -> None:
+    texts = ["Hello World!", "Ça va? Très  bien", None, "abc def", "X  y", "ﬁnal One", "?!"]
+    arr = pa.array(texts, pa.string())
+    for lo in range(len(texts)):
+        for size in range(len(texts) - lo + 1):
+            got = normalize_arrow(arr.slice(lo, size))
+            want = normalize_batch([t or "" for t in texts[lo : lo + size]])
+            assert [got.text(i) for i in range(size)] == [want.text(i) for i in range(size)]
+            assert got.offsets[0] == 0
 
 
 def test_normalize_case_whitespace_punctuation() -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from dedup.config import DedupConfig
+from dedup.content import TemplateCounts, prompt_keys
+from dedup.corpus import Corpus
+from dedup.normalize import normalize_batch
 from dedup.pipeline import dedup_frame
+from dedup.sketch import template_counts
 
 DATA = Path(__file__).parent / "data" / "dedup" / "niv2_real.jsonl"
 SEED = 20231101
@@ -64,3 +69,26 @@ def test_short_prompts_do_not_collapse() -> None:
     result = dedup_frame(df, DedupConfig(), SEED)
     assert result.kept.height == len(words)
     assert result.stats["content"]["tasks_with_template"] == 1
+
+
+def test_template_set_equals_exact_counts_of_distinct_prompts() -> None:
+    """The count-min table plus noted keys give exactly the n-grams an exact count would."""
+    df = pl.read_ndjson(DATA).sort("id")
+    cfg = DedupConfig()
+    counts = template_counts(Corpus.from_frame(df), cfg, SEED)
+    # exact: in how many distinct prompts of its task each (task, 5-gram) key occurs
+    corpus = Corpus.from_frame(df)
+    distinct = df.with_columns(pl.Series("task", corpus.task)).unique(
+        pl.col("question").str.to_lowercase().alias("q"), keep="first"
+    )
+    scratch = TemplateCounts(len(corpus.task_names), 1, SEED)
+    keys, task = prompt_keys(
+        normalize_batch(distinct["question"].to_list()),
+        distinct["task"].to_numpy(),
+        scratch,
+        cfg.template_ngram,
+    )
+    occurrences = Counter(zip(keys.tolist(), task.tolist(), strict=True))
+    expected = {k for (k, t), c in occurrences.items() if c >= counts.threshold[t]}
+    got = {int(k) for k in counts.templates if k}
+    assert expected and got == expected

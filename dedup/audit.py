@@ -1,0 +1,128 @@
+"""What a reviewer reads: `removed.parquet` rows with both texts, and merge similarity figures.
+
+Decisions are held per row as compact arrays (a reason code, the kept row, scores); texts are
+fetched once, at the end, for the removed rows and the rows they were merged into, and gathered
+as Arrow string views rather than Python strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from dedup.corpus import Corpus
+
+STAGE = "dedup"
+REASONS = ("contaminated", "in_previous_release", "exact_duplicate", "near_duplicate", "template_variant")
+CODE = {r: i + 1 for i, r in enumerate(REASONS)}  # 0: kept
+DUPLICATE_CODES = (CODE["exact_duplicate"], CODE["near_duplicate"], CODE["template_variant"])
+SIMILARITY_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+EARLY_SCHEMA = {
+    "row": pl.Int64,
+    "kept_id": pl.String,
+    "kept_question": pl.String,
+    "similarity": pl.Float64,
+    "detail": pl.String,
+}
+
+
+def similarity_summary(values: np.ndarray) -> dict[str, Any]:
+    """Histogram and quantiles of merge similarities (for stats.json)."""
+    if not len(values):
+        return {"count": 0}
+    edges = np.array([0.0, *SIMILARITY_BINS])
+    hist = {
+        f"[{edges[i]:.1f},{edges[i + 1]:.1f})": int(((values >= edges[i]) & (values < edges[i + 1])).sum())
+        for i in range(len(edges) - 1)
+    }
+    hist["1.0"] = int((values >= 1.0).sum())
+    q = np.quantile(values, [0.01, 0.1, 0.5])
+    return {
+        "count": len(values),
+        "histogram": hist,
+        "min": round(float(values.min()), 4),
+        "p01": round(float(q[0]), 4),
+        "p10": round(float(q[1]), 4),
+        "median": round(float(q[2]), 4),
+    }
+
+
+def removed_frame(
+    corpus: Corpus,
+    code: np.ndarray,
+    root: np.ndarray,
+    score: np.ndarray,
+    tsim: np.ndarray,
+    early: pl.DataFrame,
+) -> pl.DataFrame:
+    """One row per removed row, sorted by (reason, id).
+
+    Duplicates name their kept row (`root`) and carry both questions and the measured
+    similarities; contaminated rows and rows of an earlier release come with theirs in `early`.
+    """
+    gone = np.flatnonzero(code > 0)
+    dup_rows = np.flatnonzero(np.isin(code, DUPLICATE_CODES))
+    kept_rows = root[dup_rows]
+    wanted = np.unique(np.concatenate([gone, kept_rows]))
+    texts = corpus.texts(wanted).cast(pl.String)
+    ids = corpus.ids
+    base = pl.DataFrame(
+        {
+            "row": gone,
+            "id": ids.gather(gone).cast(pl.String),
+            "stage": pl.Series([STAGE], dtype=pl.String).extend_constant(STAGE, len(gone) - 1)
+            if len(gone)
+            else pl.Series([], dtype=pl.String),
+            "reason": pl.Series(REASONS, dtype=pl.String).gather(code[gone].astype(np.int64) - 1),
+            "question": texts.gather(np.searchsorted(wanted, gone)),
+        }
+    )
+    dups = pl.DataFrame(
+        {
+            "row": dup_rows,
+            "kept_id": ids.gather(kept_rows).cast(pl.String),
+            "kept_question": texts.gather(np.searchsorted(wanted, kept_rows)),
+            "similarity": pl.Series(score[dup_rows], dtype=pl.Float64),
+            "template_similarity": pl.Series(tsim[dup_rows], dtype=pl.Float64),
+        }
+    )
+    detail = pl.concat([dups, early], how="diagonal_relaxed")
+    return (
+        base.join(detail, on="row", how="left")
+        .with_columns(
+            pl.when(pl.col("reason") == "in_previous_release")
+            .then(None)
+            .otherwise(pl.col("kept_id"))
+            .alias("cluster_id"),
+            pl.col("similarity", "template_similarity").fill_nan(None),
+            pl.when(pl.col("reason") == "exact_duplicate")
+            .then(pl.format("exact duplicate of {}", pl.col("kept_id")))
+            .when(pl.col("reason").is_in(["near_duplicate", "template_variant"]))
+            .then(
+                pl.format(
+                    "content Jaccard {}, template Jaccard {} with {}",
+                    pl.col("similarity").round(3),
+                    pl.col("template_similarity").round(3),
+                    pl.col("kept_id"),
+                )
+            )
+            .otherwise(pl.col("detail"))
+            .alias("detail"),
+        )
+        .select(
+            "id",
+            "stage",
+            "reason",
+            "detail",
+            "cluster_id",
+            "kept_id",
+            "question",
+            "kept_question",
+            "similarity",
+            "template_similarity",
+        )
+        .sort(["reason", "id"])
+    )
