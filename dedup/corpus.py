@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedup.decontam import DedupInputError
@@ -26,7 +27,9 @@ _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platfor
 
 
 def release_free_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc keeps what worker threads freed in its arenas)."""
+    """Hand freed pages back to the OS: Arrow's pool and glibc's arenas (where worker threads'
+    frees land) otherwise keep them."""
+    pa.default_memory_pool().release_unused()
     if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
         _LIBC.malloc_trim(0)
 
@@ -72,10 +75,29 @@ class Corpus:
         missing = [c for c in ("id", "question") if c not in names]
         if missing:
             raise DedupInputError(f"{path}: missing column(s) {missing}")
-        cols = ["id", *([TASK_COLUMN] if TASK_COLUMN in names else [])]
-        head = pl.read_parquet(path, columns=cols)
-        task, task_names = _task_codes(head[TASK_COLUMN] if TASK_COLUMN in cols else None, head.height)
-        return cls(head["id"], task, task_names, str(path), path=path)
+        has_task = TASK_COLUMN in names
+        ids: list[pa.Array] = []
+        codes: list[np.ndarray] = []
+        index: dict[str, int] = {}  # task name -> code in order of first appearance
+        # batch by batch, so only the ids and one code per row stay (not the task name strings)
+        for batch in pq.ParquetFile(path).iter_batches(
+            batch_size=_BATCH_ROWS, columns=["id", *([TASK_COLUMN] if has_task else [])]
+        ):
+            ids.append(batch.column(0))
+            if has_task:
+                enc = pc.dictionary_encode(batch.column(1).fill_null(""))
+                local = np.array([index.setdefault(t, len(index)) for t in enc.dictionary.to_pylist()])
+                codes.append(local[enc.indices.to_numpy()] if len(local) else np.empty(0, np.int64))
+        id_series = pl.Series("id", pa.concat_arrays(ids)) if ids else pl.Series("id", [], dtype=pl.String)
+        del ids
+        release_free_memory()
+        if not has_task:
+            return cls(id_series, np.zeros(id_series.len(), np.int64), [""], str(path), path=path)
+        task_names = sorted(index)
+        rank = np.empty(len(index), dtype=np.int64)
+        rank[[index[t] for t in task_names]] = np.arange(len(index))
+        task = rank[np.concatenate(codes)] if codes else np.empty(0, np.int64)
+        return cls(id_series, task, task_names, str(path), path=path)
 
     def arrow_batches(self, rows: int = _BATCH_ROWS) -> Iterator[tuple[int, pa.Array]]:
         """(first row, questions as an Arrow string array) for consecutive row batches."""

@@ -107,6 +107,12 @@ def byte_lengths(texts: pa.Array) -> np.ndarray:
     return pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def blank_questions(texts: pa.Array) -> np.ndarray:
+    """Whether each text is null or only whitespace."""
+    empty = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(texts)), 0)
+    return pc.or_kleene(pc.is_null(texts), empty).fill_null(True).to_numpy(zero_copy_only=False)
+
+
 def normalize_batch(texts: Sequence[str]) -> NormalizedBatch:
     """Normalize many texts (NFKC, casefold, punctuation -> space, whitespace collapsed)."""
     return normalize_arrow(pa.array(list(texts), pa.large_string()))

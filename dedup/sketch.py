@@ -9,6 +9,9 @@ earlier release. Memory holds per-row keys and counts, never the corpus text or 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +23,10 @@ from tqdm import tqdm
 from dedup.config import DedupConfig
 from dedup.content import TemplateCounts, content_sketch, prompt_keys
 from dedup.corpus import Corpus
-from dedup.decontam import EvalIndex, overlap_matches
+from dedup.decontam import DedupInputError, EvalIndex, overlap_matches
 from dedup.lsh import band_keys, cross_pairs, estimated_jaccard, lsh_params
 from dedup.minhash import MinHashParams, batch_shingles, batch_words, run_chunks, signatures_from_shingles
-from dedup.normalize import byte_lengths, exact_keys, normalize_arrow, normalize_batch
+from dedup.normalize import blank_questions, byte_lengths, exact_keys, normalize_arrow, normalize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -40,34 +43,49 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
     counts = TemplateCounts(n_tasks, int(sampled.sum()) * 64, seed, max_count, cfg.template_min_prompts)
     seen: set[int] = set()
     bar = tqdm(total=int(sampled.sum()), desc="dedup templates", unit="doc", disable=corpus.n < 100_000)
-    for lo, questions in corpus.arrow_batches():
-        rows = np.flatnonzero(sampled[lo : lo + len(questions)])
-        if not len(rows):
-            continue
-        raw = questions.take(rows)
-        task = corpus.task[lo + rows]
-        # repeats of one text (up to case) count once: a prompt copied many times is no template
-        keys = pl.Series(raw).str.to_lowercase().hash(seed=0).to_numpy()
-        distinct = np.zeros(len(rows), dtype=bool)
-        for i, key in enumerate(keys.tolist()):
-            tagged = (key << 20) | int(task[i])
-            distinct[i] = tagged not in seen
-            seen.add(tagged)
-        keep = np.flatnonzero(distinct)
-        texts, task = raw.take(keep), task[keep]
-        starts = chunk_starts(byte_lengths(texts), cfg.chunk_size, cfg.chunk_bytes)
-        spans = list(zip(starts, [*starts[1:], len(keep)], strict=True))
-        found: list = [None] * len(spans)
 
-        def work(ci: int, texts: pa.Array = texts, task: np.ndarray = task, spans=spans, found=found) -> None:
-            a, b = spans[ci]
-            found[ci] = prompt_keys(normalize_arrow(texts.slice(a, b - a)), task[a:b], counts, tn)
+    blank: list[str] = []
 
-        run_chunks(work, range(len(spans)), cfg.n_workers)
-        for keys, key_task in found:  # in chunk order: which keys get noted depends on it
-            counts.add(keys, key_task)
-        np.add.at(counts.sampled, task, 1)
-        bar.update(len(rows))
+    def chunks() -> Iterator[tuple[pa.Array, np.ndarray]]:
+        for lo, questions in corpus.arrow_batches():
+            empty = np.flatnonzero(blank_questions(questions))
+            if len(empty):
+                blank.extend(corpus.ids.gather(lo + empty[:5]).cast(pl.String).to_list())
+            rows = np.flatnonzero(sampled[lo : lo + len(questions)])
+            if not len(rows):
+                continue
+            raw = questions.take(rows)
+            task = corpus.task[lo + rows]
+            # repeats of one text (up to case) count once: a prompt copied many times is no template
+            keys = pl.Series(raw).str.to_lowercase().hash(seed=0).to_numpy()
+            distinct = np.zeros(len(rows), dtype=bool)
+            for i, key in enumerate(keys.tolist()):
+                tagged = (key << 20) | int(task[i])
+                distinct[i] = tagged not in seen
+                seen.add(tagged)
+            keep = np.flatnonzero(distinct)
+            texts, task = raw.take(keep), task[keep]
+            np.add.at(counts.sampled, task, 1)
+            bar.update(len(rows))
+            starts = chunk_starts(byte_lengths(texts), cfg.chunk_size, cfg.chunk_bytes)
+            for a, b in zip(starts, [*starts[1:], len(keep)], strict=True):
+                yield texts.slice(a, b - a), task[a:b]
+
+    def work(texts: pa.Array, task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return prompt_keys(normalize_arrow(texts), task, counts, tn)
+
+    # workers hash the next chunks while this thread adds finished ones, in chunk order (which
+    # keys get noted depends on the order)
+    with ThreadPoolExecutor(max_workers=cfg.n_workers) as pool:
+        pending: deque[Future] = deque()
+        for texts, task in chunks():
+            pending.append(pool.submit(work, texts, task))
+            if len(pending) > 2 * cfg.n_workers:
+                counts.add(*pending.popleft().result())
+        while pending:
+            counts.add(*pending.popleft().result())
+    if blank:
+        raise DedupInputError(f"{corpus.source}: row(s) with an empty question (ids: {', '.join(blank[:5])})")
     bar.close()
     counts.finish(settings)
     return counts
