@@ -1,8 +1,8 @@
 """What a reviewer reads: `removed.parquet` rows with both texts, and merge similarity figures.
 
-Decisions are held per row as compact arrays (a reason code, the kept row, scores); texts are
-fetched once, at the end, for the removed rows and the rows they were merged into, and gathered
-as Arrow string views rather than Python strings.
+Decisions are held per row as compact arrays (a reason code, the kept row, scores); the texts of
+the removed rows and of the rows they were merged into are fetched at the end, straight into the
+audit table's final order as Arrow arrays, never as Python strings.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dedup.corpus import Corpus
 
@@ -65,9 +67,6 @@ def removed_frame(
     """
     gone = np.flatnonzero(code > 0)
     dup_rows = np.flatnonzero(np.isin(code, DUPLICATE_CODES))
-    kept_rows = root[dup_rows]
-    wanted = np.unique(np.concatenate([gone, kept_rows]))
-    texts = corpus.texts(wanted).cast(pl.String)
     ids = corpus.ids
     base = pl.DataFrame(
         {
@@ -77,21 +76,19 @@ def removed_frame(
             if len(gone)
             else pl.Series([], dtype=pl.String),
             "reason": pl.Series(REASONS, dtype=pl.String).gather(code[gone].astype(np.int64) - 1),
-            "question": texts.gather(np.searchsorted(wanted, gone)),
         }
     )
     dups = pl.DataFrame(
         {
             "row": dup_rows,
-            "kept_id": ids.gather(kept_rows).cast(pl.String),
-            "kept_question": texts.gather(np.searchsorted(wanted, kept_rows)),
+            "kept_row": root[dup_rows],
+            "kept_id": ids.gather(root[dup_rows]).cast(pl.String),
             "similarity": pl.Series(score[dup_rows], dtype=pl.Float64),
             "template_similarity": pl.Series(tsim[dup_rows], dtype=pl.Float64),
         }
     )
-    detail = pl.concat([dups, early], how="diagonal_relaxed")
-    return (
-        base.join(detail, on="row", how="left")
+    meta = (
+        base.join(pl.concat([dups, early], how="diagonal_relaxed"), on="row", how="left")
         .with_columns(
             pl.when(pl.col("reason") == "in_previous_release")
             .then(None)
@@ -112,17 +109,33 @@ def removed_frame(
             .otherwise(pl.col("detail"))
             .alias("detail"),
         )
-        .select(
-            "id",
-            "stage",
-            "reason",
-            "detail",
-            "cluster_id",
-            "kept_id",
-            "question",
-            "kept_question",
-            "similarity",
-            "template_similarity",
-        )
         .sort(["reason", "id"])
+    )
+    # texts last, fetched straight into the final order (two Arrow columns, no further copies)
+    question = corpus.texts(meta["row"].to_numpy())
+    kept = meta["kept_row"].is_not_null().to_numpy()
+    kept_at = np.flatnonzero(kept)
+    kept_question = pa.nulls(meta.height, pa.large_string())
+    if len(kept_at):
+        fetched = corpus.texts(meta["kept_row"].to_numpy()[kept_at].astype(np.int64))
+        index = np.full(meta.height, -1, dtype=np.int64)
+        index[kept_at] = np.arange(len(kept_at))
+        kept_question = fetched.take(pa.array(index, mask=~kept))
+        del fetched
+    if meta["kept_question"].null_count() < meta.height:  # contaminated rows, an earlier release
+        kept_question = pc.coalesce(kept_question, meta["kept_question"].to_arrow().cast(pa.large_string()))
+    return meta.with_columns(
+        pl.Series("question", question, dtype=pl.String),
+        pl.Series("kept_question", kept_question, dtype=pl.String),
+    ).select(
+        "id",
+        "stage",
+        "reason",
+        "detail",
+        "cluster_id",
+        "kept_id",
+        "question",
+        "kept_question",
+        "similarity",
+        "template_similarity",
     )

@@ -80,7 +80,7 @@ class Corpus:
         codes: list[np.ndarray] = []
         index: dict[str, int] = {}  # task name -> code in order of first appearance
         # batch by batch, so only the ids and one code per row stay (not the task name strings)
-        for batch in pq.ParquetFile(path).iter_batches(
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(
             batch_size=_BATCH_ROWS, columns=["id", *([TASK_COLUMN] if has_task else [])]
         ):
             ids.append(batch.column(0))
@@ -106,7 +106,8 @@ class Corpus:
                 yield lo, self.frame["question"].slice(lo, rows).to_arrow()
             return
         lo = 0
-        for batch in pq.ParquetFile(self.path or self.source).iter_batches(
+        # without pre-buffering, a row group's pages are not all held at once beside the batch
+        for batch in pq.ParquetFile(self.path or self.source, pre_buffer=False).iter_batches(
             batch_size=rows, columns=["question"]
         ):
             yield lo, batch.column(0)
@@ -118,20 +119,27 @@ class Corpus:
         for lo, arr in self.arrow_batches(rows):
             yield lo, pl.Series("question", arr)
 
-    def texts(self, rows: np.ndarray) -> pl.Series:
-        """Questions of `rows` (sorted, distinct), in that order.
+    def texts(self, rows: np.ndarray) -> pa.Array:
+        """Questions of `rows` (any order, repeats allowed), as one Arrow string array.
 
-        Taken from each Arrow batch as copies, so the result holds only these texts (a polars
-        gather would keep views into every batch it touched).
+        Each distinct row's text is copied out of its batch once, then put in the asked order, so
+        the result holds only these texts.
         """
         rows = np.asarray(rows, dtype=np.int64)
+        distinct, inverse = np.unique(rows, return_inverse=True)
         if self.frame is not None:
-            return self.frame["question"].gather(rows)
-        parts = []
-        for lo, qs in self.arrow_batches():
-            a, b = np.searchsorted(rows, [lo, lo + len(qs)])
-            if b > a:
-                parts.append(qs.take(rows[a:b] - lo))
-        if not parts:
-            return pl.Series("question", [], dtype=pl.String)
-        return pl.Series("question", pa.concat_arrays(parts))
+            found = self.frame["question"].gather(distinct).to_arrow()
+        else:
+            parts = []
+            for lo, qs in self.arrow_batches():
+                a, b = np.searchsorted(distinct, [lo, lo + len(qs)])
+                if b > a:
+                    parts.append(qs.take(distinct[a:b] - lo).cast(pa.large_string()))
+            found = pa.concat_arrays(parts) if parts else pa.array([], pa.large_string())
+            del parts
+        if len(distinct) == len(rows) and (np.diff(rows) > 0).all():
+            return found
+        ordered = found.take(inverse)
+        del found
+        release_free_memory()
+        return ordered

@@ -22,7 +22,7 @@ import polars as pl
 
 from dedup.audit import CODE, EARLY_SCHEMA, REASONS, STAGE, removed_frame, similarity_summary
 from dedup.config import DedupConfig
-from dedup.corpus import Corpus
+from dedup.corpus import Corpus, release_free_memory
 from dedup.decontam import DedupInputError, build_eval_index
 from dedup.lsh import candidate_pairs, connected_components
 from dedup.minhash import MinHashParams
@@ -116,6 +116,8 @@ class _Phases:
         self.phases: dict[str, float] = {}
 
     def mark(self, name: str) -> None:
+        """End a phase: record its time and hand the memory it freed back to the OS."""
+        release_free_memory()
         now = time.perf_counter()
         self.phases[name] = round(now - self.last, 3)
         self.last = now
