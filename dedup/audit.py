@@ -112,16 +112,14 @@ def removed_frame(
         .sort(["reason", "id"])
     )
     # texts last, fetched straight into the final order (two Arrow columns, no further copies)
-    question = corpus.texts(meta["row"].to_numpy())
     kept = meta["kept_row"].is_not_null().to_numpy()
     kept_at = np.flatnonzero(kept)
-    kept_question = pa.nulls(meta.height, pa.large_string())
-    if len(kept_at):
-        fetched = corpus.texts(meta["kept_row"].to_numpy()[kept_at].astype(np.int64))
-        index = np.full(meta.height, -1, dtype=np.int64)
-        index[kept_at] = np.arange(len(kept_at))
-        kept_question = fetched.take(pa.array(index, mask=~kept))
-        del fetched
+    kept_rows = meta["kept_row"].fill_null(-1).to_numpy()[kept_at]
+    question, fetched = corpus.texts(meta["row"].to_numpy(), kept_rows)
+    index = np.full(meta.height, -1, dtype=np.int64)
+    index[kept_at] = np.arange(len(kept_at))
+    kept_question = fetched.take(pa.array(index, mask=~kept))
+    del fetched
     if meta["kept_question"].null_count() < meta.height:  # contaminated rows, an earlier release
         kept_question = pc.coalesce(kept_question, meta["kept_question"].to_arrow().cast(pa.large_string()))
     return meta.with_columns(

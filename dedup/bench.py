@@ -1,7 +1,7 @@
 """Benchmark: the dedup stage vs datasketch's naive path, on synthetic and real FLAN-format prompts.
 
-    python -m dedup.bench --n 200000            # ~10 minutes on 2 cores
-    python -m dedup.bench --n 5000000 --skip-legacy
+    python -m dedup.bench --n 200000            # ~3 minutes on 2 cores
+    python -m dedup.bench --n 5000000 --skip-legacy   # ~4 minutes, ~17 GiB for generating the corpus
 
 Corpora (dedup/bench_data.py): the earlier synthetic corpus (whole-text near duplicates, kept as
 one row so the change of method is visible); a template corpus (long task templates around short

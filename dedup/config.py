@@ -71,6 +71,11 @@ class DedupConfig(StageConfig):
     @model_validator(mode="after")
     def _check(self) -> DedupConfig:
         self.lsh()
+        if self.template_share * self.template_sample > 255 or self.template_min_prompts > 255:
+            raise ValueError(
+                "template thresholds are counted in one byte: template_share x template_sample and "
+                "template_min_prompts must be <= 255"
+            )
         names = [e.name for e in self.eval_sets]
         if len(set(names)) != len(names):
             raise ValueError(f"eval set names must be unique: {names}")

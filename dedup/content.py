@@ -22,7 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedup.kernels import content_shingles, count_min_add, key_set, template_keys, word_multisets
+from dedup.kernels import (
+    content_shingles,
+    count_min_add,
+    count_min_estimate,
+    key_set,
+    template_keys,
+    word_multisets,
+)
 from dedup.minhash import Shingles, Words, batch_words, fmix64, powers
 from dedup.normalize import NormalizedBatch
 
@@ -52,12 +59,12 @@ def task_salts(n_tasks: int, seed: int) -> np.ndarray:
 class TemplateCounts:
     """Template n-grams of each task: counted in a count-min table, then kept as an exact key set.
 
-    While counting, a two-row count-min table (cells saturating at the largest threshold a task
-    can get) estimates in how many distinct prompts each (task, n-gram) occurs; a key is noted
-    when its own occurrence lifts the estimate to `floor` (`template_min_prompts`, below every
-    task's threshold). `finish` keeps the noted
-    keys whose estimate reaches their task's threshold in a small hash set and frees the table, so
-    the sketch pass probes a table that stays in cache.
+    While counting, a blocked count-min table (two one-byte counters per key in one cache line,
+    saturating at the largest threshold a task can get) estimates in how many distinct prompts
+    each (task, n-gram) occurs; a key is noted when its own occurrence lifts the estimate to
+    `floor` (`template_min_prompts`, below every task's threshold). `finish` keeps the noted keys
+    whose estimate reaches their task's threshold in a small hash set and frees the table, so the
+    sketch pass probes a table that stays in cache.
     """
 
     def __init__(
@@ -70,9 +77,8 @@ class TemplateCounts:
         max_bits: int = 27,
     ) -> None:
         bits = int(min(max_bits, max(16, int(np.ceil(np.log2(max(2 * expected, 1)))))))
-        self.mask = np.uint64((1 << bits) - 1)
-        self.cap = int(min(max_count, np.iinfo(np.uint16).max))
-        self.table = np.zeros((2, 1 << bits), dtype=np.uint8 if self.cap <= 255 else np.uint16)
+        self.cap = int(min(max_count, 255))  # one-byte counters (the config keeps thresholds <= 255)
+        self.table = np.zeros(2 << bits, dtype=np.uint8)
         self.salts = task_salts(n_tasks, seed)
         self.sampled = np.zeros(n_tasks, dtype=np.int64)  # distinct prompts counted per task
         self.threshold = np.full(n_tasks, self.cap, dtype=np.int64)
@@ -82,7 +88,7 @@ class TemplateCounts:
 
     def add(self, keys: np.ndarray, task: np.ndarray) -> None:
         """Count keys (each prompt's distinct keys, with the task of each), in a fixed order."""
-        self.noted.append(count_min_add(self.table, keys, task, self.mask, self.cap, self.floor))
+        self.noted.append(count_min_add(self.table, keys, task, self.cap, self.floor))
 
     def finish(self, settings: TemplateSettings) -> None:
         """Fix each task's threshold and keep the keys that reach it."""
@@ -90,12 +96,10 @@ class TemplateCounts:
         self.threshold = np.minimum(np.maximum(share, settings.template_min_prompts), self.cap)
         keys = np.concatenate([k for k, _ in self.noted]) if self.noted else np.zeros(0, np.uint64)
         task = np.concatenate([t for _, t in self.noted]) if self.noted else np.zeros(0, np.int64)
-        c0 = (keys & self.mask).astype(np.int64)
-        c1 = ((keys >> np.uint64(32)) & self.mask).astype(np.int64)
-        estimate = np.minimum(self.table[0, c0], self.table[1, c1])
+        estimate = count_min_estimate(self.table, keys)
         keep = keys[estimate >= self.threshold[task]]
         self.templates = key_set(keep) if len(keep) else np.zeros(0, dtype=np.uint64)
-        self.table = np.zeros((2, 0), dtype=self.table.dtype)
+        self.table = np.zeros(0, dtype=np.uint8)
         self.noted = []
 
 

@@ -35,6 +35,7 @@ def release_free_memory() -> None:
 
 
 _BATCH_ROWS = 65536
+ONE_PASS_ROWS = 1 << 18  # rows a pass may gather texts or word multisets of all at once
 
 
 def _task_codes(tasks: pl.Series | None, n: int) -> tuple[np.ndarray, list[str]]:
@@ -119,16 +120,19 @@ class Corpus:
         for lo, arr in self.arrow_batches(rows):
             yield lo, pl.Series("question", arr)
 
-    def texts(self, rows: np.ndarray) -> pa.Array:
-        """Questions of `rows` (any order, repeats allowed), as one Arrow string array.
+    def texts(self, *orders: np.ndarray) -> list[pa.Array]:
+        """Questions of the rows of each order (any order, repeats allowed), as Arrow arrays.
 
         Each distinct row's text is copied out of its batch once, then put in the asked order, so
-        the result holds only these texts.
+        the results hold only these texts. Orders that together name more than `ONE_PASS_ROWS`
+        distinct rows are fetched one pass each, so their shared texts are never held beside them.
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        distinct, inverse = np.unique(rows, return_inverse=True)
+        orders = tuple(np.asarray(o, dtype=np.int64) for o in orders)
+        if len(orders) > 1 and len(np.unique(np.concatenate(orders))) > ONE_PASS_ROWS:
+            return [self.texts(o)[0] for o in orders]
+        distinct = np.unique(np.concatenate(orders)) if orders else np.empty(0, np.int64)
         if self.frame is not None:
-            found = self.frame["question"].gather(distinct).to_arrow()
+            found = self.frame["question"].gather(distinct).to_arrow().cast(pa.large_string())
         else:
             parts = []
             for lo, qs in self.arrow_batches():
@@ -137,9 +141,7 @@ class Corpus:
                     parts.append(qs.take(distinct[a:b] - lo).cast(pa.large_string()))
             found = pa.concat_arrays(parts) if parts else pa.array([], pa.large_string())
             del parts
-        if len(distinct) == len(rows) and (np.diff(rows) > 0).all():
-            return found
-        ordered = found.take(inverse)
+        out = [found.take(np.searchsorted(distinct, o)) for o in orders]
         del found
         release_free_memory()
-        return ordered
+        return out

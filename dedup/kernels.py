@@ -175,32 +175,55 @@ def template_keys(
     return out[:k].copy(), out_doc[:k].copy()
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _cells(key: np.uint64, blocks: np.uint64) -> tuple[np.uint64, np.uint64]:
+    # both counters of a key sit in one 64-byte block: one cache miss per key, not two
+    base = (key % blocks) * _U64(64)
+    i = (key >> _U64(32)) & _U64(63)
+    j = (key >> _U64(40)) & _U64(63)
+    if j == i:
+        j = i ^ _U64(1)
+    return base + i, base + j
+
+
 @nb.njit(cache=True, nogil=True)
 def count_min_add(
-    table: np.ndarray, keys: np.ndarray, task: np.ndarray, mask: np.uint64, cap: int, floor: int
+    table: np.ndarray, keys: np.ndarray, task: np.ndarray, cap: int, floor: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Add one to both cells of every key (saturating at `cap`), in order.
+    """Add one to both counters of every key (saturating at `cap`), in order.
 
-    Returns the keys (and their tasks) whose own insertion lifted their estimate to `floor`:
-    every key that can reach a task's threshold is among them, each once.
+    `table` is a blocked count-min sketch: 64 one-byte counters per block, two per key. Returns
+    the keys (and their tasks) whose own insertion lifted their estimate to `floor`: every key
+    that can reach a task's threshold is among them, each once.
     """
+    blocks = _U64(len(table) // 64)
     out = np.empty(len(keys), np.uint64)
     out_task = np.empty(len(keys), np.int64)
     k = 0
-    for i in range(len(keys)):
-        key = keys[i]
-        c0 = key & mask
-        c1 = (key >> _U64(32)) & mask
-        before = min(table[0, c0], table[1, c1])
-        if table[0, c0] < cap:
-            table[0, c0] += 1
-        if table[1, c1] < cap:
-            table[1, c1] += 1
-        if before < floor <= min(table[0, c0], table[1, c1]):
+    for n in range(len(keys)):
+        key = keys[n]
+        i, j = _cells(key, blocks)
+        before = min(table[i], table[j])
+        if table[i] < cap:
+            table[i] += 1
+        if table[j] < cap:
+            table[j] += 1
+        if before < floor <= min(table[i], table[j]):
             out[k] = key
-            out_task[k] = task[i]
+            out_task[k] = task[n]
             k += 1
     return out[:k].copy(), out_task[:k].copy()
+
+
+@nb.njit(cache=True, nogil=True)
+def count_min_estimate(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The estimate (the smaller of its two counters) of each key."""
+    blocks = _U64(len(table) // 64)
+    out = np.empty(len(keys), np.int64)
+    for n in range(len(keys)):
+        i, j = _cells(keys[n], blocks)
+        out[n] = min(table[i], table[j])
+    return out
 
 
 @nb.njit(cache=True, nogil=True)

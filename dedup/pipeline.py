@@ -22,7 +22,7 @@ import polars as pl
 
 from dedup.audit import CODE, EARLY_SCHEMA, REASONS, STAGE, removed_frame, similarity_summary
 from dedup.config import DedupConfig
-from dedup.corpus import Corpus, release_free_memory
+from dedup.corpus import ONE_PASS_ROWS, Corpus, release_free_memory
 from dedup.decontam import DedupInputError, build_eval_index
 from dedup.lsh import candidate_pairs, connected_components
 from dedup.minhash import MinHashParams
@@ -269,15 +269,23 @@ def dedup_corpus(
         cand = np.flatnonzero((code == 0) & ~is_exact & (sk.n_content > 0))
         u, v, n_candidates = _merges(sk, cand)
     clock.mark("lsh")
-    # content Jaccard of every candidate, then word multisets only for the pairs that match
+    # content Jaccard of every candidate, then word multisets only for the pairs that match (one
+    # pass for both when the candidate rows are few enough for their word multisets to fit)
     cu, cv = cand[u], cand[v]
-    content_rows = sketch_rows(corpus, np.unique(np.concatenate([cu, cv])), counts, cfg, words=False)
-    jc = content_rows.similarity(cu, cv, cfg.n_workers)[0]
-    del content_rows
-    match = jc >= cfg.threshold
-    rs = sketch_rows(corpus, np.unique(np.concatenate([cu[match], cv[match]])), counts, cfg)
-    jt = np.zeros(len(u))
-    jt[match] = rs.similarity(cu[match], cv[match], cfg.n_workers)[1]
+    rows = np.unique(np.concatenate([cu, cv]))
+    if len(rows) <= ONE_PASS_ROWS:
+        rs = sketch_rows(corpus, rows, counts, cfg)
+        jc, jt = rs.similarity(cu, cv, cfg.n_workers)
+        match = jc >= cfg.threshold
+    else:
+        content_rows = sketch_rows(corpus, rows, counts, cfg, words=False)
+        jc = content_rows.similarity(cu, cv, cfg.n_workers)[0]
+        del content_rows
+        match = jc >= cfg.threshold
+        rs = sketch_rows(corpus, np.unique(np.concatenate([cu[match], cv[match]])), counts, cfg)
+        jt = np.zeros(len(u))
+        jt[match] = rs.similarity(cu[match], cv[match], cfg.n_workers)[1]
+    del rows
     same = match & (jt >= cfg.template_threshold)
     variant = match & ~same
     clock.mark("verify")

@@ -161,7 +161,7 @@ def test_kept_row_is_deterministic_under_shuffle_and_workers() -> None:
 
 def test_unrecognised_templates_merge_distinct_prompts() -> None:
     # with the template never recognised, the shared ~95-word boilerplate merges distinct prompts
-    blind = dedup_frame(golden(), DedupConfig(template_min_prompts=1000), SEED)
+    blind = dedup_frame(golden(), DedupConfig(template_min_prompts=255), SEED)
     assert blind.kept.filter(pl.col("task_name") == "template_group").height < 30
 
 
@@ -232,3 +232,8 @@ def test_bbh_item_inside_a_flan_prompt_is_caught() -> None:
     cont = result.removed.filter(pl.col("reason") == "contaminated")
     assert "zzz_bbh" in cont["id"].to_list()
     assert result.stats["contaminated"]["bbh_date"] >= 1
+
+
+def test_template_thresholds_fit_one_byte_counters() -> None:
+    with pytest.raises(ValueError, match="counted in one byte"):
+        DedupConfig(template_share=0.5, template_sample=1000)
