@@ -37,8 +37,10 @@ def _unicode_table() -> dict[int, int]:
 
 @functools.cache
 def _ascii_lut() -> np.ndarray:
-    """Byte lookup table: ASCII punctuation, whitespace and NUL -> space, other bytes unchanged."""
+    """Byte lookup table: ASCII punctuation, whitespace and NUL -> space, A-Z -> a-z, other bytes
+    unchanged."""
     lut = np.arange(256, dtype=np.uint8)
+    lut[ord("A") : ord("Z") + 1] += 32
     for cp in range(128):
         ch = chr(cp)
         if unicodedata.category(ch).startswith("P") or ch.isspace():
@@ -77,28 +79,33 @@ def _prefold(text: str) -> str:
 def normalize_arrow(texts: pa.Array | pa.ChunkedArray) -> NormalizedBatch:
     """Normalize an Arrow string array (nulls normalize to nothing).
 
-    ASCII texts are lowercased by Arrow (for them NFKC is the identity and casefold is lowercase);
-    only the others go through Python's `unicodedata`. One compiled pass then maps punctuation
-    and whitespace to spaces and collapses them.
+    For ASCII texts NFKC is the identity and casefold is lowercase, which the compiled pass does
+    with its byte table; only the other texts go through Python's `unicodedata` first. One pass
+    then lowercases, maps punctuation and whitespace to spaces and collapses them.
     """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
-    # a slice's buffers start before its first row; concatenating rebases its offsets at 0
-    texts = pa.concat_arrays([texts.cast(pa.large_string()).fill_null("")])
+    if texts.type != pa.large_string():
+        # a cast slice's data buffer starts at its first row; concatenating rebases its offsets
+        texts = pa.concat_arrays([texts.cast(pa.large_string())])
     if len(texts) == 0:
         return NormalizedBatch(np.empty(0, np.uint8), np.zeros(1, np.int64))
-    folded = pc.ascii_lower(texts)
+    if texts.null_count:
+        texts = texts.fill_null("")
     other = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
     if len(other):
         slow = pa.array([_prefold(t) for t in texts.take(other).to_pylist()], pa.large_string())
         mask = np.zeros(len(texts), dtype=bool)
         mask[other] = True
-        folded = pc.replace_with_mask(folded, pa.array(mask), slow)
-    if folded.offset or np.frombuffer(folded.buffers()[1], dtype=np.int64)[0]:
-        folded = pa.concat_arrays([folded])
-    _, offs, data = folded.buffers()
-    offsets = np.frombuffer(offs, dtype=np.int64)[: len(folded) + 1]
+        texts = pc.replace_with_mask(texts, pa.array(mask), slow)
+    _, offs, data = texts.buffers()
+    offsets = np.frombuffer(offs, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
+    if offsets[-1] > len(raw):  # a data buffer that starts at the first row, not at offset 0
+        texts = pa.concat_arrays([texts])
+        _, offs, data = texts.buffers()
+        offsets = np.frombuffer(offs, dtype=np.int64)[: len(texts) + 1]
+        raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
     return NormalizedBatch(*collapse(raw, offsets, _ascii_lut()))
 
 

@@ -42,14 +42,16 @@ def golden_eval() -> EvalSetSpec:
 
 
 def test_normalize_arrow_slices_match_the_list_path() -> None:
-    texts = ["Hello World!", "Ça va? Très  bien", None, "abc def", "X  y", "ﬁnal One", "?!"]
-    arr = pa.array(texts, pa.string())
-    for lo in range(len(texts)):
-        for size in range(len(texts) - lo + 1):
-            got = normalize_arrow(arr.slice(lo, size))
-            want = normalize_batch([t or "" for t in texts[lo : lo + size]])
-            assert [got.text(i) for i in range(size)] == [want.text(i) for i in range(size)]
-            assert got.offsets[0] == 0
+    texts = ["Hello World!", "Ça va? Très  bien", None, "abc DEF", "X  y", "ﬁnal One", "?!", "ẞ STRASSE"]
+    want_all = [normalize_text(t or "") for t in texts]
+    assert want_all[-1] == "ss strasse" and want_all[3] == "abc def"
+    for kind in (pa.string(), pa.large_string()):
+        arr = pa.array(texts, kind)
+        for lo in range(len(texts)):
+            for size in range(len(texts) - lo + 1):
+                got = normalize_arrow(arr.slice(lo, size))
+                assert [got.text(i) for i in range(size)] == want_all[lo : lo + size]
+                assert got.offsets[0] == 0
 
 
 def test_normalize_case_whitespace_punctuation() -> None:
