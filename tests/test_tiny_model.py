@@ -55,6 +55,9 @@ def test_chat_template_and_assistant_mask(tiny_dir: Path) -> None:
 def test_vllm_loads_and_generates(tiny_dir: Path) -> None:
     from vllm import LLM, SamplingParams
 
+    from builders.vllm_env import guard_llvmlite
+
+    guard_llvmlite()  # this process has imported numba in the dedup tests
     llm = LLM(model=str(tiny_dir), max_model_len=256, seed=0, dtype="float32")
     try:
         conv = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "the fox?"}]
