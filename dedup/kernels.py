@@ -443,3 +443,45 @@ def doc_sets(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> tuple[np.ndarr
                 k += 1
     off[n_docs] = k
     return off, out[:k].copy()
+
+
+@nb.njit(cache=True, nogil=True)
+def band_pairs(keys: np.ndarray) -> np.ndarray:
+    """Pairs of positions sharing a key, as `u * len(keys) + v` with u < v.
+
+    A bucket of up to `all_pairs_max` (16) positions gives all its pairs; a larger one a star from
+    its smallest position (enough for union-find, and linear in the bucket).
+    """
+    m = len(keys)
+    order = np.argsort(keys, kind="mergesort")  # stable: positions ascend inside a bucket
+    total = 0
+    i = 0
+    while i < m:
+        j = i + 1
+        while j < m and keys[order[j]] == keys[order[i]]:
+            j += 1
+        s = j - i
+        if 1 < s <= 16:
+            total += s * (s - 1) // 2
+        elif s > 16:
+            total += s - 1
+        i = j
+    out = np.empty(total, np.int64)
+    k = 0
+    i = 0
+    while i < m:
+        j = i + 1
+        while j < m and keys[order[j]] == keys[order[i]]:
+            j += 1
+        s = j - i
+        if 1 < s <= 16:
+            for a in range(i, j):
+                for b in range(a + 1, j):
+                    out[k] = order[a] * m + order[b]
+                    k += 1
+        elif s > 16:
+            for b in range(i + 1, j):
+                out[k] = order[i] * m + order[b]
+                k += 1
+        i = j
+    return out

@@ -1,4 +1,4 @@
-"""LSH banding as a polars group-by and union-find clustering."""
+"""LSH banding (buckets of equal band keys, compiled) and union-find clustering."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
 
+from dedup.kernels import band_pairs
 from dedup.minhash import fmix64
-
-_ALL_PAIRS_MAX = 16  # buckets up to this size yield all pairs; larger ones a star to the smallest doc
 
 
 def lsh_params(
@@ -46,35 +45,17 @@ def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:
 
 
 def candidate_pairs(keys: np.ndarray, docs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (u, v), u < v, of documents sharing a band key: a polars group-by per band."""
+    """Unique (u, v), u < v, of documents sharing a band key, one band at a time.
+
+    Within a band, a bucket of up to 16 documents gives all its pairs, a larger one a star to its
+    smallest document (`dedup.kernels.band_pairs`).
+    """
     if docs is None:
         docs = np.arange(keys.shape[0], dtype=np.int64)
-    found = []
-    for b in range(keys.shape[1]):  # one band at a time bounds the memory of the group-by
-        shared = pl.DataFrame({"key": keys[:, b], "doc": docs}).filter(pl.col("key").is_duplicated())
-        if shared.height:
-            found.append(_bucket_pairs(shared.group_by("key").agg(pl.col("doc").unique().sort())))
-    if not found:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    pairs = pl.concat(found).unique().sort(["u", "v"])
-    return pairs["u"].to_numpy(), pairs["v"].to_numpy()
-
-
-def _bucket_pairs(groups: pl.DataFrame) -> pl.DataFrame:
-    """Pairs within buckets: all pairs of small buckets, a star to the smallest doc of large ones."""
-    groups = groups.filter(pl.col("doc").list.len() > 1).select("doc").with_row_index("g")
-    small = groups.filter(pl.col("doc").list.len() <= _ALL_PAIRS_MAX).explode("doc")
-    all_pairs = (
-        small.join(small, on="g", suffix="_v")
-        .filter(pl.col("doc") < pl.col("doc_v"))
-        .select(pl.col("doc").alias("u"), pl.col("doc_v").alias("v"))
-    )
-    star = (
-        groups.filter(pl.col("doc").list.len() > _ALL_PAIRS_MAX)
-        .select(pl.col("doc").list.first().alias("u"), pl.col("doc").list.slice(1).alias("v"))
-        .explode("v")
-    )
-    return pl.concat([all_pairs, star])
+    m = np.int64(keys.shape[0])
+    found = [band_pairs(np.ascontiguousarray(keys[:, b])) for b in range(keys.shape[1])]
+    codes = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+    return docs[codes // m], docs[codes % m]
 
 
 def cross_pairs(keys_a: np.ndarray, keys_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

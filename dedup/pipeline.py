@@ -24,8 +24,9 @@ from dedup.audit import CODE, EARLY_SCHEMA, REASONS, STAGE, removed_frame, simil
 from dedup.config import DedupConfig
 from dedup.corpus import ONE_PASS_ROWS, Corpus, release_free_memory
 from dedup.decontam import DedupInputError, build_eval_index
-from dedup.lsh import candidate_pairs, connected_components
-from dedup.minhash import MinHashParams
+from dedup.kernels import band_pairs
+from dedup.lsh import connected_components
+from dedup.minhash import MinHashParams, run_chunks
 from dedup.normalize import exact_keys, normalize_batch
 from dedup.sketch import CrossIndex, Sketch, content_signatures, sketch_corpus, template_counts
 from dedup.verify import sketch_rows
@@ -171,13 +172,15 @@ def _previous_index(
     return CrossIndex.build(sig, ok, cfg.threshold, cfg), keys
 
 
-def _merges(sk: Sketch, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidate pairs (indices into `cand`, sorted) from LSH, one band at a time."""
+def _merges(sk: Sketch, cand: np.ndarray, workers: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidate pairs (indices into `cand`, sorted) from LSH, one band at a time per thread."""
     m = np.int64(len(cand))
-    found = []
-    for b in range(sk.bands):
-        u, v = candidate_pairs(sk.band(b)[cand][:, None])
-        found.append(u * m + v)  # one int64 per pair: half the memory of two columns
+    found: list[np.ndarray] = [np.empty(0, np.int64)] * sk.bands
+
+    def work(b: int) -> None:
+        found[b] = band_pairs(sk.band(b)[cand])  # one int64 per pair: u * m + v
+
+    run_chunks(work, range(sk.bands), workers)
     pairs = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
     return pairs // m, pairs % m, len(pairs)
 
@@ -267,7 +270,7 @@ def dedup_corpus(
 
         # 4. Near duplicates on own content: LSH candidates, every one verified.
         cand = np.flatnonzero((code == 0) & ~is_exact & (sk.n_content > 0))
-        u, v, n_candidates = _merges(sk, cand)
+        u, v, n_candidates = _merges(sk, cand, cfg.n_workers)
     clock.mark("lsh")
     # content Jaccard of every candidate, then word multisets only for the pairs that match (one
     # pass for both when the candidate rows are few enough for their word multisets to fit)
