@@ -446,14 +446,14 @@ def doc_sets(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> tuple[np.ndarr
 
 
 @nb.njit(cache=True, nogil=True)
-def band_pairs(keys: np.ndarray) -> np.ndarray:
+def band_pairs(keys: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Pairs of positions sharing a key, as `u * len(keys) + v` with u < v.
 
-    A bucket of up to `all_pairs_max` (16) positions gives all its pairs; a larger one a star from
-    its smallest position (enough for union-find, and linear in the bucket).
+    `order` is a stable argsort of `keys` (numpy's, which is faster than a compiled one), so
+    positions ascend inside a bucket. A bucket of up to 16 positions gives all its pairs; a larger
+    one a star from its smallest position (enough for union-find, and linear in the bucket).
     """
     m = len(keys)
-    order = np.argsort(keys, kind="mergesort")  # stable: positions ascend inside a bucket
     total = 0
     i = 0
     while i < m:

@@ -44,6 +44,11 @@ def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:
     return pl.DataFrame({"key": keys.reshape(-1), "doc": np.repeat(docs.astype(np.int64), keys.shape[1])})
 
 
+def bucket_pairs(keys: np.ndarray) -> np.ndarray:
+    """Pairs of positions sharing a key in one band, as `u * len(keys) + v` (see `band_pairs`)."""
+    return band_pairs(keys, np.argsort(keys, kind="stable"))
+
+
 def candidate_pairs(keys: np.ndarray, docs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unique (u, v), u < v, of documents sharing a band key, one band at a time.
 
@@ -53,7 +58,7 @@ def candidate_pairs(keys: np.ndarray, docs: np.ndarray | None = None) -> tuple[n
     if docs is None:
         docs = np.arange(keys.shape[0], dtype=np.int64)
     m = np.int64(keys.shape[0])
-    found = [band_pairs(np.ascontiguousarray(keys[:, b])) for b in range(keys.shape[1])]
+    found = [bucket_pairs(np.ascontiguousarray(keys[:, b])) for b in range(keys.shape[1])]
     codes = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
     return docs[codes // m], docs[codes % m]
 

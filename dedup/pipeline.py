@@ -24,8 +24,7 @@ from dedup.audit import CODE, EARLY_SCHEMA, REASONS, STAGE, removed_frame, simil
 from dedup.config import DedupConfig
 from dedup.corpus import ONE_PASS_ROWS, Corpus, release_free_memory
 from dedup.decontam import DedupInputError, build_eval_index
-from dedup.kernels import band_pairs
-from dedup.lsh import connected_components
+from dedup.lsh import bucket_pairs, connected_components
 from dedup.minhash import MinHashParams, run_chunks
 from dedup.normalize import exact_keys, normalize_batch
 from dedup.sketch import CrossIndex, Sketch, content_signatures, sketch_corpus, template_counts
@@ -178,7 +177,7 @@ def _merges(sk: Sketch, cand: np.ndarray, workers: int) -> tuple[np.ndarray, np.
     found: list[np.ndarray] = [np.empty(0, np.int64)] * sk.bands
 
     def work(b: int) -> None:
-        found[b] = band_pairs(sk.band(b)[cand])  # one int64 per pair: u * m + v
+        found[b] = bucket_pairs(sk.band(b)[cand])  # one int64 per pair: u * m + v
 
     run_chunks(work, range(sk.bands), workers)
     pairs = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)

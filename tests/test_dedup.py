@@ -121,6 +121,12 @@ def test_union_find_and_candidates() -> None:
     sig = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [7, 7, 3, 4], [5, 5, 5, 5]], dtype=np.uint32)
     u, v = candidate_pairs(band_keys(sig, 2, 2))
     assert list(zip(u.tolist(), v.tolist(), strict=True)) == [(0, 1), (0, 2)]
+    # a bucket of 3 gives its 3 pairs; one of 20 a star of 19 from its smallest row
+    keys = np.array([7] * 20 + [3, 9, 3, 3], dtype=np.uint64)[::-1].copy()[:, None]
+    u, v = candidate_pairs(keys, np.arange(100, 124))
+    pairs = set(zip(u.tolist(), v.tolist(), strict=True))
+    assert {(100, 101), (100, 103), (101, 103)} <= pairs and (100, 102) not in pairs
+    assert {p for p in pairs if p[0] >= 104} == {(104, w) for w in range(105, 124)}
 
 
 def test_golden_dedup_and_decontamination() -> None:
