@@ -54,7 +54,8 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
             rows = np.flatnonzero(sampled[lo : lo + len(questions)])
             if not len(rows):
                 continue
-            raw = questions.take(rows)
+            # copies only when some rows are left out (every row is sampled in a small corpus)
+            raw = questions if len(rows) == len(questions) else questions.take(rows)
             task = corpus.task[lo + rows]
             # repeats of one text (up to case) count once: a prompt copied many times is no template
             keys = pl.Series(raw).str.to_lowercase().hash(seed=0).to_numpy()
@@ -64,7 +65,7 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
                 distinct[i] = tagged not in seen
                 seen.add(tagged)
             keep = np.flatnonzero(distinct)
-            texts, task = raw.take(keep), task[keep]
+            texts, task = (raw, task) if len(keep) == len(rows) else (raw.take(keep), task[keep])
             np.add.at(counts.sampled, task, 1)
             bar.update(len(rows))
             starts = chunk_starts(byte_lengths(texts), cfg.chunk_size, cfg.chunk_bytes)
