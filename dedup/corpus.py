@@ -115,11 +115,6 @@ class Corpus:
             lo += batch.num_rows
             release_free_memory()
 
-    def batches(self, rows: int = _BATCH_ROWS) -> Iterator[tuple[int, pl.Series]]:
-        """(first row, questions) for consecutive row batches."""
-        for lo, arr in self.arrow_batches(rows):
-            yield lo, pl.Series("question", arr)
-
     def texts(self, *orders: np.ndarray) -> list[pa.Array]:
         """Questions of the rows of each order (any order, repeats allowed), as Arrow arrays.
 

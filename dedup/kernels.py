@@ -446,42 +446,26 @@ def doc_sets(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> tuple[np.ndarr
 
 
 @nb.njit(cache=True, nogil=True)
-def band_pairs(keys: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Pairs of positions sharing a key, as `u * len(keys) + v` with u < v.
+def band_pairs(order: np.ndarray, bounds: np.ndarray, total: int) -> np.ndarray:
+    """Pairs of positions in the same bucket, as `u * len(order) + v` with u < v.
 
-    `order` is a stable argsort of `keys` (numpy's, which is faster than a compiled one), so
-    positions ascend inside a bucket. A bucket of up to 16 positions gives all its pairs; a larger
-    one a star from its smallest position (enough for union-find, and linear in the bucket).
+    `order` is a stable argsort of one band's keys (positions ascend inside a bucket) and bucket
+    k is `order[bounds[k]:bounds[k + 1]]`. A bucket of up to 16 positions gives all its pairs; a
+    larger one a star from its smallest position (enough for union-find, and linear in the
+    bucket). `total` is the number of pairs this makes.
     """
-    m = len(keys)
-    total = 0
-    i = 0
-    while i < m:
-        j = i + 1
-        while j < m and keys[order[j]] == keys[order[i]]:
-            j += 1
-        s = j - i
-        if 1 < s <= 16:
-            total += s * (s - 1) // 2
-        elif s > 16:
-            total += s - 1
-        i = j
+    m = len(order)
     out = np.empty(total, np.int64)
     k = 0
-    i = 0
-    while i < m:
-        j = i + 1
-        while j < m and keys[order[j]] == keys[order[i]]:
-            j += 1
-        s = j - i
-        if 1 < s <= 16:
+    for g in range(len(bounds) - 1):
+        i, j = bounds[g], bounds[g + 1]
+        if j - i <= 16:
             for a in range(i, j):
                 for b in range(a + 1, j):
                     out[k] = order[a] * m + order[b]
                     k += 1
-        elif s > 16:
+        else:
             for b in range(i + 1, j):
                 out[k] = order[i] * m + order[b]
                 k += 1
-        i = j
     return out

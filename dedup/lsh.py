@@ -46,7 +46,12 @@ def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:
 
 def bucket_pairs(keys: np.ndarray) -> np.ndarray:
     """Pairs of positions sharing a key in one band, as `u * len(keys) + v` (see `band_pairs`)."""
-    return band_pairs(keys, np.argsort(keys, kind="stable"))
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    size = np.diff(bounds)
+    total = int(np.where(size <= 16, size * (size - 1) // 2, size - 1).sum())
+    return band_pairs(order, bounds, total)
 
 
 def candidate_pairs(keys: np.ndarray, docs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -85,9 +85,7 @@ def normalize_arrow(texts: pa.Array | pa.ChunkedArray) -> NormalizedBatch:
     """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
-    if texts.type != pa.large_string():
-        # a cast slice's data buffer starts at its first row; concatenating rebases its offsets
-        texts = pa.concat_arrays([texts.cast(pa.large_string())])
+    texts = texts.cast(pa.large_string())
     if len(texts) == 0:
         return NormalizedBatch(np.empty(0, np.uint8), np.zeros(1, np.int64))
     if texts.null_count:
@@ -101,7 +99,7 @@ def normalize_arrow(texts: pa.Array | pa.ChunkedArray) -> NormalizedBatch:
     _, offs, data = texts.buffers()
     offsets = np.frombuffer(offs, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
-    if offsets[-1] > len(raw):  # a data buffer that starts at the first row, not at offset 0
+    if offsets[-1] > len(raw):  # a cast slice's data buffer starts at its first row: rebase it
         texts = pa.concat_arrays([texts])
         _, offs, data = texts.buffers()
         offsets = np.frombuffer(offs, dtype=np.int64)[: len(texts) + 1]
