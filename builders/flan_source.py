@@ -23,7 +23,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders.schema import SUBMIXES, TEMPLATE_TYPES
+from core.errors import InputError
+from core.schema import SUBMIXES, TEMPLATE_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.{}-]+$")
 BATCH_ROWS = 65536
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A FLAN source file or folder cannot be used as it is."""
 
 

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import polars as pl
 
-from builders.config import ParamsError, load_section
-from builders.io import setup_logging, write_json, write_parquet
 from builders.licenses.apply import (
     LICENSED_PROMPT_SCHEMA,
     REMOVED_LICENSE_SCHEMA,
     LicenseResult,
     apply_license,
 )
-from builders.licenses.audit import AuditError
 from builders.licenses.policy import LicenseConfig, check_dataset_lists, check_teachers
-from builders.licenses.registry import REGISTRY_PATH, RegistryError, load_registry
+from builders.licenses.registry import REGISTRY_PATH, load_registry
+from core.config import load_section
+from core.errors import InputError
+from core.io import write_json, write_parquet
+from core.stage import run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ def run(params: Path, prompts_path: Path, out: Path, registry_path: Path = REGIS
     logger.info("license params: %s", cfg.model_dump(mode="json"))
     check_teachers(cfg, str(params))
     registry = load_registry(registry_path)
+    if not Path(prompts_path).is_file():
+        raise InputError(f"{prompts_path}: prompt table not found")
     prompts = pl.read_parquet(prompts_path)
     check_dataset_lists(cfg, registry, set(prompts["task_name"].unique().to_list()), str(params))
     result = apply_license(prompts, registry, cfg, source=str(prompts_path))
@@ -56,14 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--registry", type=Path, default=REGISTRY_PATH, help="license registry file")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        run(args.params, args.prompts, args.out, args.registry)
-    except (ParamsError, RegistryError, AuditError, ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
-        return 2
-    return 0
+    return run_stage("license", lambda: run(args.params, args.prompts, args.out, args.registry))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

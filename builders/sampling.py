@@ -9,14 +9,9 @@ import numpy as np
 import polars as pl
 
 
-def stable_id(submix: str, task_name: str, template_type: str, inputs: str) -> str:
-    """A stable row id: sha256 of the submix, task, template type and inputs (first 24 hex chars)."""
-    key = f"{submix}\x1f{task_name}\x1f{template_type}\x1f{inputs}\x1f"
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
-
-
 def add_ids(df: pl.DataFrame) -> pl.DataFrame:
-    """Add the `id` column, `stable_id` of each row's submix, task, template type and question."""
+    """Add the `id` column: sha256 of submix, task, template type and question, each followed by
+    a unit separator (the first 24 hex characters)."""
     keys = df.select(
         pl.concat_str(["submix", "task_name", "template_type", "question"], separator="\x1f") + "\x1f"
     ).to_series()

@@ -9,7 +9,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from builders.config import ParamsError
+from core.config import ParamsError
 
 
 class SystemMessage(BaseModel):

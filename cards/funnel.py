@@ -9,15 +9,17 @@ from typing import Any
 
 import matplotlib
 
+from core.errors import PipelineError
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from builders.io import atomic_path
+from core.io import atomic_path
 
 PIPELINE_ORDER = ("prompts", "license", "dedup", "traces")
 
 
-class FunnelError(ValueError):
+class FunnelError(PipelineError, ValueError):
     """A stage's `funnel` block is missing, malformed or does not add up."""
 
 

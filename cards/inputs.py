@@ -15,12 +15,13 @@ import pyarrow.parquet as pq
 import yaml
 
 from cards.funnel import PIPELINE_ORDER, FunnelStep, parse_funnel
+from core.errors import InputError
 
 TRACE_REQUIRED = ("id", "teacher", "teacher_model", "submix", "system_prompt_id", "question", "response")
 HELDOUT_REQUIRED = ("id", "submix", "task_name", "question", "reference")
 
 
-class ReleaseInputError(ValueError):
+class ReleaseInputError(InputError):
     """An input of the release is missing or malformed; the message names the file and key."""
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 from datasets import Features
 
-from builders.io import write_parquet
+from core.io import write_parquet
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def run(real_path: Path, params: Path, variants: str, work: Path) -> dict:
     """Run the three stages on the planted corpus and score the dedup stage's removals."""
     from builders.license import main as license_main
     from builders.prompts import main as prompts_main
-    from dedup.stage import main as dedup_main
+    from dedup.dedup import main as dedup_main
 
     real = real_corpus(real_path)
     p = stage_params(params, write_source(real, work / "src"), work / "params.yaml", variants)

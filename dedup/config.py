@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from builders.config import StageConfig
+from core.config import StageConfig
 from dedup.content import TemplateSettings
 from dedup.lsh import lsh_params
 

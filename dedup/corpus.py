@@ -35,6 +35,7 @@ def release_free_memory() -> None:
 
 
 _BATCH_ROWS = 65536
+_READ_BUFFER = 1 << 20
 ONE_PASS_ROWS = 1 << 18  # rows a pass may gather texts or word multisets of all at once
 
 
@@ -107,10 +108,10 @@ class Corpus:
                 yield lo, self.frame["question"].slice(lo, rows).to_arrow()
             return
         lo = 0
-        # without pre-buffering, a row group's pages are not all held at once beside the batch
-        for batch in pq.ParquetFile(self.path or self.source, pre_buffer=False).iter_batches(
-            batch_size=rows, columns=["question"]
-        ):
+        # without pre-buffering, a row group's pages are not all held at once beside the batch;
+        # a read buffer keeps page reads from going to the file one small read at a time
+        source = pq.ParquetFile(self.path or self.source, pre_buffer=False, buffer_size=_READ_BUFFER)
+        for batch in source.iter_batches(batch_size=rows, columns=["question"]):
             yield lo, batch.column(0)
             lo += batch.num_rows
             release_free_memory()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from core.errors import InputError
 from dedup.config import EvalSetSpec
 from dedup.minhash import MinHashParams, Shingles, batch_shingles, signatures
 from dedup.normalize import normalize_batch
@@ -17,7 +18,7 @@ from dedup.normalize import normalize_batch
 logger = logging.getLogger(__name__)
 
 
-class DedupInputError(ValueError):
+class DedupInputError(InputError):
     """Bad input to the dedup stage: a clear message naming the file, column or rows."""
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from datasketch import MinHash, MinHashLSH
 
-from builders.config import ParamsError, parse_section
+from core.config import ParamsError, parse_section
 from dedup.config import DedupConfig, EvalSetSpec
 from dedup.decontam import DedupInputError, load_eval_texts
 from dedup.lsh import band_keys, candidate_pairs, connected_components, lsh_params

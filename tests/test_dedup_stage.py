@@ -9,9 +9,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from builders.config import ParamsError
+from core.config import ParamsError
 from dedup.decontam import DedupInputError
-from dedup.stage import main
+from dedup.dedup import main
 
 DATA = Path(__file__).parent / "data" / "dedup"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from train.evaluate import markdown_table
+from train.evaluation import markdown_table
 from train.score import accuracy_table, extract_choice, normalize, parse_options, score_one
 
 DATA = Path(__file__).parent / "data" / "train"

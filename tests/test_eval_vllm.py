@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 import yaml
 
-from builders.config import parse_section
-from builders.tiny_model import build_tiny_llama
+from builders.tiny_llama import build_tiny_llama
+from core.config import parse_section
 from tests.data.train.support import heldout_rows, make_memo_release, tokenizer_texts
 from train.config import TrainConfig
-from train.evaluate import main
+from train.eval import main
 from train.sft import train_progressive
 
 pytestmark = pytest.mark.slow

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from builders import license as stage
-from builders.config import ParamsError, parse_section
-from builders.io import write_parquet
 from builders.licenses.apply import LICENSED_PROMPT_SCHEMA, PROMPT_SCHEMA, apply_license
 from builders.licenses.policy import REASONS, LicenseConfig
 from builders.licenses.registry import REGISTRY_PATH, load_registry
+from core.config import ParamsError, parse_section
+from core.io import write_parquet
 
 GOLDEN = Path(__file__).parent / "data" / "license" / "prompts.jsonl"
 TEACHERS = {

@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from builders.config import ParamsError, load_section, parse_section
 from builders.flan_source import SourceError, discover, read_submix, resolve_source
-from builders.prompts import PromptsConfig, build_prompts, main
+from builders.prompts import main
+from builders.recipe import PromptsConfig, build_prompts
 from builders.sampling import allocate, stratified_sample
 from builders.synthetic import synthetic_table, write_source
 from builders.system_messages import assign_system_messages, load_system_messages
+from core.config import ParamsError, load_section, parse_section
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = ROOT / "builders" / "system_messages.yaml"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from builders.tiny_model import build_tiny_llama
+from builders.tiny_llama import build_tiny_llama
 from tests.test_traces_common import texts as sample_texts
 
 
@@ -55,7 +55,7 @@ def test_chat_template_and_assistant_mask(tiny_dir: Path) -> None:
 def test_vllm_loads_and_generates(tiny_dir: Path) -> None:
     from vllm import LLM, SamplingParams
 
-    from builders.vllm_env import guard_llvmlite
+    from core.vllm_env import guard_llvmlite
 
     guard_llvmlite()  # this process has imported numba in the dedup tests
     llm = LLM(model=str(tiny_dir), max_model_len=256, seed=0, dtype="float32")

@@ -12,8 +12,8 @@ import pytest
 
 from builders.teachers.base import GenRequest, build_messages
 from builders.teachers.config import TeacherConfig
+from builders.teachers.run import run_traces, select_fraction
 from builders.teachers.vllm_backend import VLLMBackend
-from builders.traces import run_traces, select_fraction
 from tests.test_traces_common import build_teacher, prompt_table, traces_cfg
 
 pytestmark = pytest.mark.slow

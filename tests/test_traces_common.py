@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from builders.teachers.config import TracesConfig
-from builders.tiny_model import build_tiny_llama
+from builders.tiny_llama import build_tiny_llama
 
 WORDS = [
     "the",

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from builders.teachers.cache import GenerationCache
-from builders.traces import run_traces
+from builders.teachers.run import run_traces
 from tests.test_traces_common import build_teacher, prompt_table, traces_cfg
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builders.tiny_model import build_tiny_llama
+from builders.tiny_llama import build_tiny_llama
 from tests.data.train.support import make_release, tokenizer_texts
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from builders.config import ParamsError, parse_section
-from builders.tiny_model import build_tiny_llama
+from builders.tiny_llama import build_tiny_llama
+from core.config import ParamsError, parse_section
 from tests.data.train.support import tokenizer_texts, trace_rows
 from train.config import TrainConfig
 from train.format import IGNORE_INDEX, FormatError, format_example, format_rows, prompt_ids, tokenize_dataset

@@ -11,13 +11,14 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from builders.config import parse_section
-from builders.tiny_model import build_tiny_llama
+from builders.tiny_llama import build_tiny_llama
+from core.config import parse_section
 from tests.data.train.support import make_release, tokenizer_texts, trace_rows
 from train.config import TrainConfig
 from train.format import format_rows
 from train.packing import PackedCollator, PackedDataset, pack_examples
-from train.sft import TrainError, main, train_progressive
+from train.sft import TrainError, train_progressive
+from train.train import main
 
 pytestmark = pytest.mark.slow
 

@@ -152,7 +152,7 @@ def run_one(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 
 def build_default_model(folder: Path, seed: int) -> Path:
     """The tiny CPU student (random weights) the demo uses, built on synthetic text."""
-    from builders.tiny_model import build_tiny_llama
+    from builders.tiny_llama import build_tiny_llama
 
     texts = [f"{r['question']} {r['response']}" for r in synthetic_rows(400, seed, 200)]
     return build_tiny_llama(folder / "tiny-student", texts, seed=seed)

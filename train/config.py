@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from builders.config import StageConfig
+from core.config import StageConfig
 
 
 class PhaseConfig(StageConfig):

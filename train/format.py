@@ -19,12 +19,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import PipelineError
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
 
-class FormatError(ValueError):
+class FormatError(PipelineError, ValueError):
     """A row cannot be formatted with the tokenizer's chat template."""
 
 

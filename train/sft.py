@@ -1,18 +1,12 @@
-"""Stage `train`: progressive supervised fine-tuning of the student on the release.
+"""Progressive supervised fine-tuning of the student on the release (library of stage `train`).
 
 The release is read only through `datasets.load_dataset(release, <teacher config>, revision=...)`,
 the call a user makes. Phases run in the order params give (Orca: the cheaper teacher's traces
 first, then the stronger one's), each with its own epochs and learning rate, on the same model.
-Outputs: the model folder, `metrics.json` (phases in order, loss, tokens, tokens/s) and a per-step
-loss CSV that dvc.yaml declares as a plot.
-
-Real hardware: set `train.bf16` and `train.gradient_checkpointing`, and start it with
-`accelerate launch --config_file train/accelerate_fsdp.yaml -m train.sft ...` for multi-GPU FSDP.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import math
@@ -24,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
-from builders.config import load_base, load_section
-from builders.io import atomic_path, setup_logging, write_json
+from core.errors import PipelineError
+from core.io import atomic_path
 from train.config import PhaseConfig, TrainConfig
 from train.format import Example, FormatError, tokenize_dataset
 from train.packing import PackedCollator, PackedDataset, pack_lengths, packing_isolated
@@ -39,7 +32,7 @@ logger = logging.getLogger(__name__)
 LOSS_FIELDS = ["step", "phase", "teacher", "epoch", "loss", "learning_rate"]
 
 
-class TrainError(RuntimeError):
+class TrainError(PipelineError):
     """The training run cannot start or finish (bad release, model, or context)."""
 
 
@@ -262,28 +255,3 @@ def write_loss_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=LOSS_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m train.sft`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True, help="model folder to write")
-    parser.add_argument("--metrics", required=True, help="metrics.json to write")
-    parser.add_argument("--plots", required=True, help="per-step loss CSV to write")
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = load_section(TrainConfig, args.params, "train")
-    seed = load_base(args.params).seed
-    logger.info("train params: %s (seed %d)", cfg.model_dump(), seed)
-    metrics, rows = train_progressive(cfg, seed, Path(args.out))
-    if not PartialState().is_main_process:
-        return 0
-    write_loss_csv(rows, Path(args.plots))
-    write_json(metrics, args.metrics)
-    logger.info("phases %s, final loss %.4f", metrics["phase_order"], metrics["final_loss"])
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.licenses.classes import AUDIT_FLAG_CODES, AUDIT_USE_CODES, SPDX_IDS, most_restrictive
+from core.errors import PipelineError
 
 AUDIT_FILES: dict[str, str] = {
     "cot": "Flan Collection (Chain-of-Thought).json",
@@ -39,7 +40,7 @@ _NIV2_TASK = re.compile(r"^task\d+_(?P<slug>.+)$")
 _MIN_STEM_CHARS = 4
 
 
-class AuditError(ValueError):
+class AuditError(PipelineError, ValueError):
     """An audit file is missing or malformed; the message names the file and the key."""
 
 

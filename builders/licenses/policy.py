@@ -12,9 +12,9 @@ from typing import Any
 import polars as pl
 from pydantic import Field, field_validator
 
-from builders.config import ParamsError, StageConfig
 from builders.licenses.classes import ACADEMIC_ONLY, COMMERCIAL, NON_COMMERCIAL, UNSPECIFIED
 from builders.licenses.registry import Registry, resolve_task
+from core.config import ParamsError, StageConfig
 
 STAGE = "license"
 POLICY_USES = (COMMERCIAL, NON_COMMERCIAL, ACADEMIC_ONLY)

@@ -13,9 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
-from builders.io import setup_logging, write_text
 from builders.licenses.audit import AuditError, build_registry, registry_text
 from builders.licenses.registry import REGISTRY_PATH
+from core.io import write_text
+from core.stage import setup_logging
 
 logger = logging.getLogger(__name__)
 

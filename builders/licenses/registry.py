@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from builders.licenses.audit import REGISTRY_FORMAT
 from builders.licenses.classes import USE_CLASSES
+from core.errors import PipelineError
 
 REGISTRY_PATH = Path(__file__).with_name("registry.json")
 _NIV2_TASK = re.compile(r"^task\d+_(?P<slug>.+)$")
@@ -26,7 +27,7 @@ UseClass = Literal["commercial", "unspecified", "non-commercial", "academic-only
 SUBMIXES = ("cot", "dialog", "flan2021", "t0", "niv2")
 
 
-class RegistryError(ValueError):
+class RegistryError(PipelineError, ValueError):
     """The registry file is missing or malformed; the message names the file and the key."""
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from builders.teachers.base import GenError, GenRequest, GenResult
 from builders.teachers.config import TeacherConfig
-from builders.vllm_env import cpu_engine_kwargs
+from core.vllm_env import cpu_engine_kwargs
 
 logger = logging.getLogger(__name__)
 

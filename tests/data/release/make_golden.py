@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders.schema import LICENSE_FIELDS, PROMPT_SCHEMA, TRACE_FIELDS
+from core.schema import LICENSE_FIELDS, PROMPT_SCHEMA, TRACE_FIELDS
 
 HERE = Path(__file__).parent
 

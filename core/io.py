@@ -79,26 +79,3 @@ def write_text(text: str, path: str | Path) -> None:
     """Write text atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-REMOVED_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string()),
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("detail", pa.string()),
-    ]
-)
-
-
-def removed_frame(rows: list[dict[str, Any]] | pl.DataFrame) -> pl.DataFrame:
-    """A frame in the shared `removed.parquet` layout (id, stage, reason, detail), sorted stably."""
-    df = pl.DataFrame(
-        rows, schema={"id": pl.String, "stage": pl.String, "reason": pl.String, "detail": pl.String}
-    )
-    return df.sort(["reason", "id", "detail"], nulls_last=True)
-
-
-def setup_logging(level: int = logging.INFO) -> None:
-    """Configure root logging for a stage entry point."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

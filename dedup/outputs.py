@@ -1,11 +1,8 @@
-"""DVC stage `dedup`: decontaminate and deduplicate the licensed prompts.
-
-python -m dedup.stage --params params.yaml --prompts data/license/prompts.parquet --out data/dedup
-"""
+"""The dedup stage's tables: the kept prompts streamed to Parquet, the removed rows' schema, and an
+earlier release's prompts read for cross-release dedup."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -14,19 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from builders.config import load_base, load_section
-from builders.io import (
-    PARQUET_WRITE_OPTS,
-    REMOVED_SCHEMA,
-    atomic_path,
-    setup_logging,
-    write_json,
-    write_parquet,
-)
-from dedup.config import DedupConfig
-from dedup.corpus import Corpus
-from dedup.decontam import DedupInputError, load_eval_texts
-from dedup.pipeline import DedupResult, check_corpus, dedup_corpus
+from core.io import PARQUET_WRITE_OPTS, atomic_path
+from core.schema import REMOVED_SCHEMA
+from dedup.decontam import DedupInputError
 
 logger = logging.getLogger(__name__)
 
@@ -82,37 +69,3 @@ def write_kept(prompts_path: str, keep_ids: pa.Array, target: Path) -> int:
             rows += table.num_rows
     logger.info("wrote %s rows to %s", rows, target)
     return rows
-
-
-def run(params_path: str, prompts_path: str, out_dir: str) -> DedupResult:
-    """Load params and inputs, deduplicate, write prompts.parquet, removed.parquet, stats.json."""
-    cfg = load_section(DedupConfig, params_path, "dedup")
-    seed = load_base(params_path).seed
-    logger.info("dedup params: %s (base.seed=%d)", cfg.model_dump(), seed)
-    eval_sets = {spec.name: load_eval_texts(spec) for spec in cfg.eval_sets}
-    previous = read_previous(cfg.previous_release) if cfg.previous_release else None
-    corpus = Corpus.from_parquet(prompts_path)
-    check_corpus(corpus)
-    result = dedup_corpus(corpus, cfg, seed, eval_sets, previous)
-    keep_ids = corpus.ids.filter(pl.Series(result.keep)).to_arrow()
-    out = Path(out_dir)
-    write_kept(prompts_path, keep_ids, out / "prompts.parquet")
-    write_parquet(result.removed, out / "removed.parquet", REMOVED_DEDUP_SCHEMA)
-    write_json(result.stats, out / "stats.json")
-    return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `dedup` DVC stage."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--prompts", required=True, help="input prompt table (Parquet)")
-    parser.add_argument("--out", required=True, help="output folder")
-    args = parser.parse_args(argv)
-    setup_logging()
-    run(args.params, args.prompts, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

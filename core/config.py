@@ -13,11 +13,19 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import ParamsError
+
 T = TypeVar("T", bound="StageConfig")
 
-
-class ParamsError(ValueError):
-    """A params file or section is missing, malformed or invalid."""
+__all__ = [
+    "BaseConfig",
+    "ParamsError",
+    "StageConfig",
+    "load_base",
+    "load_params",
+    "load_section",
+    "parse_section",
+]
 
 
 class StageConfig(BaseModel):

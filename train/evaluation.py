@@ -1,18 +1,13 @@
-"""Stage `eval`: the base and fine-tuned students on the held-out FLAN tasks, generated with vLLM.
+"""Evaluation of the base and fine-tuned students on the held-out FLAN tasks (library of `eval`).
 
-The held-out split is read with `datasets.load_dataset(<release>, "heldout", split="test")`. Each
-model answers every prompt with the same chat formatting training used (system omitted when
-empty), greedy by default; replies are scored against the FLAN references (`train.score`) per
-submix and overall. Outputs: `metrics.json`, a Markdown table (the card and README show it) and
-the per-row predictions.
+Each model answers every held-out prompt with vLLM, with the same chat formatting training used;
+replies are scored against the FLAN references (`train.score`) per submix and overall.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -20,9 +15,8 @@ import pyarrow as pa
 from datasets import load_dataset
 from transformers import AutoTokenizer
 
-from builders.config import load_base, load_section
-from builders.io import setup_logging, write_json, write_parquet, write_text
-from builders.vllm_env import cpu_engine_kwargs
+from core.errors import PipelineError
+from core.vllm_env import cpu_engine_kwargs
 from train.config import EvalConfig
 from train.format import prompt_ids
 from train.score import accuracy_table, score_one
@@ -44,7 +38,7 @@ PREDICTIONS_SCHEMA = pa.schema(
 )
 
 
-class EvalError(RuntimeError):
+class EvalError(PipelineError):
     """The evaluation set or a model cannot be used."""
 
 
@@ -164,28 +158,3 @@ def run_eval(cfg: EvalConfig, seed: int) -> tuple[dict[str, Any], str, pl.DataFr
     frame = pl.DataFrame(predictions, schema={f.name: pl.Boolean if f.name == "correct" else pl.String
                                               for f in PREDICTIONS_SCHEMA})  # fmt: skip
     return metrics, markdown_table(results), frame.sort(["model", "id"])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m train.evaluate`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True, help="folder for metrics.json, table.md, predictions.parquet")
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = load_section(EvalConfig, args.params, "eval")
-    seed = load_base(args.params).seed
-    logger.info("eval params: %s (seed %d)", cfg.model_dump(), seed)
-    for label, model in cfg.models.items():
-        if Path(model).exists() and not (Path(model) / "config.json").exists():
-            raise EvalError(f"eval.models.{label}: {model} has no config.json")
-    metrics, table, preds = run_eval(cfg, seed)
-    out = Path(args.out)
-    write_parquet(preds, out / "predictions.parquet", PREDICTIONS_SCHEMA)
-    write_text(table, out / "table.md")
-    write_json(metrics, out / "metrics.json")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

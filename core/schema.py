@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# Every stage's `removed.parquet` starts with these columns; stages append their own context.
+REMOVED_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+    ]
+)
+
 SUBMIXES: tuple[str, ...] = ("cot", "niv2", "t0", "flan2021", "dialog")
 TEMPLATE_TYPES: tuple[str, ...] = ("zs_opt", "zs_noopt", "fs_opt", "fs_noopt")
 

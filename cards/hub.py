@@ -1,0 +1,208 @@
+"""Upload a release folder to the Hub as one commit, tagged `v<version>` (stage `publish`).
+
+A tag is never moved: when `v<version>` exists with the same files the run is a no-op, and when it
+exists with different files the run fails before uploading anything. With `publish.enabled: false`
+or no token (HF_TOKEN or the Hub's saved login), it only reports what it would upload.
+The token is never printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import field_validator
+
+from core.config import StageConfig
+from core.errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+# Semantic versioning 2.0 without build metadata ("+..." has no place in a tag name here).
+SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+)
+REPO_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+HUB_MANAGED = frozenset({".gitattributes"})  # created by the Hub with the repository; never deleted
+
+
+class PublishError(PipelineError):
+    """Publishing was refused; nothing was uploaded."""
+
+
+class PublishConfig(StageConfig):
+    """The `publish:` section of params.yaml."""
+
+    repo_id: str
+    version: str
+    private: bool = False
+    enabled: bool = False
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, v: str) -> str:
+        parts = v.split("/")
+        if len(parts) != 2 or not all(REPO_NAME.fullmatch(p) for p in parts) or ".." in v or "--" in v:
+            raise ValueError(f"invalid Hub repo id {v!r}: expected 'namespace/name' (letters, digits, . _ -)")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not SEMVER.fullmatch(v):
+            raise ValueError(
+                f"invalid version {v!r}: expected a semantic version like 1.2.0 (no leading 'v')"
+            )
+        return v
+
+    @property
+    def tag(self) -> str:
+        return f"v{self.version}"
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """One file of the release folder, with the digests the Hub reports."""
+
+    path: str  # posix path inside the repository
+    local: Path
+    size: int
+    git_sha1: str
+    sha256: str
+
+
+def scan_release(folder: Path) -> list[ReleaseFile]:
+    """Every file of the release folder, sorted by path; errors when it is missing or not a release."""
+    if not folder.is_dir():
+        raise PublishError(f"{folder}: release folder not found; run the release stage first")
+    files = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")):
+            raise PublishError(f"{folder}: unexpected hidden file {rel} in the release")
+        data = p.read_bytes()
+        git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        files.append(ReleaseFile(rel, p, len(data), git_sha1, hashlib.sha256(data).hexdigest()))
+    paths = {f.path for f in files}
+    if "README.md" not in paths:
+        raise PublishError(f"{folder}: the release has no README.md (empty or incomplete release)")
+    if not any(p.startswith("data/") and p.endswith(".parquet") for p in paths):
+        raise PublishError(f"{folder}: the release has no data/**/*.parquet files (empty release)")
+    return files
+
+
+def same_content(local: list[ReleaseFile], remote: list[Any]) -> bool:
+    """Whether the remote files (RepoFile entries, Hub-managed files aside) equal the local ones."""
+    remote_files = {r.path: r for r in remote if hasattr(r, "blob_id") and r.path not in HUB_MANAGED}
+    if set(remote_files) != {f.path for f in local}:
+        return False
+    for f in local:
+        r = remote_files[f.path]
+        if r.lfs is not None:
+            if r.lfs.sha256 != f.sha256:
+                return False
+        elif r.blob_id != f.git_sha1:
+            return False
+    return True
+
+
+def plan_summary(cfg: PublishConfig, files: list[ReleaseFile]) -> dict[str, Any]:
+    """What a publish would upload (no secrets)."""
+    return {
+        "repo_id": cfg.repo_id,
+        "tag": cfg.tag,
+        "private": cfg.private,
+        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
+        "total_bytes": sum(f.size for f in files),
+    }
+
+
+def publish(folder: Path, cfg: PublishConfig, token: str, endpoint: str | None = None) -> dict[str, Any]:
+    """Upload `folder` as one commit on `main` and tag it; returns what published.json records."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    files = scan_release(folder)
+    api = HfApi(endpoint=endpoint, token=token)
+    repo_type = "dataset"
+    base = api.endpoint.rstrip("/")
+    url = f"{base}/datasets/{cfg.repo_id}/tree/{cfg.tag}"
+
+    try:
+        refs = api.list_repo_refs(cfg.repo_id, repo_type=repo_type)
+    except RepositoryNotFoundError:
+        refs = None
+    if refs is not None:
+        tags = {t.name: t.target_commit for t in refs.tags}
+        if cfg.tag in tags:
+            sha = tags[cfg.tag]
+            remote = list(api.list_repo_tree(cfg.repo_id, repo_type=repo_type, revision=sha, recursive=True))
+            if not same_content(files, remote):
+                raise PublishError(
+                    f"tag {cfg.tag} already exists on {cfg.repo_id} with different content; tags are never"
+                    " moved: bump publish.version to publish this release"
+                )
+            logger.info("tag %s on %s already has exactly this release: nothing to do", cfg.tag, cfg.repo_id)
+            return {
+                "published": True,
+                "repo_id": cfg.repo_id,
+                "tag": cfg.tag,
+                "commit": sha,
+                "url": url,
+                "already_published": True,
+            }
+
+    api.create_repo(cfg.repo_id, repo_type=repo_type, private=cfg.private, exist_ok=True)
+    refs = api.list_repo_refs(cfg.repo_id, repo_type=repo_type)
+    head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+    remote_paths: set[str] = set()
+    if head is not None:
+        remote_paths = {
+            r.path
+            for r in api.list_repo_tree(cfg.repo_id, repo_type=repo_type, revision=head, recursive=True)
+            if hasattr(r, "blob_id")
+        }
+    local_paths = {f.path for f in files}
+    deletions = sorted(remote_paths - local_paths - HUB_MANAGED)
+    operations: list[Any] = [
+        CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.local)) for f in files
+    ]
+    operations += [CommitOperationDelete(path_in_repo=p) for p in deletions]
+    logger.info(
+        "publishing %d file(s), deleting %d, to %s as %s", len(files), len(deletions), cfg.repo_id, cfg.tag
+    )
+    info = api.create_commit(
+        cfg.repo_id,
+        operations=operations,
+        commit_message=f"Release {cfg.tag}",
+        commit_description=f"Dataset release {cfg.tag}: {len(files)} file(s), {len(deletions)} deletion(s).",
+        repo_type=repo_type,
+        revision="main",
+        parent_commit=head,
+    )
+    api.create_tag(
+        cfg.repo_id, tag=cfg.tag, revision=info.oid, repo_type=repo_type, tag_message=f"Release {cfg.tag}"
+    )
+    logger.info("published %s at commit %s: %s", cfg.tag, info.oid, url)
+    return {
+        "published": True,
+        "repo_id": cfg.repo_id,
+        "tag": cfg.tag,
+        "commit": info.oid,
+        "url": url,
+        "already_published": False,
+    }
+
+
+def resolve_token() -> str | None:
+    """HF_TOKEN, else the Hub's saved login; None when there is neither."""
+    from huggingface_hub import get_token
+
+    return get_token()

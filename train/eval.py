@@ -1,0 +1,52 @@
+"""DVC stage `eval`: the base and fine-tuned students on the held-out FLAN tasks, generated with vLLM.
+
+The held-out split is read with `datasets.load_dataset(<release>, "heldout", split="test")`. Each
+model answers every prompt with the same chat formatting training used (system omitted when
+empty), greedy by default; replies are scored against the FLAN references (`train.score`) per
+submix and overall. Outputs: `metrics.json`, a Markdown table (the card and README show it) and
+the per-row predictions (library: `train.evaluation`).
+
+    python -m train.eval --params params.yaml --out data/eval
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from core.config import load_base, load_section
+from core.io import write_json, write_parquet, write_text
+from core.stage import run_stage
+from train.config import EvalConfig
+from train.evaluation import PREDICTIONS_SCHEMA, EvalError, run_eval
+
+logger = logging.getLogger(__name__)
+
+
+def run(params: str, out: Path) -> None:
+    """Generate and score every model of `eval.models`; write predictions, table and metrics."""
+    cfg = load_section(EvalConfig, params, "eval")
+    seed = load_base(params).seed
+    logger.info("eval params: %s (seed %d)", cfg.model_dump(), seed)
+    for label, model in cfg.models.items():
+        if Path(model).exists() and not (Path(model) / "config.json").exists():
+            raise EvalError(f"eval.models.{label}: {model} has no config.json")
+    metrics, table, preds = run_eval(cfg, seed)
+    write_parquet(preds, out / "predictions.parquet", PREDICTIONS_SCHEMA)
+    write_text(table, out / "table.md")
+    write_json(metrics, out / "metrics.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `eval` stage."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, type=Path, help="metrics, table, predictions")
+    args = parser.parse_args(argv)
+    return run_stage("eval", lambda: run(args.params, args.out))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
