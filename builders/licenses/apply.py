@@ -11,8 +11,7 @@ import pyarrow as pa
 from builders.licenses.classes import SPDX_IDS, USE_CLASSES
 from builders.licenses.policy import STAGE, LicenseConfig, decide_tasks, resolve_tasks
 from builders.licenses.registry import Registry, resolve_task
-from core.schema import REMOVED_SCHEMA
-from core.schema import LICENSE_FIELDS, PROMPT_SCHEMA
+from core.schema import LICENSE_FIELDS, PROMPT_SCHEMA, REMOVED_SCHEMA
 
 LICENSED_PROMPT_SCHEMA = pa.schema([*PROMPT_SCHEMA, *LICENSE_FIELDS])
 REMOVED_LICENSE_SCHEMA = pa.schema(

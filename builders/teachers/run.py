@@ -25,8 +25,7 @@ from builders.teachers.config import TeacherConfig, TracesConfig
 from builders.teachers.filters import PROMPT_TOO_LONG, response_problem
 from builders.teachers.provenance import resolve_revision, vllm_version
 from core.io import write_json, write_parquet
-from core.schema import REMOVED_SCHEMA
-from core.schema import TRACE_FIELDS
+from core.schema import REMOVED_SCHEMA, TRACE_FIELDS
 
 logger = logging.getLogger(__name__)
 
