@@ -22,6 +22,7 @@ from builders.flan_source import read_submix, resolve_source
 from builders.sampling import add_ids, stratified_sample
 from builders.system_messages import assign_system_messages, check_weights, load_system_messages
 from core.config import ParamsError, StageConfig
+from core.contracts import Funnel
 from core.io import write_json, write_parquet
 from core.schema import PROMPT_SCHEMA, REMOVED_SCHEMA, SUBMIXES
 
@@ -253,7 +254,7 @@ def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataF
     funnel["not_sampled"] = sum(s["not_sampled"] for s in per_submix.values())
     funnel = {k: v for k, v in sorted(funnel.items()) if v}
     stats = {
-        "funnel": {"stage": "prompts", "rows_in": rows_in, "rows_out": prompts_df.height, "removed": funnel},
+        "funnel": Funnel(stage="prompts", rows_in=rows_in, rows_out=prompts_df.height, removed=funnel).dump(),
         "source": {"source": cfg.source, "layout": files.layout, "revision": files.revision or None},
         "budgets": budgets,
         "per_submix": per_submix,

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import polars as pl
-import yaml
 from pydantic import Field, field_validator
 
 from cards.card import CardSettings, render_card
@@ -18,7 +17,7 @@ from cards.funnel import funnel_chart
 from cards.hub import PublishConfig
 from cards.inputs import ReleaseInputError, ReleaseInputs
 from cards.shards import ConfigShards, write_shards
-from core.config import StageConfig, load_params
+from core.config import StageConfig
 from core.io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class ReleaseConfig(StageConfig):
 
 
 def build_release(
-    inputs: ReleaseInputs, cfg: ReleaseConfig, pub: PublishConfig, params_excerpt: str, out: Path
+    inputs: ReleaseInputs, cfg: ReleaseConfig, pub: PublishConfig, out: Path
 ) -> list[ConfigShards]:
     """Write the whole release folder at `out` atomically; returns the configs written."""
     teachers = inputs.teachers
@@ -80,27 +79,10 @@ def build_release(
             funnel_png=FUNNEL_PNG,
             extra_limitations=cfg.extra_limitations,
         )
-        card = render_card(inputs, shards, settings, params_excerpt)
+        card = render_card(inputs, shards, settings)
         card.save(tmp / "README.md")
     for s in shards:
         logger.info(
             "config %s/%s: %d rows in %d file(s)", s.config_name, s.split, s.num_examples, len(s.files)
         )
     return shards
-
-
-# The params the card prints, and so the release stage's params in dvc.yaml: the data stages'
-# sections and the Hub coordinates; never `train`/`eval`, which consume the release.
-CARD_SECTIONS = ("base", "prompts", "license", "dedup", "traces", "release")
-CARD_KEYS = ("publish.repo_id", "publish.version")
-
-
-def params_excerpt(params_path: Path) -> str:
-    """The data stages' params, re-dumped as YAML for the card (comments dropped, order kept)."""
-    params = load_params(params_path)
-    keep: dict = {s: params[s] for s in params if s in CARD_SECTIONS}
-    for key in CARD_KEYS:
-        section, name = key.split(".")
-        if name in params.get(section, {}):
-            keep.setdefault(section, {})[name] = params[section][name]
-    return yaml.safe_dump(keep, sort_keys=False, allow_unicode=True).strip()

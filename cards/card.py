@@ -14,6 +14,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from cards.funnel import funnel_table
 from cards.inputs import ReleaseInputError, ReleaseInputs
 from cards.shards import ConfigShards
+from core.contracts import LicenseSummary, ReleaseLicense
 
 TEMPLATE = Path(__file__).with_name("templates") / "card.md.jinja"
 SIZE_BOUNDS = [
@@ -49,45 +50,21 @@ def size_category(n: int) -> str:
     return "n>100M"
 
 
-def release_license(value: Any, source: str = "license_summary.release_license") -> tuple[str, list[str]]:
-    """(Hub license id, constituent licenses) from the license stage's `release_license`.
-
-    Accepts one SPDX id, a list of ids, or a mapping {"license": id or "other", "licenses": [...]}.
-    Mixed licenses give `other`.
-    """
-    if isinstance(value, str):
-        ids = [value]
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        ids = list(value)
-    elif isinstance(value, Mapping):
-        main = value.get("license", value.get("id"))
-        listed = value.get("licenses", value.get("list", []))
-        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
-            raise ReleaseInputError(f"{source}.licenses must be a list of license ids")
-        ids = [main] if isinstance(main, str) and main.lower() != "other" else list(listed)
-        if isinstance(main, str) and main.lower() == "other" and not listed:
-            raise ReleaseInputError(f"{source}: 'other' needs the list of licenses")
-    else:
-        raise ReleaseInputError(f"{source}: expected an SPDX id, a list, or a mapping; got {value!r}")
-    ids = sorted({i.strip().lower() for i in ids if i.strip() and i.strip().lower() != "other"})
+def release_license(value: ReleaseLicense) -> tuple[str, list[str]]:
+    """(Hub license id, constituent licenses) of the release: one SPDX id, or `other` when mixed."""
+    ids = sorted({i.strip().lower() for i in [value.license, *value.licenses] if i.strip()} - {"other"})
+    if value.license.lower() != "other":
+        ids = [value.license.strip().lower()]
     if not ids:
-        raise ReleaseInputError(f"{source}: no license given")
+        raise ReleaseInputError("license_summary.release: no license given")
     return (ids[0] if len(ids) == 1 else "other"), ids
-
-
-def summary_license(summary: Mapping[str, Any]) -> Any:
-    """The release license entry of the license summary (`release_license`, or `release`)."""
-    return summary["release_license"] if "release_license" in summary else summary["release"]
-
-
-TERMS_KEYS = ("teacher_terms", "teachers_terms", "teachers")
 
 
 def build_card_data(
     inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings
 ) -> DatasetCardData:
     """The card's YAML metadata, built with `DatasetCardData`."""
-    lic, lic_list = release_license(summary_license(inputs.license_summary))
+    lic, lic_list = release_license(inputs.license_summary.release)
     extra: dict[str, Any] = {}
     if lic == "other":
         extra["license_name"] = "mixed"
@@ -149,13 +126,6 @@ def json_block(obj: Any) -> str:
     return "```json\n" + json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n```"
 
 
-def _first(meta: Mapping[str, Any], *keys: str) -> Any:
-    for k in keys:
-        if meta.get(k) is not None:
-            return meta[k]
-    return "not recorded"
-
-
 def recipe_tables(inputs: ReleaseInputs) -> tuple[str, str]:
     """(submix budgets vs counts, system message distribution) as Markdown tables."""
     pstats = inputs.stats["prompts"]
@@ -199,11 +169,11 @@ def teacher_table(inputs: ReleaseInputs) -> str:
         rows.append(
             [
                 name,
-                _first(meta, "model", "model_id"),
-                _first(meta, "revision", "model_revision"),
-                _first(meta, "backend"),
-                _first(meta, "vllm_version"),
-                _first(meta, "sampling", "sampling_params"),
+                meta.model,
+                meta.revision or "not recorded",
+                meta.backend,
+                meta.vllm_version or "not recorded",
+                meta.sampling,
                 rows_per.get(name, 0),
             ]
         )
@@ -223,13 +193,14 @@ def _stats_md(key: str, value: Any) -> str:
     return f"**{key}**\n\n" + json_block(value)
 
 
-def license_tables(summary: Mapping[str, Any]) -> tuple[str, str]:
+def license_tables(summary: LicenseSummary) -> tuple[str, str]:
     """(licenses, attributions owed) as Markdown from the license summary."""
-    skip = {"attributions", "release_license", "release", *TERMS_KEYS}
-    parts = [_stats_md(k, v) for k, v in sorted(summary.items()) if k not in skip]
-    attributions = summary.get("attributions") or []
+    data = summary.dump()
+    skip = {"attributions", "release", "teachers"}
+    parts = [_stats_md(k, v) for k, v in sorted(data.items()) if k not in skip]
+    attributions = summary.attributions
     if attributions:
-        rows = [[a.get("dataset", ""), a.get("license", ""), a.get("url", "")] for a in attributions]
+        rows = [[a.dataset, a.license, a.url or ""] for a in attributions]
         attr = table(["dataset", "license", "url"], rows)
     else:
         attr = "No attribution is owed."
@@ -242,22 +213,15 @@ def other_stats(stats: Mapping[str, Any]) -> str:
     return json_block(rest) if rest else "No further figures."
 
 
-def eval_section(metrics: Mapping[str, Any] | None) -> str:
-    """The reference fine-tune's evaluation, or a note that it has not been run."""
-    if metrics is None:
-        return "The reference fine-tune and its evaluation have not been run for this release."
-    return json_block(metrics)
-
-
 def render_card(
-    inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings, params_excerpt: str
+    inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings
 ) -> DatasetCard:
     """The whole card: metadata from `build_card_data`, body from the Jinja template."""
     card_data = build_card_data(inputs, shards, settings)
-    lic, lic_list = release_license(summary_license(inputs.license_summary))
+    lic, lic_list = release_license(inputs.license_summary.release)
     submix_md, sys_md = recipe_tables(inputs)
     license_md, attribution_md = license_tables(inputs.license_summary)
-    terms = next((inputs.license_summary[k] for k in TERMS_KEYS if k in inputs.license_summary), None)
+    terms = {name: t.dump() for name, t in inputs.license_summary.teachers.items()}
     revision = f"v{settings.version}"
     return DatasetCard.from_template(
         card_data,
@@ -274,17 +238,16 @@ def render_card(
         submix_table=submix_md,
         system_table=sys_md,
         teacher_table=teacher_table(inputs),
-        teacher_meta={k: json_block(v) for k, v in inputs.teacher_meta.items()},
+        teacher_meta={k: json_block(v.dump()) for k, v in inputs.teacher_meta.items()},
         funnel_table=funnel_table(inputs.funnel),
         license_table=license_md,
         attribution_table=attribution_md,
-        teacher_terms=json_block(terms) if terms is not None else "Not recorded by the license stage.",
+        teacher_terms=json_block(terms) if terms else "No teacher terms were declared (`license.teachers`).",
         dedup_stats=other_stats(inputs.stats["dedup"]),
         stage_stats={stage: other_stats(st) for stage, st in inputs.stats.items()},
         git_commit=inputs.git_commit,
         dvc_lock_sha256=inputs.dvc_lock_sha256,
         params_sha256=inputs.params_sha256,
-        params_excerpt=params_excerpt,
-        eval_section=eval_section(inputs.eval_metrics),
+        params_excerpt=inputs.params_excerpt,
         per_teacher_rows=dict(pl.DataFrame(inputs.traces["teacher"]).group_by("teacher").len().iter_rows()),
     )

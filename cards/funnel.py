@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-from core.errors import PipelineError
+from core.contracts import Funnel, parse_contract
+from core.errors import InputError
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -19,55 +19,21 @@ from core.io import atomic_path
 PIPELINE_ORDER = ("prompts", "license", "dedup", "traces")
 
 
-class FunnelError(PipelineError, ValueError):
+class FunnelError(InputError):
     """A stage's `funnel` block is missing, malformed or does not add up."""
 
 
-@dataclass(frozen=True)
-class FunnelStep:
-    """One stage's funnel block: rows_in == rows_out + sum(removed)."""
-
-    stage: str
-    rows_in: int
-    rows_out: int
-    removed: dict[str, int]
-
-    @property
-    def removed_total(self) -> int:
-        return sum(self.removed.values())
-
-
-def parse_funnel(stats: Mapping[str, Any], source: str) -> FunnelStep:
+def parse_funnel(stats: Mapping[str, Any], source: str) -> Funnel:
     """Validate the `funnel` block of one stats.json; errors name the file and key."""
-    block = stats.get("funnel")
-    if not isinstance(block, Mapping):
+    if not isinstance(stats.get("funnel"), Mapping):
         raise FunnelError(f"{source}: missing 'funnel' block")
-    for key in ("stage", "rows_in", "rows_out", "removed"):
-        if key not in block:
-            raise FunnelError(f"{source}: funnel.{key} is missing")
-    removed = block["removed"]
-    if not isinstance(removed, Mapping):
-        raise FunnelError(f"{source}: funnel.removed must be a mapping of reason to count")
-    ints = {"rows_in": block["rows_in"], "rows_out": block["rows_out"]}
-    ints.update({f"removed.{k}": v for k, v in removed.items()})
-    for key, value in ints.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise FunnelError(f"{source}: funnel.{key} must be a non-negative integer, got {value!r}")
-    step = FunnelStep(
-        stage=str(block["stage"]),
-        rows_in=block["rows_in"],
-        rows_out=block["rows_out"],
-        removed={str(k): int(v) for k, v in sorted(removed.items())},
-    )
-    if step.rows_in != step.rows_out + step.removed_total:
-        raise FunnelError(
-            f"{source}: funnel does not add up: rows_in {step.rows_in} != rows_out {step.rows_out}"
-            f" + removed {step.removed_total}"
-        )
-    return step
+    try:
+        return parse_contract(Funnel, stats["funnel"], source)
+    except InputError as exc:
+        raise FunnelError(str(exc)) from None
 
 
-def funnel_table(steps: list[FunnelStep]) -> str:
+def funnel_table(steps: list[Funnel]) -> str:
     """A Markdown table: stage, rows in, rows out, removed (with reasons)."""
     lines = ["| stage | rows in | rows out | removed | reasons |", "|---|---:|---:|---:|---|"]
     for s in steps:
@@ -76,7 +42,7 @@ def funnel_table(steps: list[FunnelStep]) -> str:
     return "\n".join(lines)
 
 
-def funnel_chart(steps: list[FunnelStep], path: str | Path) -> None:
+def funnel_chart(steps: list[Funnel], path: str | Path) -> None:
     """Draw rows kept and removed per stage as horizontal stacked bars, written atomically as PNG."""
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.7 * len(steps)), dpi=100)
     labels = [s.stage for s in steps][::-1]

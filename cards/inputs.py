@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from cards.funnel import PIPELINE_ORDER, FunnelStep, parse_funnel
+from cards.funnel import PIPELINE_ORDER, parse_funnel
+from core.config import load_params
+from core.contracts import Funnel, LicenseSummary, TeacherRecord, read_contract
 from core.errors import InputError
 
 TRACE_REQUIRED = ("id", "teacher", "teacher_model", "submix", "system_prompt_id", "question", "response")
@@ -34,13 +36,13 @@ class ReleaseInputs:
     heldout: pl.DataFrame
     heldout_schema: pa.Schema
     stats: dict[str, dict[str, Any]]  # stage -> its stats.json, in pipeline order
-    funnel: list[FunnelStep]
-    teacher_meta: dict[str, dict[str, Any]]
-    license_summary: dict[str, Any]
+    funnel: list[Funnel]
+    teacher_meta: dict[str, TeacherRecord]
+    license_summary: LicenseSummary
     dvc_lock_sha256: str
+    params_excerpt: str
     params_sha256: str
     git_commit: str
-    eval_metrics: dict[str, Any] | None
 
     @property
     def teachers(self) -> list[str]:
@@ -72,15 +74,6 @@ def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tup
     if df.select(pl.col("id").is_null().any()).item():
         raise ReleaseInputError(f"{path}: column 'id' has nulls")
     return df.sort(sort_by), schema
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
@@ -129,6 +122,23 @@ def git_commit(cwd: Path | None = None) -> str:
     return f"{sha}-dirty" if status.returncode == 0 and status.stdout.strip() else sha
 
 
+# The params the card prints, and so the release stage's params in dvc.yaml: the data stages'
+# sections and the Hub coordinates; never `train`/`eval`, which consume the release.
+CARD_SECTIONS = ("base", "prompts", "license", "dedup", "traces", "release")
+CARD_KEYS = ("publish.repo_id", "publish.version")
+
+
+def params_excerpt(params_path: Path) -> str:
+    """The data stages' params, re-dumped as YAML for the card (comments dropped, order kept)."""
+    params = load_params(params_path)
+    keep: dict[str, Any] = {s: params[s] for s in params if s in CARD_SECTIONS}
+    for key in CARD_KEYS:
+        section, name = key.split(".")
+        if name in (params.get(section) or {}):
+            keep.setdefault(section, {})[name] = params[section][name]
+    return yaml.safe_dump(keep, sort_keys=False, allow_unicode=True).strip()
+
+
 def load_inputs(
     *,
     traces: Path,
@@ -138,7 +148,6 @@ def load_inputs(
     license_summary: Path,
     dvc_lock: Path,
     params: Path,
-    eval_metrics: Path | None = None,
 ) -> ReleaseInputs:
     """Load and check every input; raises ReleaseInputError naming the file and key."""
     traces_df, traces_schema = read_table(traces, TRACE_REQUIRED, ["id", "teacher"])
@@ -157,16 +166,12 @@ def load_inputs(
 
     teacher_meta = {}
     for teacher in sorted(traces_df["teacher"].unique().to_list()):
-        teacher_meta[teacher] = read_json(traces_meta / f"{teacher}.json")
+        teacher_meta[teacher] = read_contract(TeacherRecord, traces_meta / f"{teacher}.json")
 
-    summary = read_json(license_summary)
-    if "release_license" not in summary and "release" not in summary:
-        raise ReleaseInputError(f"{license_summary}: missing key 'release_license' (or 'release')")
+    summary = read_contract(LicenseSummary, license_summary)
+    excerpt = params_excerpt(params)
     if not params.is_file():
         raise ReleaseInputError(f"{params}: file not found")
-    metrics = None
-    if eval_metrics is not None and eval_metrics.is_file():
-        metrics = read_json(eval_metrics)
     return ReleaseInputs(
         traces=traces_df,
         traces_schema=traces_schema,
@@ -177,7 +182,7 @@ def load_inputs(
         teacher_meta=teacher_meta,
         license_summary=summary,
         dvc_lock_sha256=lock_digest(dvc_lock),
-        params_sha256=sha256_file(params),
+        params_excerpt=excerpt,
+        params_sha256=hashlib.sha256(excerpt.encode("utf-8")).hexdigest(),
         git_commit=git_commit(params.parent),
-        eval_metrics=metrics,
     )

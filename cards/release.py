@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cards.assemble import ReleaseConfig, build_release, params_excerpt
+from cards.assemble import ReleaseConfig, build_release
 from cards.hub import PublishConfig
 from cards.inputs import load_inputs
 from core.config import load_section
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> None:
         dvc_lock=args.dvc_lock,
         params=args.params,
     )
-    build_release(inputs, cfg, pub, params_excerpt(args.params), args.out)
+    build_release(inputs, cfg, pub, args.out)
     logger.info("release written to %s", args.out)
 
 

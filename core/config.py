@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import ParamsError
+from core.errors import ParamsError, validation_message
 
 T = TypeVar("T", bound="StageConfig")
 
@@ -58,17 +58,6 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _format_validation(exc: ValidationError, section: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (section, *err["loc"]))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
-
-
 def parse_section(model: type[T], data: Any, *, section: str, source: str = "params") -> T:
     """Validate one section's mapping into `model`, naming `source` and the dotted key on error."""
     if data is None:
@@ -78,7 +67,7 @@ def parse_section(model: type[T], data: Any, *, section: str, source: str = "par
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ParamsError(f"{source}: {_format_validation(exc, section)}") from None
+        raise ParamsError(f"{source}: {validation_message(exc.errors(), section)}") from None
 
 
 def load_section(model: type[T], params_path: str | Path, section: str) -> T:

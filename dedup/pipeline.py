@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from core.contracts import Funnel
 from dedup.audit import CODE, EARLY_SCHEMA, REASONS, STAGE, removed_frame, similarity_summary
 from dedup.config import DedupConfig
 from dedup.corpus import ONE_PASS_ROWS, Corpus, release_free_memory
@@ -332,12 +333,7 @@ def dedup_corpus(
     seconds = time.perf_counter() - clock.t0
     with_template = int((sk.n_content_words < sk.n_words).sum())
     stats = {
-        "funnel": {
-            "stage": STAGE,
-            "rows_in": n,
-            "rows_out": int(keep.sum()),
-            "removed": counts_by_reason,
-        },
+        "funnel": Funnel(stage=STAGE, rows_in=n, rows_out=int(keep.sum()), removed=counts_by_reason).dump(),
         "exact_duplicates": counts_by_reason["exact_duplicate"],
         "near_duplicates": counts_by_reason["near_duplicate"],
         "template_variants": {

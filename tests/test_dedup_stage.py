@@ -9,9 +9,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import ParamsError
-from dedup.decontam import DedupInputError
 from dedup.dedup import main
+from tests.failing import stage_fails
 
 DATA = Path(__file__).parent / "data" / "dedup"
 
@@ -81,31 +80,24 @@ def test_stage_outputs_and_byte_identical_rerun(tmp_path: Path, prompts: Path) -
     assert kept.num_rows + removed.num_rows == 41
 
 
-def test_stage_bad_params_and_inputs(tmp_path: Path, prompts: Path) -> None:
+def test_stage_bad_params_and_inputs(
+    tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    params = write_params(tmp_path / "p1.yaml", bands=10, rows=13)
-    with pytest.raises(ParamsError, match=r"p1\.yaml: dedup: .*bands x rows must equal num_perm"):
-        main(["--params", str(params), "--prompts", str(prompts), "--out", str(out)])
-    params = write_params(
-        tmp_path / "p2.yaml",
-        eval_sets=[{"name": "e", "path": str(DATA / "eval.jsonl"), "text_column": "text"}],
+
+    def fails(params: Path, pattern: str, table: Path = prompts) -> None:
+        stage_fails(
+            main, ["--params", str(params), "--prompts", str(table), "--out", str(out)], capsys, pattern
+        )
+
+    fails(
+        write_params(tmp_path / "p1.yaml", bands=10, rows=13),
+        r"^dedup: .*p1\.yaml: dedup: bands x rows must equal num_perm",
     )
-    with pytest.raises(DedupInputError, match="text column 'text' not found"):
-        main(["--params", str(params), "--prompts", str(prompts), "--out", str(out)])
+    eval_sets = [{"name": "e", "path": str(DATA / "eval.jsonl"), "text_column": "text"}]
+    fails(write_params(tmp_path / "p2.yaml", eval_sets=eval_sets), "text column 'text' not found")
     unsorted = tmp_path / "unsorted.parquet"
     pl.read_parquet(prompts).reverse().write_parquet(unsorted)
-    with pytest.raises(DedupInputError, match="must be sorted by id"):
-        main(
-            [
-                "--params",
-                str(write_params(tmp_path / "p0.yaml")),
-                "--prompts",
-                str(unsorted),
-                "--out",
-                str(out),
-            ]
-        )
-    params = write_params(tmp_path / "p3.yaml", threshold=1.5)
-    with pytest.raises(ParamsError, match=r"dedup\.threshold"):
-        main(["--params", str(params), "--prompts", str(prompts), "--out", str(out)])
+    fails(write_params(tmp_path / "p0.yaml"), "must be sorted by id", unsorted)
+    fails(write_params(tmp_path / "p3.yaml", threshold=1.5), r"dedup\.threshold")
     assert not out.exists()  # no partial output

@@ -18,8 +18,9 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from cards.card import release_license
 from cards.funnel import FunnelError, parse_funnel
-from cards.inputs import git_commit
+from cards.inputs import ReleaseInputError, git_commit
 from cards.release import main
+from core.contracts import ReleaseLicense
 
 GOLDEN = Path(__file__).parent / "data" / "release"
 PARAMS = {
@@ -171,7 +172,7 @@ def test_card_names_every_number_and_funnel_adds_up(built: tuple[Path, Path]) ->
     assert 'load_dataset("org/name", revision="v1.0.0")' in text
     assert "Gudibande" in text and "2306.02707" in text and "2301.13688" in text and "2310.16787" in text
     assert "tiny random models" in text
-    assert "have not been run" in text
+    assert "dvc repro eval" in text and "max_new_tokens" not in text  # no eval params in the card
     # The budgets and the actual per-submix counts.
     assert "| cot | 15 | 4 | 11 | 1 | 3 |" in text
 
@@ -200,14 +201,13 @@ def test_shards_split_by_size_and_load_in_order(built: tuple[Path, Path], tmp_pa
     assert list(ds["teacher"]) == traces["teacher"].to_list()
 
 
-def test_eval_metrics_are_optional(built: tuple[Path, Path], tmp_path: Path) -> None:
-    inp, _ = built
-    metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"bbh": {"accuracy": 0.4321, "n": 250}}))
-    out = tmp_path / "release"
-    assert main([*argv(inp, out), "--eval-metrics", str(metrics)]) == 0
-    text = (out / "README.md").read_text()
-    assert "0.4321" in text and "have not been run" not in text
+def test_eval_params_leave_the_card_unchanged(built: tuple[Path, Path], tmp_path: Path) -> None:
+    _inp, out = built
+    other = copy_inputs(tmp_path / "inputs")
+    (other / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "eval": {"max_new_tokens": 7}}))
+    again = tmp_path / "release"
+    assert main(argv(other, again)) == 0
+    assert (again / "README.md").read_text() == (out / "README.md").read_text()
 
 
 def test_bad_funnel_fails_naming_the_file(built: tuple[Path, Path], tmp_path: Path) -> None:
@@ -219,7 +219,7 @@ def test_bad_funnel_fails_naming_the_file(built: tuple[Path, Path], tmp_path: Pa
     with pytest.raises(FunnelError, match=r"dedup_stats\.json: funnel does not add up"):
         parse_funnel(stats, str(bad / "dedup_stats.json"))
     out = tmp_path / "release"
-    assert main(argv(bad, out)) == 1
+    assert main(argv(bad, out)) == 2
     assert not out.exists()  # no partial output
 
 
@@ -229,30 +229,30 @@ def test_bad_funnel_fails_naming_the_file(built: tuple[Path, Path], tmp_path: Pa
         (lambda d: (d / "meta" / "large.json").unlink(), "large.json: file not found"),
         (lambda d: (d / "prompts_stats.json").write_text("{}"), "missing 'funnel' block"),
         (lambda d: (d / "dvc.lock").write_text("stages: {}\n"), "no lock entries"),
-        (lambda d: (d / "license_summary.json").write_text("{}"), "release_license"),
+        (lambda d: (d / "license_summary.json").write_text("{}"), "license_summary.json: registry: Field"),
     ],
 )
 def test_bad_inputs_fail_clearly(
-    tmp_path: Path, mutate: Any, expected: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mutate: Any, expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     inp = copy_inputs(tmp_path / "inputs")
     mutate(inp)
     out = tmp_path / "release"
-    assert main(argv(inp, out)) == 1
-    assert expected in caplog.text
+    assert main(argv(inp, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("release: ") and expected in err[0]
     assert not out.exists()
 
 
 def test_release_license_forms() -> None:
-    assert release_license("Apache-2.0") == ("apache-2.0", ["apache-2.0"])
-    assert release_license({"license": "mit", "licenses": ["mit"]}) == ("mit", ["mit"])
-    assert release_license({"license": "other", "licenses": ["mit", "cc-by-4.0"]}) == (
-        "other",
-        ["cc-by-4.0", "mit"],
-    )
-    assert release_license(["mit", "mit"]) == ("mit", ["mit"])
-    with pytest.raises(ValueError, match="release_license"):
-        release_license(42)
+    def lic(main_id: str, listed: list[str]) -> ReleaseLicense:
+        return ReleaseLicense(license=main_id, licenses=listed, use="commercial")
+
+    assert release_license(lic("Apache-2.0", ["Apache-2.0"])) == ("apache-2.0", ["apache-2.0"])
+    assert release_license(lic("other", ["mit", "cc-by-4.0"])) == ("other", ["cc-by-4.0", "mit"])
+    assert release_license(lic("other", ["mit", "mit"])) == ("mit", ["mit"])
+    with pytest.raises(ReleaseInputError, match="no license"):
+        release_license(lic("other", []))
 
 
 def test_git_commit_never_fails(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import pyarrow as pa
 from builders.licenses.classes import SPDX_IDS, USE_CLASSES
 from builders.licenses.policy import STAGE, LicenseConfig, decide_tasks, resolve_tasks
 from builders.licenses.registry import Registry, resolve_task
+from core.contracts import Funnel, LicenseSummary, ReleaseLicense
+from core.errors import InputError
 from core.schema import LICENSE_FIELDS, PROMPT_SCHEMA, REMOVED_SCHEMA
 
 LICENSED_PROMPT_SCHEMA = pa.schema([*PROMPT_SCHEMA, *LICENSE_FIELDS])
@@ -101,12 +103,12 @@ def audit_coverage(registry: Registry) -> dict[str, Any]:
     return out
 
 
-def _release_license(licenses: list[str]) -> dict[str, Any]:
+def _release_license(licenses: list[str], use: str) -> ReleaseLicense:
     distinct = sorted(set(licenses))
     spdx = set(SPDX_IDS.values())
     if len(distinct) == 1 and distinct[0] in spdx:
-        return {"license": distinct[0], "licenses": distinct}
-    return {"license": "other", "licenses": distinct}
+        return ReleaseLicense(license=distinct[0], licenses=distinct, use=use)
+    return ReleaseLicense(license="other", licenses=distinct, use=use)
 
 
 def _counts(df: pl.DataFrame, column: str) -> dict[str, int]:
@@ -116,7 +118,7 @@ def _counts(df: pl.DataFrame, column: str) -> dict[str, int]:
     return {str(k) if k != "" else "none": int(v) for k, v in counts.iter_rows()}
 
 
-def build_summary(kept: pl.DataFrame, registry: Registry, cfg: LicenseConfig) -> dict[str, Any]:
+def build_summary(kept: pl.DataFrame, registry: Registry, cfg: LicenseConfig) -> LicenseSummary:
     """`license_summary.json`: counts, attributions owed, teachers' terms, the release license."""
     attributions = []
     share_alike = []
@@ -142,23 +144,23 @@ def build_summary(kept: pl.DataFrame, registry: Registry, cfg: LicenseConfig) ->
             if ds.share_alike:
                 share_alike.append({"dataset": uid, "license": ds.license, "rows": int(rows)})
     release = _release_license(
-        [lic or "unknown" for lic in kept["license"].unique().to_list()] if not kept.is_empty() else []
+        [lic or "unknown" for lic in kept["license"].unique().to_list()] if not kept.is_empty() else [],
+        cfg.release_use,
     )
-    release["use"] = cfg.release_use
-    return {
-        "registry": dict(registry.source),
-        "policy": cfg.model_dump(mode="json", exclude={"teachers"}),
-        "rows": kept.height,
-        "counts": {
+    return LicenseSummary(
+        registry=dict(registry.source),
+        policy=cfg.model_dump(mode="json", exclude={"teachers"}),
+        rows=kept.height,
+        counts={
             "license": _counts(kept, "license"),
             "license_use": _counts(kept, "license_use"),
             "license_resolution": _counts(kept, "license_resolution"),
         },
-        "attributions": attributions,
-        "share_alike": share_alike,
-        "teachers": {name: terms.model_dump(mode="json") for name, terms in sorted(cfg.teachers.items())},
-        "release": release,
-    }
+        attributions=attributions,
+        share_alike=share_alike,
+        teachers=dict(sorted(cfg.teachers.items())),
+        release=release,
+    )
 
 
 def apply_license(
@@ -167,11 +169,11 @@ def apply_license(
     """Resolve every row's license, apply the policy, and build the stage's outputs."""
     missing = [c for c in REQUIRED_COLUMNS if c not in prompts.columns]
     if missing:
-        raise ValueError(f"{source}: missing columns {missing}")
+        raise InputError(f"{source}: missing columns {missing}")
     for column in REQUIRED_COLUMNS:
         nulls = prompts.filter(pl.col(column).is_null() | (pl.col(column) == ""))
         if not nulls.is_empty():
-            raise ValueError(f"{source}: row {nulls.row(0, named=True).get('id')!r} has an empty '{column}'")
+            raise InputError(f"{source}: row {nulls.row(0, named=True).get('id')!r} has an empty '{column}'")
     decided = decide_tasks(resolve_tasks(registry, prompts), cfg)
     rows = prompts.join(decided, on=["task_name", "submix"], how="left", validate="m:1")
     kept = rows.filter(pl.col("reason").is_null()).drop("reason", "detail").sort("id")
@@ -185,14 +187,9 @@ def apply_license(
         rows.group_by("task_name", "submix", "license_resolution").len("rows").sort("task_name", "submix")
     )
     removed_counts = _counts(removed, "reason")
+    funnel = Funnel(stage=STAGE, rows_in=prompts.height, rows_out=kept.height, removed=removed_counts)
     stats = {
-        "funnel": {
-            "stage": STAGE,
-            "rows_in": prompts.height,
-            "rows_out": kept.height,
-            "removed": removed_counts,
-        },
+        "funnel": funnel.dump(),
         "coverage": {"input": _coverage(task_rows), "audit": audit_coverage(registry)},
     }
-    assert stats["funnel"]["rows_in"] == kept.height + sum(removed_counts.values())
-    return LicenseResult(kept, removed, build_summary(kept, registry, cfg), stats)
+    return LicenseResult(kept, removed, build_summary(kept, registry, cfg).dump(), stats)

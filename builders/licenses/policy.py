@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from builders.licenses.classes import ACADEMIC_ONLY, COMMERCIAL, NON_COMMERCIAL, UNSPECIFIED
 from builders.licenses.registry import Registry, resolve_task
 from core.config import ParamsError, StageConfig
+from core.contracts import TeacherTerms
 
 STAGE = "license"
 POLICY_USES = (COMMERCIAL, NON_COMMERCIAL, ACADEMIC_ONLY)
@@ -39,15 +40,6 @@ LICENSE_COLUMNS = {
     "share_alike": pl.Boolean,
     "license_resolution": pl.String,
 }
-
-
-class TeacherTerms(StageConfig):
-    """A teacher model's own terms of use."""
-
-    license: str = Field(min_length=1, description="SPDX id or name of the model's license")
-    outputs_may_train_models: bool = Field(description="the terms allow training models on its outputs")
-    commercial_use: bool = Field(description="the terms allow commercial use of its outputs")
-    url: str | None = None
 
 
 class LicenseConfig(StageConfig):

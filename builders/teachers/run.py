@@ -24,6 +24,8 @@ from builders.teachers.cache import GenerationCache, cache_key
 from builders.teachers.config import TeacherConfig, TracesConfig
 from builders.teachers.filters import PROMPT_TOO_LONG, response_problem
 from builders.teachers.provenance import resolve_revision, vllm_version
+from core.contracts import Funnel, TeacherRecord
+from core.errors import InputError, PipelineError
 from core.io import write_json, write_parquet
 from core.schema import REMOVED_SCHEMA, TRACE_FIELDS
 
@@ -174,7 +176,7 @@ def run_teacher(
             removed.append({"id": pid, "stage": STAGE, "reason": e.reason, "detail": e.detail})
     missing = joined.filter(pl.col("response").is_null() & ~pl.col("_key").is_in(list(errors)))
     if missing.height:
-        raise RuntimeError(
+        raise PipelineError(
             f"teacher {teacher.name}: {missing.height} prompts have no result (e.g. {missing['id'][0]})"
         )
     joined = joined.filter(pl.col("response").is_not_null())
@@ -199,19 +201,19 @@ def run_teacher(
         "rows_out": rows.height,
         "removed": dict(sorted(Counter(r["reason"] for r in removed).items())),
     }
-    meta = {
-        "teacher": teacher.name,
-        "model": teacher.model,
-        "revision": revision,
-        "requested_revision": teacher.revision,
-        "backend": teacher.backend,
-        "vllm_version": vllm_version(),
-        "sampling": teacher.sampling.model_dump(mode="json"),
-        "max_model_len": teacher.max_model_len,
-        "fraction": teacher.fraction,
-        "prompt_tokens_total": int(results["prompt_tokens"].sum()) if results.height else 0,
-        "completion_tokens_total": int(results["completion_tokens"].sum()) if results.height else 0,
-        "last_run": {
+    meta = TeacherRecord(
+        teacher=teacher.name,
+        model=teacher.model,
+        revision=revision,
+        requested_revision=teacher.revision,
+        backend=teacher.backend,
+        vllm_version=vllm_version(),
+        sampling=teacher.sampling.model_dump(mode="json"),
+        max_model_len=teacher.max_model_len,
+        fraction=teacher.fraction,
+        prompt_tokens_total=int(results["prompt_tokens"].sum()) if results.height else 0,
+        completion_tokens_total=int(results["completion_tokens"].sum()) if results.height else 0,
+        last_run={
             "prompts_sent": len(requests),
             "prompt_tokens": run_prompt_tokens,
             "completion_tokens": run_completion_tokens,
@@ -221,7 +223,7 @@ def run_teacher(
             if rate_ok
             else None,
         },
-    }
+    ).dump()
     return rows, removed, stats, meta
 
 
@@ -238,12 +240,12 @@ def check_prompts(prompts: pl.DataFrame, source: str) -> None:
     """Required columns present, ids unique and non-null."""
     missing = [c for c in REQUIRED_COLUMNS if c not in prompts.columns]
     if missing:
-        raise ValueError(f"{source}: missing columns {missing}")
+        raise InputError(f"{source}: missing columns {missing}")
     if prompts["id"].null_count() or prompts["id"].n_unique() != prompts.height:
-        raise ValueError(f"{source}: column 'id' has nulls or duplicates")
+        raise InputError(f"{source}: column 'id' has nulls or duplicates")
     for col in ("system_prompt", "question"):
         if prompts[col].null_count():
-            raise ValueError(f"{source}: column '{col}' has nulls")
+            raise InputError(f"{source}: column '{col}' has nulls")
 
 
 def run_traces(
@@ -281,9 +283,8 @@ def run_traces(
     ).sort(["id", "teacher", "reason"])
     rows_in = sum(s["prompts_selected"] for s in per_teacher.values())
     counts = dict(sorted(Counter(removed_df["reason"].to_list()).items()))
-    assert rows_in == traces.height + sum(counts.values()), "funnel does not add up"
     stats = {
-        "funnel": {"stage": STAGE, "rows_in": rows_in, "rows_out": traces.height, "removed": counts},
+        "funnel": Funnel(stage=STAGE, rows_in=rows_in, rows_out=traces.height, removed=counts).dump(),
         "funnel_unit": "(prompt, teacher) pairs",
         "prompts_in": prompts.height,
         "teachers": per_teacher,

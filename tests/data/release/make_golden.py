@@ -10,6 +10,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.contracts import (
+    Attribution,
+    Funnel,
+    LicenseSummary,
+    ReleaseLicense,
+    ShareAlike,
+    TeacherRecord,
+    TeacherTerms,
+)
 from core.schema import LICENSE_FIELDS, PROMPT_SCHEMA, TRACE_FIELDS
 
 HERE = Path(__file__).parent
@@ -139,40 +148,47 @@ def main() -> None:
         },
     }
     for stage, st in stats.items():
-        f = st["funnel"]
-        assert f["rows_in"] == f["rows_out"] + sum(f["removed"].values()), stage
+        Funnel.model_validate(st["funnel"])
         (HERE / f"{stage}_stats.json").write_text(json.dumps(st, indent=2, sort_keys=True) + "\n")
-    summary = {
-        "rows_per_license": {"cc-by-4.0": 6, "cc-by-sa-4.0": 3, "mit": 3},
-        "rows_per_use": {"commercial": 12},
-        "attributions": [
-            {"dataset": "glue", "license": "cc-by-4.0", "url": "https://gluebenchmark.com/"},
-            {"dataset": "quoref", "license": "cc-by-4.0", "url": "https://allenai.org/data/quoref"},
-            {
-                "dataset": "adversarial_qa",
-                "license": "cc-by-sa-4.0",
-                "url": "https://adversarialqa.github.io/",
-            },
+    attribution = [
+        ("glue", "GLUE", "cc-by-4.0", "https://gluebenchmark.com/", 6),
+        ("quoref", "Quoref", "cc-by-4.0", "https://allenai.org/data/quoref", 1),
+        ("adversarial_qa", "AdversarialQA", "cc-by-sa-4.0", "https://adversarialqa.github.io/", 3),
+    ]
+    local = {"license": "apache-2.0", "outputs_may_train_models": True, "commercial_use": True}
+    summary = LicenseSummary(
+        registry={"audit": "tests/data/release (golden)"},
+        policy={"allowed_uses": ["commercial"]},
+        rows=12,
+        counts={"license": {"cc-by-4.0": 6, "cc-by-sa-4.0": 3, "mit": 3}, "license_use": {"commercial": 12}},
+        attributions=[
+            Attribution(dataset=d, name=n, license=lic, url=u, license_urls=[], rows=r)
+            for d, n, lic, u, r in attribution
         ],
-        "teacher_terms": {"small": "Apache-2.0 (local test model)", "large": "Apache-2.0 (local test model)"},
-        "release_license": {"license": "other", "licenses": ["cc-by-4.0", "cc-by-sa-4.0", "mit"]},
-    }
+        share_alike=[ShareAlike(dataset="adversarial_qa", license="cc-by-sa-4.0", rows=3)],
+        teachers={t: TeacherTerms(**local) for t in TEACHERS},
+        release=ReleaseLicense(
+            license="other", licenses=["cc-by-4.0", "cc-by-sa-4.0", "mit"], use="commercial"
+        ),
+    ).dump()
     (HERE / "license_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     meta = HERE / "meta"
     meta.mkdir(exist_ok=True)
     for teacher, model in TEACHERS.items():
-        m = {
-            "teacher": teacher,
-            "model": model,
-            "revision": "0123abcd",
-            "backend": "vllm",
-            "vllm_version": "0.32.0",
-            "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": 20231101},
-            "prompt_tokens": 240,
-            "completion_tokens": 144,
-            "wall_time_s": 3.5,
-            "tokens_per_s": 41.1,
-        }
+        m = TeacherRecord(
+            teacher=teacher,
+            model=model,
+            revision="0123abcd",
+            requested_revision=None,
+            backend="vllm",
+            vllm_version="0.32.0",
+            sampling={"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": 20231101},
+            max_model_len=512,
+            fraction=1.0,
+            prompt_tokens_total=240,
+            completion_tokens_total=144,
+            last_run={"prompts_sent": 6, "prompt_tokens": 240, "completion_tokens": 144},
+        ).dump()
         (meta / f"{teacher}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     lock = {
         "schema": "2.0",
