@@ -10,10 +10,11 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from builders.teachers.base import GenRequest, build_messages
+from builders.teachers.base import GenRequest
 from builders.teachers.config import TeacherConfig
 from builders.teachers.run import run_traces, select_fraction
 from builders.teachers.vllm_backend import VLLMBackend
+from core.chat import build_messages
 from tests.test_traces_common import build_teacher, prompt_table, traces_cfg
 
 pytestmark = pytest.mark.slow

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.chat import build_messages
 from core.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -44,19 +45,6 @@ class Example:
     @property
     def n_label_tokens(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE_INDEX)
-
-
-def build_messages(
-    system_prompt: str | None, question: str, response: str | None = None
-) -> list[dict[str, str]]:
-    """The conversation for one row: system (only when non-empty), user, and assistant when given."""
-    messages: list[dict[str, str]] = []
-    if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    messages.append({"role": "user", "content": question})
-    if response is not None:
-        messages.append({"role": "assistant", "content": response})
-    return messages
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:

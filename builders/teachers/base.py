@@ -52,9 +52,3 @@ class Backend(Protocol):
         """Release engines, clients, threads."""
         ...
 
-
-def build_messages(system_prompt: str, question: str) -> list[dict[str, str]]:
-    """System turn (only when non-empty) plus the user's question."""
-    msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    msgs.append({"role": "user", "content": question})
-    return msgs

@@ -19,11 +19,12 @@ import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
 
-from builders.teachers.base import Backend, GenError, GenRequest, GenResult, build_messages
+from builders.teachers.base import Backend, GenError, GenRequest, GenResult
 from builders.teachers.cache import GenerationCache, cache_key
 from builders.teachers.config import TeacherConfig, TracesConfig
 from builders.teachers.filters import PROMPT_TOO_LONG, response_problem
 from builders.teachers.provenance import resolve_revision, vllm_version
+from core.chat import build_messages
 from core.contracts import Funnel, TeacherRecord
 from core.errors import InputError, PipelineError
 from core.io import write_json, write_parquet
