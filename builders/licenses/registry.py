@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from builders.licenses.audit import REGISTRY_FORMAT
 from builders.licenses.classes import USE_CLASSES
 from core.errors import PipelineError
+from core.schema import SUBMIXES
 
 REGISTRY_PATH = Path(__file__).with_name("registry.json")
 _NIV2_TASK = re.compile(r"^task\d+_(?P<slug>.+)$")
 
 UseClass = Literal["commercial", "unspecified", "non-commercial", "academic-only"]
-SUBMIXES = ("cot", "dialog", "flan2021", "t0", "niv2")
 
 
 class RegistryError(PipelineError, ValueError):

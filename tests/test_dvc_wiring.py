@@ -1,0 +1,52 @@
+"""dvc.yaml stays honest: code deps are each stage's import closure, params are what it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from cards.inputs import CARD_KEYS, CARD_SECTIONS
+from core.dvcdeps import closure, differences, entry_module, main
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_every_stage_runs_a_module_named_for_it() -> None:
+    for name, stage in STAGES.items():
+        entry = entry_module(stage["cmd"])
+        assert entry is not None and entry.split(".")[-1] == name, (name, entry)
+
+
+def test_code_deps_are_the_import_closure() -> None:
+    assert differences() == {}, "run `python -m core.dvcdeps --write`"
+    assert main([]) == 0
+
+
+def test_closure_follows_imports_inside_functions() -> None:
+    # builders.teachers.run imports the OpenAI backend only when a teacher uses it
+    assert "builders/teachers/openai_backend.py" in closure("builders.traces")
+    assert "core/__init__.py" in closure("builders.prompts")
+    assert not any(p.startswith("train/") for p in closure("cards.release"))
+
+
+def test_a_missing_module_is_reported(tmp_path: Path) -> None:
+    text = (ROOT / "dvc.yaml").read_text().replace("      - dedup/lsh.py\n", "", 1)
+    (tmp_path / "dvc.yaml").write_text(text)
+    for pkg in ("core", "builders", "dedup", "cards", "train"):
+        (tmp_path / pkg).symlink_to(ROOT / pkg)
+    assert differences(tmp_path / "dvc.yaml") == {"dedup": {"missing": ["dedup/lsh.py"], "extra": []}}
+
+
+def test_params_deps_exist_and_release_lists_what_the_card_prints() -> None:
+    for name, stage in STAGES.items():
+        for key in stage.get("params", []):
+            node = PARAMS
+            for part in str(key).split("."):
+                assert isinstance(node, dict) and part in node, (name, key)
+                node = node[part]
+    assert STAGES["release"]["params"] == [*CARD_SECTIONS, *CARD_KEYS]
+    for stage in ("release", "train", "prompts", "license", "dedup", "traces"):
+        assert not any(str(k).split(".")[0] == "eval" for k in STAGES[stage].get("params", [])), stage
