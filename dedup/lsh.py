@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
 
-from dedup.kernels import band_pairs
 from dedup.minhash import fmix64
+from dedup.set_kernels import band_pairs
 
 
 def lsh_params(

@@ -26,8 +26,9 @@ from typing import Literal
 import numpy as np
 from datasketch import MinHash
 
-from dedup.kernels import minhash, word_bounds
+from dedup.kernels import word_bounds
 from dedup.normalize import NormalizedBatch, normalize_batch, normalize_text
+from dedup.set_kernels import minhash
 
 Scheme = Literal["affine32", "legacy"]
 

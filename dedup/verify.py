@@ -15,9 +15,9 @@ import numpy as np
 from dedup.config import DedupConfig
 from dedup.content import TemplateCounts, content_sketch
 from dedup.corpus import Corpus
-from dedup.kernels import doc_sets, pair_scores
 from dedup.minhash import run_chunks
 from dedup.normalize import byte_lengths, normalize_arrow
+from dedup.set_kernels import doc_sets, pair_scores
 from dedup.sketch import chunk_starts
 
 _PAIR_BLOCK = 65536

@@ -1,0 +1,140 @@
+"""Compiled loops over sketches and candidate pairs (numba, `nogil`): MinHash signatures, per-row
+shingle sets, pair scores and the LSH bucket scan. Text kernels are in `dedup.kernels`."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from dedup.kernels import _MASK32, _MERSENNE, _U64, _fmix32
+
+
+@nb.njit(cache=True, nogil=True)
+def minhash(
+    doc: np.ndarray, h32: np.ndarray, a: np.ndarray, b: np.ndarray, n_docs: int, legacy: bool
+) -> np.ndarray:
+    """(n_docs, num_perm) uint32 MinHash signatures, datasketch's affine32 or legacy scheme."""
+    num_perm = len(a)
+    sig = np.full((n_docs, num_perm), np.uint32(0xFFFFFFFF), np.uint32)
+    for i in range(len(doc)):
+        row = sig[doc[i]]
+        if legacy:
+            hv = _U64(h32[i])
+            for p in range(num_perm):
+                v = np.uint32(((a[p] * hv + b[p]) % _MERSENNE) & _MASK32)
+                if v < row[p]:
+                    row[p] = v
+        else:
+            x = _fmix32(_U64(h32[i]))
+            for p in range(num_perm):
+                v = np.uint32((a[p] * x + b[p]) & _MASK32)
+                if v < row[p]:
+                    row[p] = v
+    return sig
+
+
+@nb.njit(cache=True, nogil=True)
+def pair_scores(
+    u: np.ndarray,
+    v: np.ndarray,
+    c_off: np.ndarray,
+    c_hash: np.ndarray,
+    w_off: np.ndarray,
+    w_hash: np.ndarray,
+    w_template: np.ndarray,
+    content: np.ndarray,
+    template: np.ndarray,
+) -> None:
+    """Content Jaccard and template similarity of local docs u[k], v[k].
+
+    Content: sorted distinct shingle hashes per doc (`c_off` CSR). Template similarity:
+    1 - (template words of u missing from v's words + the converse) / the larger template, over
+    each doc's sorted word hashes with their template flags (`w_off` CSR).
+    """
+    for k in range(len(u)):
+        x, y = u[k], v[k]
+        i, ie, j, je = c_off[x], c_off[x + 1], c_off[y], c_off[y + 1]
+        na, nb_ = ie - i, je - j
+        inter = 0
+        while i < ie and j < je:
+            if c_hash[i] == c_hash[j]:
+                inter += 1
+                i += 1
+                j += 1
+            elif c_hash[i] < c_hash[j]:
+                i += 1
+            else:
+                j += 1
+        union = na + nb_ - inter
+        content[k] = inter / union if union > 0 else 0.0
+        i, ie, j, je = w_off[x], w_off[x + 1], w_off[y], w_off[y + 1]
+        tu = 0
+        tv = 0
+        missing = 0
+        while i < ie or j < je:
+            h = w_hash[i] if j >= je or (i < ie and w_hash[i] < w_hash[j]) else w_hash[j]
+            cu = 0
+            tcu = 0
+            while i < ie and w_hash[i] == h:
+                cu += 1
+                tcu += w_template[i]
+                i += 1
+            cv = 0
+            tcv = 0
+            while j < je and w_hash[j] == h:
+                cv += 1
+                tcv += w_template[j]
+                j += 1
+            tu += tcu
+            tv += tcv
+            missing += max(0, tcu - cv) + max(0, tcv - cu)
+        larger = max(tu, tv, 1)
+        template[k] = 1.0 - min(missing / larger, 1.0)
+
+
+@nb.njit(cache=True, nogil=True)
+def doc_sets(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of each doc's distinct hashes, sorted (`doc` non-decreasing)."""
+    off = np.zeros(n_docs + 1, np.int64)
+    for d in doc:
+        off[d + 1] += 1
+    for d in range(n_docs):
+        off[d + 1] += off[d]
+    out = hashes.copy()
+    k = 0
+    for d in range(n_docs):
+        a, b = off[d], off[d + 1]
+        part = np.sort(out[a:b])
+        off[d] = k
+        for j in range(len(part)):
+            if j == 0 or part[j] != part[j - 1]:
+                out[k] = part[j]
+                k += 1
+    off[n_docs] = k
+    return off, out[:k].copy()
+
+
+@nb.njit(cache=True, nogil=True)
+def band_pairs(order: np.ndarray, bounds: np.ndarray, total: int) -> np.ndarray:
+    """Pairs of positions in the same bucket, as `u * len(order) + v` with u < v.
+
+    `order` is a stable argsort of one band's keys (positions ascend inside a bucket) and bucket
+    k is `order[bounds[k]:bounds[k + 1]]`. A bucket of up to 16 positions gives all its pairs; a
+    larger one a star from its smallest position (enough for union-find, and linear in the
+    bucket). `total` is the number of pairs this makes.
+    """
+    m = len(order)
+    out = np.empty(total, np.int64)
+    k = 0
+    for g in range(len(bounds) - 1):
+        i, j = bounds[g], bounds[g + 1]
+        if j - i <= 16:
+            for a in range(i, j):
+                for b in range(a + 1, j):
+                    out[k] = order[a] * m + order[b]
+                    k += 1
+        else:
+            for b in range(i + 1, j):
+                out[k] = order[i] * m + order[b]
+                k += 1
+    return out
