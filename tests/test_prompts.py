@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from benchmarks.synthetic import synthetic_table, write_source
 from builders.flan_source import SourceError, discover, read_submix, resolve_source
 from builders.prompts import main
 from builders.recipe import PromptsConfig, build_prompts
 from builders.sampling import allocate, stratified_sample
-from builders.synthetic import synthetic_table, write_source
 from builders.system_messages import assign_system_messages, load_system_messages
 from core.config import ParamsError, load_section, parse_section
 

@@ -182,7 +182,7 @@ def test_versions_end_to_end_over_http(hub: HubServer, releases: dict[str, Path]
     n_requests = len(hub.requests)
     p1_other = write_params(tmp_path / "p1o.yaml", version="1.0.0")
     r = run_publish(env, p1_other, releases["v2"], tmp_path / "pub_bad.json")
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "tag v1.0.0 already exists on org/name with different content" in r.stderr
     assert git(hub, "for-each-ref") == refs_before
     assert not (tmp_path / "pub_bad.json").exists()
@@ -239,7 +239,7 @@ def test_bad_input_uploads_nothing(hub: HubServer, releases: dict[str, Path], tm
     ]
     for params, release, message in cases:
         r = run_publish(env, params, release, tmp_path / "out.json")
-        assert r.returncode == 1, (params, r.stderr)
+        assert r.returncode == 2, (params, r.stderr)
         assert message in r.stderr, (message, r.stderr)
     assert hub.requests == []
     assert not (tmp_path / "out.json").exists()

@@ -1,6 +1,6 @@
 """Rebuild niv2_real.jsonl: a few dozen real NIV2 prompts from ../shared/data/real/niv1_dev.parquet.
 
-    python tests/data/dedup/make_real.py
+    python -m tests.data.dedup.make_real   # from the repository root
 
 Two tasks with long shared definitions and short instances (task039 qasc, task003 mctaco): 20
 distinct instances each under the `Definition_Prompt` encoding, 4 of them also under `Prompt`
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dedup.bench_data import _edit_words
+from benchmarks.dedup_data import _edit_words
 
 HERE = Path(__file__).parent
 SOURCE = HERE.parents[2] / ".." / "shared" / "data" / "real" / "niv1_dev.parquet"

@@ -1,9 +1,9 @@
 """Benchmark: the dedup stage vs datasketch's naive path, on synthetic and real FLAN-format prompts.
 
-    python -m dedup.bench --n 200000            # ~3 minutes on 2 cores
-    python -m dedup.bench --n 5000000 --skip-legacy   # ~4 minutes, ~17 GiB for generating the corpus
+    python -m benchmarks.dedup --n 200000                  # ~3 minutes on 2 cores
+    python -m benchmarks.dedup --n 5000000 --skip-legacy   # ~4 minutes, ~17 GiB for generating the corpus
 
-Corpora (dedup/bench_data.py): the earlier synthetic corpus (whole-text near duplicates, kept as
+Corpora (benchmarks/dedup_data.py): the earlier synthetic corpus (whole-text near duplicates, kept as
 one row so the change of method is visible); a template corpus (long task templates around short
 instances, planted near duplicates across true content-Jaccard bands 0.6-1.0); and the real NIV2
 prompts of `../shared/data/real` with planted light edits (5% of words). Each side runs in a fresh
@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from dedup.bench_data import (
+from benchmarks.dedup_data import (
     SEED,
     _shingle_set,
     band_scores,
@@ -98,7 +98,7 @@ def _child(kind: str, corpus: Path, out: Path, arg: str, repeat: int = 1) -> dic
     cmd = [
         sys.executable,
         "-m",
-        "dedup.bench",
+        "benchmarks.dedup",
         "--child",
         kind,
         "--corpus",

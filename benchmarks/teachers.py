@@ -1,7 +1,7 @@
 """Benchmark: tokens/s of the vLLM teacher backend, against a baseline measured in the same run.
 
-    python -m builders.teachers.bench [--model models/tiny-a] [--prompts 64] [--max-tokens 64]
-    python -m builders.teachers.bench --model Qwen/Qwen2.5-7B-Instruct --vllm-bench   # on a GPU
+    python -m benchmarks.teachers [--model models/tiny-a] [--prompts 64] [--max-tokens 64]
+    python -m benchmarks.teachers --model Qwen/Qwen2.5-7B-Instruct --vllm-bench   # on a GPU
 
 Baselines: raw `LLM.generate` over the same token prompts (always), and with `--vllm-bench` the
 `vllm bench throughput` CLI for the same model, input/output lengths and prompt count (subprocess;
@@ -19,30 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from builders.teachers.base import GenRequest, build_messages
+from builders.teachers.base import GenRequest
 from builders.teachers.config import TeacherConfig
 from builders.teachers.vllm_backend import VLLMBackend, make_llm
+from core.chat import build_messages
 
-WORDS = [
-    "explain",
-    "the",
-    "answer",
-    "step",
-    "by",
-    "step",
-    "because",
-    "the",
-    "question",
-    "asks",
-    "why",
-    "a",
-    "fox",
-    "jumps",
-    "over",
-    "a",
-    "lazy",
-    "dog",
-]
+_FILLER = "explain the answer step by step because the question asks why a fox jumps over a lazy dog"
+WORDS = _FILLER.split()
 
 
 def _vllm_bench(model: str, input_len: int, output_len: int, n: int, extra: list[str]) -> float | None:

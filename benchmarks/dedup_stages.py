@@ -1,9 +1,9 @@
 """Real NIV2 prompts through the `prompts -> license -> dedup` stages, scored against ground truth.
 
-    python -m dedup.bench_stages [--real ../shared/data/real/niv1_dev.parquet] [--variants keep]
+    python -m benchmarks.dedup_stages [--real ../shared/data/real/niv1_dev.parquet] [--variants keep]
 
 The zero-shot prompts of `niv1_dev.parquet` plus planted light edits (5% of a prompt's words
-substituted, inserted or deleted; `bench_data.real_corpus`) are written in the
+substituted, inserted or deleted; `benchmarks.dedup_data.real_corpus`) are written in the
 DataProvenanceInitiative layout (`niv2_submix_original/data/*.parquet`); the three stages run
 on it with the repository's params.yaml, except: that source, `budget_scale: 1.0` (every prompt
 fits), no held-out tasks, and every license use, unknown and unspecified license allowed.
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 import polars as pl
 import yaml
 
-from dedup.bench import REAL
-from dedup.bench_data import real_corpus, real_scores
+from benchmarks.dedup import REAL
+from benchmarks.dedup_data import real_corpus, real_scores
 
 
 def write_source(real: pl.DataFrame, root: Path) -> Path:
@@ -61,10 +62,17 @@ def run(real_path: Path, params: Path, variants: str, work: Path) -> dict:
 
     real = real_corpus(real_path)
     p = stage_params(params, write_source(real, work / "src"), work / "params.yaml", variants)
-    prompts_main(["--params", str(p), "--out", str(work / "prompts")])
-    for stage, src, out in ((license_main, "prompts", "license"), (dedup_main, "license", "dedup")):
-        table = str(work / src / "prompts.parquet")
-        stage(["--params", str(p), "--prompts", table, "--out", str(work / out)])
+    stages = (
+        ("prompts", prompts_main, []),
+        ("license", license_main, ["--prompts", str(work / "prompts" / "prompts.parquet")]),
+        ("dedup", dedup_main, ["--prompts", str(work / "license" / "prompts.parquet")]),
+    )
+    for name, stage, args in stages:
+        # a stage reports a pipeline error on stderr and returns its exit code (2) instead of raising
+        rc = stage(["--params", str(p), *args, "--out", str(work / name)])
+        if rc != 0:
+            print(f"dedup_stages: the {name} stage failed (exit {rc}); stopping", file=sys.stderr)
+            raise SystemExit(rc)
     staged = pl.read_parquet(work / "license/prompts.parquet", columns=["id", "question"])
     # stage ids are the pipeline's own; the question text (unchanged by the stages, and unique
     # after the prompts stage drops repeated ids) maps them back, for originals too

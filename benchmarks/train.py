@@ -1,7 +1,7 @@
 """Benchmark: training tokens/s and peak memory, packed vs a plain padded `Trainer` run.
 
-    python -m train.bench                        # tiny Llama built on the fly, CPU, float32
-    python -m train.bench --model <student> --bf16 --gradient-checkpointing --max-length 4096
+    python -m benchmarks.train                       # tiny Llama built on the fly, CPU, float32
+    python -m benchmarks.train --model <student> --bf16 --gradient-checkpointing --max-length 4096
 
 Both paths train the same synthetic, long-tailed conversations for the same number of optimizer
 steps with the same batch size. "packed": several examples per sequence (block-diagonal attention
@@ -30,40 +30,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingA
 from train.format import format_rows
 from train.packing import PackedCollator, PackedDataset, pack_examples, single_packs
 
-WORDS = tuple(
-    [
-        "the",
-        "answer",
-        "is",
-        "step",
-        "first",
-        "then",
-        "so",
-        "because",
-        "we",
-        "know",
-        "that",
-        "value",
-        "number",
-        "each",
-        "total",
-        "given",
-        "find",
-        "explain",
-        "reason",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "true",
-        "false",
-        "yes",
-        "no",
-        "option",
-        "question",
-    ]
+_FILLER = (
+    "the answer is step first then so because we know that value number each total given find explain "
+    "reason one two three four five true false yes no option question"
 )
+WORDS = tuple(_FILLER.split())
 
 
 def synthetic_rows(n: int, seed: int, max_words: int) -> list[dict[str, str]]:
@@ -182,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         base = [a for a in (argv if argv is not None else sys.argv[1:]) if a]
         results = {}
         for mode in ("padded", "packed"):
-            cmd = [sys.executable, "-m", "train.bench", *base, "--model", args.model, "--mode", mode]
+            cmd = [sys.executable, "-m", "benchmarks.train", *base, "--model", args.model, "--mode", mode]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[mode] = json.loads(out.strip().splitlines()[-1])
     print(f"model: {label}")

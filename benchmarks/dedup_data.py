@@ -1,4 +1,4 @@
-"""Benchmark corpora for `python -m dedup.bench`, with their ground truth and scoring.
+"""Benchmark corpora for `python -m benchmarks.dedup`, with their ground truth and scoring.
 
 - `make_corpus`: the earlier synthetic corpus (templates around Zipf passages; near duplicates at
   whole-text 5-gram Jaccard >= 0.85), kept so the change of method stays visible.

@@ -1,6 +1,6 @@
 """Benchmark of the `prompts` stage on a generated FLAN-format source.
 
-`python -m builders.bench_prompts --rows 1000000` writes a synthetic source (four submixes,
+`python -m benchmarks.prompts --rows 1000000` writes a synthetic source (four submixes,
 DPI layout, a fifth of the rows few-shot), then runs, each in a fresh process so that peak
 memory is its own: the stage's `build_prompts` (read, validate, id, dedupe, sample, assign
 system messages) and, as the baseline on the same rows, the same steps written as plain Python
@@ -114,7 +114,7 @@ def _measure(target, *args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Generate the source, run both measurements, print the figures."""
-    from builders.synthetic import synthetic_table, write_source
+    from benchmarks.synthetic import synthetic_table, write_source
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
