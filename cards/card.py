@@ -213,9 +213,7 @@ def other_stats(stats: Mapping[str, Any]) -> str:
     return json_block(rest) if rest else "No further figures."
 
 
-def render_card(
-    inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings
-) -> DatasetCard:
+def render_card(inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings) -> DatasetCard:
     """The whole card: metadata from `build_card_data`, body from the Jinja template."""
     card_data = build_card_data(inputs, shards, settings)
     lic, lic_list = release_license(inputs.license_summary.release)

@@ -51,4 +51,3 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release engines, clients, threads."""
         ...
-
