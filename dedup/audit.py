@@ -14,6 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.schema import REMOVED_SCHEMA
 from dedup.corpus import Corpus
 
 STAGE = "dedup"
@@ -21,6 +22,17 @@ REASONS = ("contaminated", "in_previous_release", "exact_duplicate", "near_dupli
 CODE = {r: i + 1 for i, r in enumerate(REASONS)}  # 0: kept
 DUPLICATE_CODES = (CODE["exact_duplicate"], CODE["near_duplicate"], CODE["template_variant"])
 SIMILARITY_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+REMOVED_DEDUP_SCHEMA = pa.schema(
+    [
+        *REMOVED_SCHEMA,
+        pa.field("cluster_id", pa.string()),
+        pa.field("kept_id", pa.string()),
+        pa.field("question", pa.string()),
+        pa.field("kept_question", pa.string()),  # the kept row, eval item or earlier release row
+        pa.field("similarity", pa.float64()),  # content Jaccard (1.0 exact) or eval match score
+        pa.field("template_similarity", pa.float64()),
+    ]
+)
 
 EARLY_SCHEMA = {
     "row": pl.Int64,
@@ -125,15 +137,4 @@ def removed_frame(
     return meta.with_columns(
         pl.Series("question", question, dtype=pl.String),
         pl.Series("kept_question", kept_question, dtype=pl.String),
-    ).select(
-        "id",
-        "stage",
-        "reason",
-        "detail",
-        "cluster_id",
-        "kept_id",
-        "question",
-        "kept_question",
-        "similarity",
-        "template_similarity",
-    )
+    ).select(REMOVED_DEDUP_SCHEMA.names)

@@ -14,10 +14,11 @@ import polars as pl
 from core.config import load_base, load_section
 from core.io import write_json, write_parquet
 from core.stage import run_stage
+from dedup.audit import REMOVED_DEDUP_SCHEMA
 from dedup.config import DedupConfig
 from dedup.corpus import Corpus
 from dedup.decontam import load_eval_texts
-from dedup.outputs import REMOVED_DEDUP_SCHEMA, read_previous, write_kept
+from dedup.outputs import read_previous, write_kept
 from dedup.pipeline import DedupResult, check_corpus, dedup_corpus
 
 logger = logging.getLogger(__name__)

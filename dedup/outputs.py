@@ -12,22 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.io import PARQUET_WRITE_OPTS, atomic_path
-from core.schema import REMOVED_SCHEMA
 from dedup.decontam import DedupInputError
 
 logger = logging.getLogger(__name__)
-
-REMOVED_DEDUP_SCHEMA = pa.schema(
-    [
-        *REMOVED_SCHEMA,
-        pa.field("cluster_id", pa.string()),
-        pa.field("kept_id", pa.string()),
-        pa.field("question", pa.string()),
-        pa.field("kept_question", pa.string()),  # the kept row, eval item or earlier release row
-        pa.field("similarity", pa.float64()),  # content Jaccard (1.0 exact) or eval match score
-        pa.field("template_similarity", pa.float64()),
-    ]
-)
 
 
 def kept_schema(input_schema: pa.Schema) -> pa.Schema:

@@ -88,26 +88,14 @@ def dedup_frame(
     previous: pl.DataFrame | None = None,
     source: str = "prompts",
 ) -> DedupResult:
-    """Remove contaminated rows, rows of a previous release, exact and near duplicates."""
+    """Remove contaminated rows, rows of a previous release, exact and near duplicates of an
+    in-memory prompt table; `kept` holds the kept rows with `cluster_id`."""
     check_questions(df, source)
     df = sort_by_id(df)
     cols = [c for c in ("id", "question", "task_name") if c in df.columns]
-    result = dedup_rows(df.select(cols), cfg, seed, eval_sets, previous, source)
+    result = dedup_corpus(Corpus.from_frame(df.select(cols), source), cfg, seed, eval_sets, previous)
     result.kept = df.filter(pl.Series(result.keep)).with_columns(pl.col("id").alias("cluster_id"))
     return result
-
-
-def dedup_rows(
-    df: pl.DataFrame,
-    cfg: DedupConfig,
-    seed: int,
-    eval_sets: dict[str, list[str]] | None = None,
-    previous: pl.DataFrame | None = None,
-    source: str = "prompts",
-) -> DedupResult:
-    """The decisions for `id`, `question` (and `task_name`) rows; `keep` follows the rows by id."""
-    check_questions(df, source)
-    return dedup_corpus(Corpus.from_frame(sort_by_id(df), source), cfg, seed, eval_sets, previous)
 
 
 class _Phases:

@@ -9,6 +9,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from dedup.audit import REMOVED_DEDUP_SCHEMA
 from dedup.dedup import main
 from tests.failing import stage_fails
 
@@ -52,18 +53,7 @@ def test_stage_outputs_and_byte_identical_rerun(tmp_path: Path, prompts: Path) -
     )
     assert kept.column("id").to_pylist() == sorted(kept.column("id").to_pylist())
     removed = pq.read_table(outs[0] / "removed.parquet")
-    assert removed.schema.names == [
-        "id",
-        "stage",
-        "reason",
-        "detail",
-        "cluster_id",
-        "kept_id",
-        "question",
-        "kept_question",
-        "similarity",
-        "template_similarity",
-    ]
+    assert removed.schema == REMOVED_DEDUP_SCHEMA
     funnel = stats[0]["funnel"]
     assert funnel == {
         "stage": "dedup",

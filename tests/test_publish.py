@@ -19,7 +19,8 @@ import polars as pl
 import pytest
 import yaml
 
-from cards.publish import PublishConfig, main, scan_release
+from cards.hub import PublishConfig, PublishError, scan_release
+from cards.publish import main
 from cards.release import main as release_main
 from tests.hubserver import HubServer
 from tests.test_release import argv, copy_inputs
@@ -286,5 +287,5 @@ def test_scan_release_rejects_hidden_files(releases: dict[str, Path], tmp_path: 
     folder = tmp_path / "rel"
     shutil.copytree(releases["v1"], folder)
     (folder / ".env").write_text("x")
-    with pytest.raises(RuntimeError, match="hidden file"):
+    with pytest.raises(PublishError, match="hidden file"):
         scan_release(folder)
