@@ -15,7 +15,6 @@ from typing import Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import yaml
 from pydantic import Field, field_validator
 
 from builders.flan_source import read_submix, resolve_source
@@ -23,7 +22,7 @@ from builders.sampling import add_ids, stratified_sample
 from builders.system_messages import assign_system_messages, check_weights, load_system_messages
 from core.config import ParamsError, StageConfig
 from core.contracts import Funnel
-from core.io import write_json, write_parquet
+from core.io import read_document, write_json, write_parquet
 from core.schema import PROMPT_SCHEMA, REMOVED_SCHEMA, SUBMIXES
 
 logger = logging.getLogger(__name__)
@@ -85,10 +84,7 @@ class PromptsConfig(StageConfig):
 def load_recipe(path: str | Path) -> dict[str, int]:
     """Read a recipe file's per-submix budgets."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ParamsError(f"{path}: recipe file not found") from exc
+    data = read_document(path, what="recipe file", error=ParamsError)
     budgets = (data or {}).get("budgets")
     if not isinstance(budgets, dict) or not budgets:
         raise ParamsError(f"{path}: recipe needs a 'budgets' mapping of submix to prompt count")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.config import ParamsError
+from core.config import ParamsError, repeated
+from core.io import read_document
 
 
 class SystemMessage(BaseModel):
@@ -31,7 +31,7 @@ class SystemMessageFile(BaseModel):
     @classmethod
     def _unique_ids(cls, v: list[SystemMessage]) -> list[SystemMessage]:
         ids = [m.id for m in v]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = repeated(ids)
         if dupes:
             raise ValueError(f"duplicate message ids {dupes}")
         return v
@@ -40,12 +40,7 @@ class SystemMessageFile(BaseModel):
 def load_system_messages(path: str | Path) -> dict[int, SystemMessage]:
     """Load and validate a system-message file; errors name the file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ParamsError(f"{path}: system message file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_document(path, what="system message file", error=ParamsError)
     try:
         parsed = SystemMessageFile.model_validate(data)
     except ValidationError as exc:

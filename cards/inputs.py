@@ -18,6 +18,7 @@ from cards.funnel import PIPELINE_ORDER, parse_funnel
 from core.config import load_params
 from core.contracts import Funnel, LicenseSummary, TeacherRecord, read_contract
 from core.errors import InputError
+from core.io import read_document
 
 TRACE_REQUIRED = ("id", "teacher", "teacher_model", "submix", "system_prompt_id", "question", "response")
 HELDOUT_REQUIRED = ("id", "submix", "task_name", "question", "reference")
@@ -51,12 +52,7 @@ class ReleaseInputs:
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, with errors naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReleaseInputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ReleaseInputError(f"{path}: not valid JSON: {exc}") from None
+    data = read_document(path, error=ReleaseInputError)
     if not isinstance(data, dict):
         raise ReleaseInputError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

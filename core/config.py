@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import ParamsError, validation_message
+from core.io import read_document
 
 T = TypeVar("T", bound="StageConfig")
 
@@ -25,6 +25,7 @@ __all__ = [
     "load_params",
     "load_section",
     "parse_section",
+    "repeated",
 ]
 
 
@@ -40,17 +41,15 @@ class BaseConfig(StageConfig):
     seed: int = Field(42, ge=0, description="seed every stage derives its randomness from")
 
 
+def repeated(values: list[Any]) -> list[Any]:
+    """The values that occur more than once, sorted (for "names must be unique" checks)."""
+    seen: set[Any] = set()
+    return sorted({v for v in values if v in seen or seen.add(v)})
+
+
 def load_params(path: str | Path) -> dict[str, Any]:
     """Read a params YAML file into a dict, with a clear error naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ParamsError(f"{path}: params file not found") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_document(path, what="params file", error=ParamsError)
     if data is None:
         data = {}
     if not isinstance(data, dict):

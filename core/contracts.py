@@ -7,13 +7,13 @@ cannot drift from the producer.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 from core.errors import InputError, validation_message
+from core.io import read_document
 
 C = TypeVar("C", bound="Contract")
 
@@ -126,11 +126,4 @@ def parse_contract(model: type[C], data: Any, source: str) -> C:
 
 def read_contract(model: type[C], path: str | Path) -> C:
     """Read a JSON file into `model`; errors name the file and key."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON: {exc}") from None
-    return parse_contract(model, data, str(path))
+    return parse_contract(model, read_document(path), str(path))

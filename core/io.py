@@ -20,6 +20,9 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
+
+from core.errors import InputError, PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,20 @@ def write_parquet(df: pl.DataFrame, path: str | Path, schema: pa.Schema) -> None
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **PARQUET_WRITE_OPTS)
     logger.info("wrote %s rows to %s", table.num_rows, path)
+
+
+def read_document(path: str | Path, *, what: str = "file", error: type[PipelineError] = InputError) -> Any:
+    """Parse a JSON (`.json`) or YAML file; a missing or malformed file raises `error` naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    is_json = path.suffix == ".json"
+    try:
+        return json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise error(f"{path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
 
 
 def write_json(obj: Any, path: str | Path) -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import StageConfig
+from core.config import StageConfig, repeated
 
 
 class PhaseConfig(StageConfig):
@@ -44,7 +44,7 @@ class TrainConfig(StageConfig):
     @classmethod
     def _unique_teachers(cls, phases: list[PhaseConfig]) -> list[PhaseConfig]:
         names = [p.teacher for p in phases]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = repeated(names)
         if dup:
             raise ValueError(f"teacher(s) listed in more than one phase: {dup}")
         return phases

@@ -8,7 +8,6 @@ the stem of exactly one audited source dataset of the same submix (see
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from builders.licenses.audit import REGISTRY_FORMAT
 from builders.licenses.classes import USE_CLASSES
 from core.errors import PipelineError
+from core.io import read_document
 from core.schema import SUBMIXES
 
 REGISTRY_PATH = Path(__file__).with_name("registry.json")
@@ -81,12 +81,7 @@ class Resolution:
 def load_registry(path: str | Path = REGISTRY_PATH) -> Registry:
     """Load and validate the registry; a malformed file raises `RegistryError` naming file and key."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise RegistryError(f"{path}: registry file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: not valid JSON: {exc}") from exc
+    data = read_document(path, what="registry file", error=RegistryError)
     if isinstance(data, dict) and data.get("format") != REGISTRY_FORMAT:
         raise RegistryError(f"{path}: format: expected {REGISTRY_FORMAT}, got {data.get('format')!r}")
     try:

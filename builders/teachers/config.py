@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import StageConfig
+from core.config import StageConfig, repeated
 
 
 class SamplingConfig(StageConfig):
@@ -73,7 +73,7 @@ class TracesConfig(StageConfig):
         if not v:
             raise ValueError("at least one teacher")
         names = [t.name for t in v]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(names)
         if dupes:
             raise ValueError(f"duplicate teacher names {dupes}")
         return v
