@@ -9,7 +9,6 @@ Writes `prompts.parquet` (kept rows plus the license columns), `removed.parquet`
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -26,22 +25,22 @@ from builders.licenses.registry import REGISTRY_PATH, load_registry
 from core.config import load_section
 from core.errors import InputError
 from core.io import write_json, write_parquet
-from core.stage import run_stage
+from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
 
-def run(params: Path, prompts_path: Path, out: Path, registry_path: Path = REGISTRY_PATH) -> LicenseResult:
+def run(params: Path, prompts: Path, out: Path, registry: Path = REGISTRY_PATH) -> LicenseResult:
     """Load params, registry and prompts; check everything; then write the four outputs."""
     cfg = load_section(LicenseConfig, params, "license")
     logger.info("license params: %s", cfg.model_dump(mode="json"))
     check_teachers(cfg, str(params))
-    registry = load_registry(registry_path)
-    if not Path(prompts_path).is_file():
-        raise InputError(f"{prompts_path}: prompt table not found")
-    prompts = pl.read_parquet(prompts_path)
-    check_dataset_lists(cfg, registry, set(prompts["task_name"].unique().to_list()), str(params))
-    result = apply_license(prompts, registry, cfg, source=str(prompts_path))
+    table_registry = load_registry(registry)
+    if not Path(prompts).is_file():
+        raise InputError(f"{prompts}: prompt table not found")
+    table = pl.read_parquet(prompts)
+    check_dataset_lists(cfg, table_registry, set(table["task_name"].unique().to_list()), str(params))
+    result = apply_license(table, table_registry, cfg, source=str(prompts))
     write_parquet(result.kept, out / "prompts.parquet", LICENSED_PROMPT_SCHEMA)
     write_parquet(result.removed, out / "removed.parquet", REMOVED_LICENSE_SCHEMA)
     write_json(result.summary, out / "license_summary.json")
@@ -52,13 +51,15 @@ def run(params: Path, prompts_path: Path, out: Path, registry_path: Path = REGIS
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `license` stage."""
-    parser = argparse.ArgumentParser(description="License provenance and policy filter")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--prompts", type=Path, required=True, help="prompt table from the prompts stage")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--registry", type=Path, default=REGISTRY_PATH, help="license registry file")
-    args = parser.parse_args(argv)
-    return run_stage("license", lambda: run(args.params, args.prompts, args.out, args.registry))
+    return stage_main(
+        "license",
+        __doc__,
+        argv,
+        run,
+        prompts="prompt table from the prompts stage",
+        out="output folder",
+        registry=(str(REGISTRY_PATH), "license registry file"),
+    )
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ The recipe itself is `builders.recipe`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from builders.recipe import PromptsConfig, build_prompts, write_outputs
 from core.config import load_base, load_section
-from core.stage import run_stage
+from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +32,7 @@ def run(params: str | Path, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `prompts` stage."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args(argv)
-    return run_stage("prompts", lambda: run(args.params, args.out))
+    return stage_main("prompts", __doc__, argv, run, out="output folder (data/prompts)")
 
 
 if __name__ == "__main__":

@@ -8,31 +8,34 @@ Their outputs are noise; they exist so the pipeline runs end to end with real vL
 
 from __future__ import annotations
 
-import argparse
 import logging
+from pathlib import Path
 
 from builders.tiny_llama import TinyModelsConfig, build_all
 from core.config import load_base, load_section
-from core.stage import run_stage
+from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
 
+def run(params: Path, sample: Path, out: Path) -> None:
+    """Build every model of `tiny_models.models` under `out`."""
+    cfg = load_section(TinyModelsConfig, params, "tiny_models")
+    base = load_base(params)
+    logger.info("tiny_models params: %s (base.seed=%d)", cfg.model_dump(), base.seed)
+    build_all(cfg, base.seed, sample, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tiny_models` stage."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--sample", required=True, help="folder of FLAN Parquet files")
-    parser.add_argument("--out", required=True, help="folder that receives one subfolder per model")
-    args = parser.parse_args(argv)
-
-    def body() -> None:
-        cfg = load_section(TinyModelsConfig, args.params, "tiny_models")
-        base = load_base(args.params)
-        logger.info("tiny_models params: %s (base.seed=%d)", cfg.model_dump(), base.seed)
-        build_all(cfg, base.seed, args.sample, args.out)
-
-    return run_stage("tiny_models", body)
+    return stage_main(
+        "tiny_models",
+        __doc__,
+        argv,
+        run,
+        sample="folder of FLAN Parquet files",
+        out="folder that receives one subfolder per model",
+    )
 
 
 if __name__ == "__main__":

@@ -14,38 +14,40 @@ the number of pairs selected (a prompt outside a teacher's fraction is not a pai
 
 from __future__ import annotations
 
-import argparse
 import logging
+from pathlib import Path
 
 import polars as pl
 
 from builders.teachers.config import TracesConfig
 from builders.teachers.run import run_traces
 from core.config import load_base, load_section
-from core.stage import run_stage
+from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
 
-def run(params: str, prompts_path: str, out: str, cache: str) -> None:
+def run(params: Path, prompts: Path, out: Path, cache: Path) -> None:
     """Load params and prompts; generate, filter and write the trace tables."""
     cfg = load_section(TracesConfig, params, "traces")
     base = load_base(params)
     logger.info("traces params: %s (base.seed=%d)", cfg.model_dump(mode="json"), base.seed)
-    prompts = pl.read_parquet(prompts_path)
-    stats = run_traces(prompts, cfg, base.seed, out, cache, source=prompts_path)
+    table = pl.read_parquet(prompts)
+    stats = run_traces(table, cfg, base.seed, out, cache, source=str(prompts))
     logger.info("traces funnel: %s", stats["funnel"])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `traces` stage."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--prompts", required=True, help="prompt table (data/dedup/prompts.parquet)")
-    parser.add_argument("--out", required=True, help="output folder (data/traces)")
-    parser.add_argument("--cache", required=True, help="generation cache folder, kept across runs")
-    args = parser.parse_args(argv)
-    return run_stage("traces", lambda: run(args.params, args.prompts, args.out, args.cache))
+    return stage_main(
+        "traces",
+        __doc__,
+        argv,
+        run,
+        prompts="prompt table (data/dedup/prompts.parquet)",
+        out="output folder (data/traces)",
+        cache="generation cache folder, kept across runs",
+    )
 
 
 if __name__ == "__main__":

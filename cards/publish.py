@@ -10,14 +10,13 @@ The token is never printed, logged or written (library: `cards.hub`).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from cards.hub import PublishConfig, PublishError, plan_summary, publish, resolve_token, scan_release
 from core.config import load_section
 from core.io import write_json
-from core.stage import run_stage
+from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +49,9 @@ def run(params: Path, release: Path, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `publish` stage."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--release", type=Path, default=Path("release"))
-    parser.add_argument("--out", type=Path, required=True, help="published.json")
-    args = parser.parse_args(argv)
-    return run_stage("publish", lambda: run(args.params, args.release, args.out))
+    return stage_main(
+        "publish", __doc__, argv, run, release=("release", "release folder"), out="published.json to write"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ config per teacher, `data/heldout/test-...parquet`, `README.md` (the card) and `
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -17,50 +16,47 @@ from cards.assemble import ReleaseConfig, build_release
 from cards.hub import PublishConfig
 from cards.inputs import load_inputs
 from core.config import load_section
-from core.stage import run_stage
+from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(params: Path, out: Path, dvc_lock: Path, **inputs: Path) -> None:
     """Load params and every upstream output; write the release folder."""
-    cfg = load_section(ReleaseConfig, args.params, "release")
-    pub = load_section(PublishConfig, args.params, "publish")
+    cfg = load_section(ReleaseConfig, params, "release")
+    pub = load_section(PublishConfig, params, "publish")
     logger.info("release params: %s", cfg.model_dump())
-    inputs = load_inputs(
-        traces=args.traces,
-        traces_meta=args.traces_meta,
-        heldout=args.heldout,
-        stats={
-            "prompts": args.prompts_stats,
-            "license": args.license_stats,
-            "dedup": args.dedup_stats,
-            "traces": args.traces_stats,
-        },
-        license_summary=args.license_summary,
-        dvc_lock=args.dvc_lock,
-        params=args.params,
+    loaded = load_inputs(
+        traces=inputs["traces"],
+        traces_meta=inputs["traces_meta"],
+        heldout=inputs["heldout"],
+        stats={stage: inputs[f"{stage}_stats"] for stage in ("prompts", "license", "dedup", "traces")},
+        license_summary=inputs["license_summary"],
+        dvc_lock=dvc_lock,
+        params=params,
     )
-    build_release(inputs, cfg, pub, args.out)
-    logger.info("release written to %s", args.out)
+    build_release(loaded, cfg, pub, out)
+    logger.info("release written to %s", out)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `release` stage."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--traces", type=Path, required=True, help="data/traces/traces.parquet")
-    parser.add_argument("--traces-stats", type=Path, required=True)
-    parser.add_argument("--traces-meta", type=Path, required=True, help="folder of <teacher>.json")
-    parser.add_argument("--prompts-stats", type=Path, required=True)
-    parser.add_argument("--heldout", type=Path, required=True)
-    parser.add_argument("--license-stats", type=Path, required=True)
-    parser.add_argument("--license-summary", type=Path, required=True)
-    parser.add_argument("--dedup-stats", type=Path, required=True)
-    parser.add_argument("--dvc-lock", type=Path, default=Path("dvc.lock"))
-    parser.add_argument("--out", type=Path, default=Path("release"))
-    args = parser.parse_args(argv)
-    return run_stage("release", lambda: run(args))
+    return stage_main(
+        "release",
+        __doc__,
+        argv,
+        run,
+        traces="data/traces/traces.parquet",
+        traces_stats="data/traces/stats.json",
+        traces_meta="folder of <teacher>.json",
+        prompts_stats="data/prompts/stats.json",
+        heldout="data/prompts/heldout.parquet",
+        license_stats="data/license/stats.json",
+        license_summary="data/license/license_summary.json",
+        dedup_stats="data/dedup/stats.json",
+        dvc_lock=("dvc.lock", "the lock file whose data-stage entries the card digests"),
+        out=("release", "release folder to write"),
+    )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ with its traceback (Python's exit code 1).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core.errors import PipelineError
@@ -23,6 +25,24 @@ EXIT_FAILED = 2
 def setup_logging(level: int = logging.INFO) -> None:
     """Configure root logging for a stage entry point."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def stage_main(
+    stage: str, doc: str, argv: list[str] | None, run: Callable[..., Any], **paths: str | tuple[str, str]
+) -> int:
+    """A stage's command line: `--params` plus one path option per entry of `paths` (a help text:
+    required; a `(default, help)` pair: optional); then `run(params=..., <name>=...)` under
+    `run_stage`. Option `--a-b` is argument `a_b`."""
+    parser = argparse.ArgumentParser(prog=f"python -m ...{stage}", description=doc.strip().splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    for name, spec in paths.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(spec, tuple):
+            parser.add_argument(flag, type=Path, default=Path(spec[0]), help=spec[1])
+        else:
+            parser.add_argument(flag, type=Path, required=True, help=spec)
+    args = vars(parser.parse_args(argv))
+    return run_stage(stage, lambda: run(**args))
 
 
 def run_stage(stage: str, body: Callable[[], Any]) -> int:

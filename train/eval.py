@@ -12,20 +12,19 @@ the per-row predictions (library: `train.evaluation`).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from core.config import load_base, load_section
 from core.io import write_json, write_parquet, write_text
-from core.stage import run_stage
+from core.stage import stage_main
 from train.config import EvalConfig
 from train.evaluation import PREDICTIONS_SCHEMA, EvalError, run_eval
 
 logger = logging.getLogger(__name__)
 
 
-def run(params: str, out: Path) -> None:
+def run(params: Path, out: Path) -> None:
     """Generate and score every model of `eval.models`; write predictions, table and metrics."""
     cfg = load_section(EvalConfig, params, "eval")
     seed = load_base(params).seed
@@ -41,11 +40,7 @@ def run(params: str, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `eval` stage."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True, type=Path, help="metrics, table, predictions")
-    args = parser.parse_args(argv)
-    return run_stage("eval", lambda: run(args.params, args.out))
+    return stage_main("eval", __doc__, argv, run, out="folder for metrics.json, table.md, predictions")
 
 
 if __name__ == "__main__":
