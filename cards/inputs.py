@@ -166,8 +166,6 @@ def load_inputs(
 
     summary = read_contract(LicenseSummary, license_summary)
     excerpt = params_excerpt(params)
-    if not params.is_file():
-        raise ReleaseInputError(f"{params}: file not found")
     return ReleaseInputs(
         traces=traces_df,
         traces_schema=traces_schema,

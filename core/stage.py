@@ -33,7 +33,7 @@ def stage_main(
     """A stage's command line: `--params` plus one path option per entry of `paths` (a help text:
     required; a `(default, help)` pair: optional); then `run(params=..., <name>=...)` under
     `run_stage`. Option `--a-b` is argument `a_b`."""
-    parser = argparse.ArgumentParser(prog=f"python -m ...{stage}", description=doc.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
     for name, spec in paths.items():
         flag = "--" + name.replace("_", "-")
