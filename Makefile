@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml
 
 repro: $(STAMP)
 	@test -d .dvc || $(BIN)/dvc init -q $$(git rev-parse --git-dir >/dev/null 2>&1 || echo --no-scm)
+	$(BIN)/python -m core.lockfile --restore
 	$(BIN)/dvc repro
+	$(BIN)/python -m core.lockfile
 
 # pytest exits 5 when it collects no test: say so and do not fail on it.
 test: $(STAMP)

@@ -64,7 +64,7 @@ def run_ours(corpus: Path, out: Path, policy: str) -> dict[str, Any]:
         "docs": c.n,
         "seconds": seconds,
         "peak_rss_mib": _peak_rss_mib(),
-        "phases": result.stats["timing"]["phases"],
+        "phases": result.timing["phases"],
     }
 
 

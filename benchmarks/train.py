@@ -21,14 +21,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
+from train.config import PhaseConfig, TrainConfig
 from train.format import format_rows
 from train.packing import PackedCollator, PackedDataset, pack_examples, single_packs
+from train.sft import training_args
 
 _FILLER = (
     "the answer is step first then so because we know that value number each total given find explain "
@@ -79,23 +82,19 @@ def run_one(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         return batch
 
     with tempfile.TemporaryDirectory() as work:
-        targs = TrainingArguments(
-            output_dir=work,
-            max_steps=args.steps,
-            per_device_train_batch_size=args.batch_size,
-            learning_rate=1e-4,
-            lr_scheduler_type="constant",
+        cfg = TrainConfig(
+            release="-",
+            base_model=args.model,
+            phases=[PhaseConfig(teacher="bench", epochs=1, learning_rate=1e-4)],
+            max_length=args.max_length,
+            per_device_batch_size=args.batch_size,
+            lr_scheduler="constant",
             bf16=args.bf16,
             gradient_checkpointing=args.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False} if args.gradient_checkpointing else None,
             logging_steps=args.steps,
-            save_strategy="no",
-            report_to="none",
-            seed=args.seed,
-            remove_unused_columns=False,
-            disable_tqdm=True,
-            use_cpu=not cuda,
         )
+        # The pipeline's own arguments, run for a fixed number of steps.
+        targs = replace(training_args(cfg, cfg.phases[0], args.seed, Path(work)), max_steps=args.steps)
         trainer = Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator)
         if cuda:
             torch.cuda.reset_peak_memory_stats()

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import InputError
+from core.io import reading
 from core.schema import SUBMIXES, TEMPLATE_TYPES
 
 logger = logging.getLogger(__name__)
@@ -92,8 +93,13 @@ def discover(root: str | Path, submixes: Iterable[str]) -> SourceFiles:
 
 
 def is_hub_id(source: str) -> bool:
-    """True when `source` names a Hub dataset rather than an existing local folder."""
-    return not Path(source).exists() and bool(_HUB_ID.match(source))
+    """True when `source` names a Hub dataset rather than a local folder.
+
+    `owner/name` is a Hub id unless it exists locally or its first part is a local folder
+    (`data/nothing_here` is a missing folder under `data/`, not a dataset of a user `data`).
+    """
+    path = Path(source)
+    return not path.exists() and not Path(path.parts[0]).is_dir() and bool(_HUB_ID.match(source))
 
 
 def fetch_from_hub(
@@ -130,7 +136,13 @@ def resolve_source(
     """A local folder, or a Hub dataset id fetched with `snapshot_download(allow_patterns=...)`."""
     if is_hub_id(source):
         logger.info("fetching %s (revision %s) from the Hub", source, revision or "main")
-        return fetch_from_hub(source, submixes, template_types, revision)
+        try:
+            return fetch_from_hub(source, submixes, template_types, revision)
+        except (OSError, ValueError) as exc:  # huggingface_hub's errors derive from these
+            raise SourceError(
+                f"prompts.source {source!r}: no such local folder, and fetching it as a Hub dataset "
+                f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
     return discover(source, submixes)
 
 
@@ -182,10 +194,12 @@ def _decode(col: pa.ChunkedArray | pa.Array) -> tuple[pl.Series, list[int]]:
 
 def read_batches(path: Path, submix: str, label: str | None = None) -> Iterator[pl.DataFrame]:
     """Yield frames of one file: the five FLAN fields plus `fault` (null, or `reason:column`)."""
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise SourceError(f"{path}: not a readable Parquet file: {exc}") from None
+    with reading(path):
+        yield from _read_batches(path, submix, label)
+
+
+def _read_batches(path: Path, submix: str, label: str | None) -> Iterator[pl.DataFrame]:
+    pf = pq.ParquetFile(path)
     mapping = _column_map(path, pf.schema_arrow)
     for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[mapping[f] for f in FIELDS]):
         cols: dict[str, pl.Series] = {}

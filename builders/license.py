@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import polars as pl
-
 from builders.licenses.apply import (
     LICENSED_PROMPT_SCHEMA,
     REMOVED_LICENSE_SCHEMA,
@@ -23,8 +21,7 @@ from builders.licenses.apply import (
 from builders.licenses.policy import LicenseConfig, check_dataset_lists, check_teachers
 from builders.licenses.registry import REGISTRY_PATH, load_registry
 from core.config import load_section
-from core.errors import InputError
-from core.io import write_json, write_parquet
+from core.io import read_parquet, write_json, write_parquet
 from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
@@ -36,9 +33,7 @@ def run(params: Path, prompts: Path, out: Path, registry: Path = REGISTRY_PATH) 
     logger.info("license params: %s", cfg.model_dump(mode="json"))
     check_teachers(cfg, str(params))
     reg = load_registry(registry)
-    if not prompts.is_file():
-        raise InputError(f"{prompts}: prompt table not found")
-    table = pl.read_parquet(prompts)
+    table = read_parquet(prompts)
     check_dataset_lists(cfg, reg, set(table["task_name"].unique().to_list()), str(params))
     result = apply_license(table, reg, cfg, source=str(prompts))
     write_parquet(result.kept, out / "prompts.parquet", LICENSED_PROMPT_SCHEMA)
@@ -51,15 +46,7 @@ def run(params: Path, prompts: Path, out: Path, registry: Path = REGISTRY_PATH) 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `license` stage."""
-    return stage_main(
-        "license",
-        __doc__,
-        argv,
-        run,
-        prompts="prompt table from the prompts stage",
-        out="output folder",
-        registry=(str(REGISTRY_PATH), "license registry file"),
-    )
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

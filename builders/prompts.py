@@ -12,17 +12,15 @@ import logging
 from pathlib import Path
 
 from builders.recipe import PromptsConfig, build_prompts, write_outputs
-from core.config import load_base, load_section
+from core.config import load_stage
 from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
 
-def run(params: str | Path, out: Path) -> None:
+def run(params: Path, out: Path) -> None:
     """Load params, build the prompt tables, write the four outputs."""
-    cfg = load_section(PromptsConfig, params, "prompts")
-    seed = load_base(params).seed
-    logger.info("params: base.seed=%s prompts=%s", seed, cfg.model_dump())
+    cfg, seed = load_stage(PromptsConfig, params, "prompts")
     prompts, heldout, removed, stats = build_prompts(cfg, seed)
     write_outputs(out, prompts, heldout, removed, stats)
     logger.info(
@@ -32,7 +30,7 @@ def run(params: str | Path, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `prompts` stage."""
-    return stage_main("prompts", __doc__, argv, run, out="output folder (data/prompts)")
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from builders.system_messages import assign_system_messages, check_weights, load
 from core.config import ParamsError, StageConfig
 from core.contracts import Funnel
 from core.io import read_document, write_json, write_parquet
-from core.schema import PROMPT_SCHEMA, REMOVED_SCHEMA, SUBMIXES
+from core.schema import PROMPT_SCHEMA, REMOVED_SCHEMA, SUBMIXES, fields
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +32,7 @@ TemplateType = Literal["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"]
 _OPTIONS = r"(?im)^\s*(options|choices)\s*:|^\s*OPTIONS\b|^\s*\(?[A-E]\)\s+\S"
 
 CONTENT_KEY = ["task_name", "template_type", "question"]
-REMOVED_PROMPTS_SCHEMA = pa.schema(
-    [*REMOVED_SCHEMA, pa.field("submix", pa.string(), nullable=False), pa.field("task_name", pa.string())]
-)
+REMOVED_PROMPTS_SCHEMA = pa.schema([*REMOVED_SCHEMA, *fields("submix task_name?")])
 
 
 class PromptsConfig(StageConfig):
@@ -232,6 +230,7 @@ def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataF
         funnel["template_type"] += sum(skipped.values())
         sample, held, rem, st = build_submix(raw, submix, budgets[submix], cfg, seed)
         st["template_types_skipped"] = skipped
+        st["rows_read"] = raw.height + sum(skipped.values())
         logger.info(
             "%s: %d sampled of %d available (budget %d)", submix, st["sampled"], st["available"], st["budget"]
         )
@@ -240,6 +239,13 @@ def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataF
         removed.append(rem)
         per_submix[submix] = st
 
+    no_data = [s for s in wanted if per_submix[s]["rows_read"] == 0]
+    if no_data:
+        logger.warning(
+            "submixes %s have a budget but no data in %s (a misnamed folder?); their budget goes unused",
+            no_data,
+            cfg.source,
+        )
     prompts_df = finish(pl.concat(prompts), cfg, messages, seed, 3)
     heldout_df = finish(pl.concat(heldout), cfg, messages, seed, 4)
     removed_df = pl.concat(removed).sort(["reason", "submix", "id"], nulls_last=True)
@@ -268,6 +274,7 @@ def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataF
             for s in sorted(prompts_df["submix"].unique())
         },
         "shortfall": {s: st["shortfall"] for s, st in per_submix.items()},
+        "submixes_without_data": no_data,
         "heldout": {"tasks": sorted(heldout_df["task_name"].unique().to_list()), "rows": heldout_df.height},
     }
     unknown_heldout = sorted(set(cfg.heldout_tasks) - set(heldout_df["task_name"].to_list()))

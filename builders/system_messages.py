@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.config import ParamsError, repeated
+from core.config import ParamsError, unique_by
 from core.io import read_document
 
 
@@ -30,11 +30,7 @@ class SystemMessageFile(BaseModel):
     @field_validator("messages")
     @classmethod
     def _unique_ids(cls, v: list[SystemMessage]) -> list[SystemMessage]:
-        ids = [m.id for m in v]
-        dupes = repeated(ids)
-        if dupes:
-            raise ValueError(f"duplicate message ids {dupes}")
-        return v
+        return unique_by(v, lambda m: m.id, "duplicate message ids")
 
 
 def load_system_messages(path: str | Path) -> dict[int, SystemMessage]:

@@ -77,63 +77,43 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
 def build_tiny_llama(
     out_dir: str | Path,
     texts: Sequence[str],
+    spec: TinyModelSpec | None = None,
     *,
     vocab_size: int = 1024,
-    hidden_size: int = 64,
-    num_attention_heads: int = 2,
-    num_hidden_layers: int = 2,
-    intermediate_size: int = 128,
     max_position_embeddings: int = 1024,
     seed: int = 0,
 ) -> Path:
-    """Build a tiny Llama (tokenizer trained on `texts`, random weights from `seed`) into `out_dir`.
+    """Build a tiny Llama of `spec`'s sizes (tokenizer trained on `texts`, random weights from
+    `seed`) into `out_dir`.
 
     The model's vocabulary is the trained tokenizer's actual size (at most `vocab_size`). Written
     atomically: `out_dir` is replaced only once the whole folder is complete.
     """
-    if hidden_size % num_attention_heads:
-        raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads")
-    if hidden_size // num_attention_heads < MIN_HEAD_DIM:
-        raise ValueError(
-            f"head size {hidden_size // num_attention_heads} < {MIN_HEAD_DIM} (vLLM's CPU build needs >= 32)"
-        )
+    spec = spec or TinyModelSpec()
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(texts, vocab_size)
     tokenizer.model_max_length = max_position_embeddings
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    tokens = {"bos_token_id": ids[BOS], "eos_token_id": [ids[EOS], ids[END]], "pad_token_id": ids[PAD]}
+    sizes = spec.model_dump(exclude={"seed_offset"})
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        num_key_value_heads=num_attention_heads,
         max_position_embeddings=max_position_embeddings,
-        bos_token_id=ids[BOS],
-        eos_token_id=[ids[EOS], ids[END]],
-        pad_token_id=ids[PAD],
+        num_key_value_heads=spec.num_attention_heads,
         tie_word_embeddings=False,
         dtype="float32",
+        **sizes,
+        **tokens,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.float32).eval()
-    generation_config = GenerationConfig(
-        bos_token_id=ids[BOS], eos_token_id=[ids[EOS], ids[END]], pad_token_id=ids[PAD], do_sample=True
-    )
+    generation_config = GenerationConfig(**tokens, do_sample=True)
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _normalize_json_files(tmp)
-    logger.info(
-        "built tiny llama in %s: vocab %d, hidden %d, layers %d, heads %d, seed %d",
-        out_dir,
-        len(tokenizer),
-        hidden_size,
-        num_hidden_layers,
-        num_attention_heads,
-        seed,
-    )
+    logger.info("built tiny llama in %s: vocab %d, %s, seed %d", out_dir, len(tokenizer), sizes, seed)
     return out_dir
 
 
@@ -220,11 +200,8 @@ def build_all(cfg: TinyModelsConfig, seed: int, sample: str | Path, out: str | P
             build_tiny_llama(
                 Path(out) / name,
                 texts,
+                spec,
                 vocab_size=cfg.vocab_size,
-                hidden_size=spec.hidden_size,
-                num_attention_heads=spec.num_attention_heads,
-                num_hidden_layers=spec.num_hidden_layers,
-                intermediate_size=spec.intermediate_size,
                 max_position_embeddings=cfg.max_position_embeddings,
                 seed=seed + spec.seed_offset,
             )

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from builders.tiny_llama import TinyModelsConfig, build_all
-from core.config import load_base, load_section
+from core.config import load_stage
 from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
@@ -20,22 +20,13 @@ logger = logging.getLogger(__name__)
 
 def run(params: Path, sample: Path, out: Path) -> None:
     """Build every model of `tiny_models.models` under `out`."""
-    cfg = load_section(TinyModelsConfig, params, "tiny_models")
-    base = load_base(params)
-    logger.info("tiny_models params: %s (base.seed=%d)", cfg.model_dump(), base.seed)
-    build_all(cfg, base.seed, sample, out)
+    cfg, seed = load_stage(TinyModelsConfig, params, "tiny_models")
+    build_all(cfg, seed, sample, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tiny_models` stage."""
-    return stage_main(
-        "tiny_models",
-        __doc__,
-        argv,
-        run,
-        sample="folder of FLAN Parquet files",
-        out="folder that receives one subfolder per model",
-    )
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

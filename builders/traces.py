@@ -17,37 +17,41 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import polars as pl
-
 from builders.teachers.config import TracesConfig
 from builders.teachers.run import run_traces
-from core.config import load_base, load_section
+from core.config import load_params, load_stage
+from core.errors import ParamsError
+from core.io import read_parquet
 from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
 
 
+def check_teacher_terms(cfg: TracesConfig, params: Path) -> None:
+    """Every teacher has its terms of use under `license.teachers` (checked before any request)."""
+    section = load_params(params).get("license") or {}
+    declared = section.get("teachers") or {} if isinstance(section, dict) else {}
+    missing = [t.name for t in cfg.teachers if t.name not in declared]
+    if missing:
+        raise ParamsError(
+            f"{params}: teacher {missing[0]!r} has no terms of use; add license.teachers.{missing[0]} "
+            "(license, outputs_may_train_models, commercial_use, url) before generating"
+            + (f" (also missing: {missing[1:]})" if len(missing) > 1 else "")
+        )
+
+
 def run(params: Path, prompts: Path, out: Path, cache: Path) -> None:
     """Load params and prompts; generate, filter and write the trace tables."""
-    cfg = load_section(TracesConfig, params, "traces")
-    base = load_base(params)
-    logger.info("traces params: %s (base.seed=%d)", cfg.model_dump(mode="json"), base.seed)
-    table = pl.read_parquet(prompts)
-    stats = run_traces(table, cfg, base.seed, out, cache, source=str(prompts))
+    cfg, seed = load_stage(TracesConfig, params, "traces")
+    check_teacher_terms(cfg, params)
+    table = read_parquet(prompts)
+    stats = run_traces(table, cfg, seed, out, cache, source=str(prompts))
     logger.info("traces funnel: %s", stats["funnel"])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `traces` stage."""
-    return stage_main(
-        "traces",
-        __doc__,
-        argv,
-        run,
-        prompts="prompt table (data/dedup/prompts.parquet)",
-        out="output folder (data/traces)",
-        cache="generation cache folder, kept across runs",
-    )
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

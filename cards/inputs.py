@@ -18,7 +18,8 @@ from cards.funnel import PIPELINE_ORDER, parse_funnel
 from core.config import load_params
 from core.contracts import Funnel, LicenseSummary, TeacherRecord, read_contract
 from core.errors import InputError
-from core.io import read_document
+from core.io import read_document, read_parquet, reading
+from core.lockfile import lock_problem
 
 TRACE_REQUIRED = ("id", "teacher", "teacher_model", "submix", "system_prompt_id", "question", "response")
 HELDOUT_REQUIRED = ("id", "submix", "task_name", "question", "reference")
@@ -60,36 +61,46 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tuple[pl.DataFrame, pa.Schema]:
     """A Parquet table and its Arrow schema, checked for required columns and sorted."""
-    if not path.is_file():
-        raise ReleaseInputError(f"{path}: file not found")
-    schema = pq.read_schema(path).remove_metadata()
+    with reading(path):
+        schema = pq.read_schema(path).remove_metadata()
     missing = [c for c in required if c not in schema.names]
     if missing:
         raise ReleaseInputError(f"{path}: missing columns {missing}")
-    df = pl.read_parquet(path)
+    df = read_parquet(path)
     if df.select(pl.col("id").is_null().any()).item():
         raise ReleaseInputError(f"{path}: column 'id' has nulls")
     return df.sort(sort_by), schema
+
+
+RUN_RECORD = "run.json"  # a stage's record of one run; never part of the release
 
 
 def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
     """sha256 of the `dvc.lock` entries of `stages` (canonical JSON).
 
     Only the stages the release is built from: the lock file also records the release stage itself,
-    which would make the digest change with every run of it.
+    which would make the digest change with every run of it; and without their `run.json` outs,
+    which record one run (wall times, requests sent), not the data.
     """
     if not path.is_file():
         raise ReleaseInputError(f"{path}: file not found")
-    try:
-        lock = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ReleaseInputError(f"{path}: not valid YAML: {exc}") from None
-    entries = (lock.get("stages") or {}) if isinstance(lock, dict) else {}
+    problem = lock_problem(path)
+    if problem:
+        raise ReleaseInputError(f"{path} {problem}: run `python -m core.lockfile --restore`")
+    entries = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
     missing = [s for s in stages if s not in entries]
     if missing:
         raise ReleaseInputError(f"{path}: no lock entries for stages {missing}; run `dvc repro` first")
-    picked = {s: entries[s] for s in stages}
+    picked = {s: _without_run_records(entries[s]) for s in stages}
     return hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _without_run_records(entry: Any) -> Any:
+    """A lock entry without the outs that record one run (`run.json`: wall times, requests sent)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("outs"), list):
+        return entry
+    outs = [o for o in entry["outs"] if not str((o or {}).get("path", "")).endswith(RUN_RECORD)]
+    return {**entry, "outs": outs}
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -136,7 +147,6 @@ def params_excerpt(params_path: Path) -> str:
 
 
 def load_inputs(
-    *,
     traces: Path,
     traces_meta: Path,
     heldout: Path,
@@ -165,6 +175,12 @@ def load_inputs(
         teacher_meta[teacher] = read_contract(TeacherRecord, traces_meta / f"{teacher}.json")
 
     summary = read_contract(LicenseSummary, license_summary)
+    unvetted = [t for t in teacher_meta if t not in summary.teachers]
+    if unvetted:
+        raise ReleaseInputError(
+            f"{license_summary}: teachers {unvetted} have traces but no terms of use; "
+            f"add license.teachers.{unvetted[0]} and rerun the license stage"
+        )
     excerpt = params_excerpt(params)
     return ReleaseInputs(
         traces=traces_df,

@@ -21,7 +21,7 @@ from core.stage import stage_main
 logger = logging.getLogger(__name__)
 
 
-def run(params: Path, release: Path, out: Path) -> None:
+def run(params: Path, out: Path, release: Path = Path("release")) -> None:
     """Publish `release` (or report the plan when disabled or without a token); write `out`."""
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -49,9 +49,7 @@ def run(params: Path, release: Path, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `publish` stage."""
-    return stage_main(
-        "publish", __doc__, argv, run, release=("release", "release folder"), out="published.json to write"
-    )
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

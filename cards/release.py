@@ -21,42 +21,32 @@ from core.stage import stage_main
 logger = logging.getLogger(__name__)
 
 
-def run(params: Path, out: Path, dvc_lock: Path, **inputs: Path) -> None:
+def run(
+    params: Path,
+    traces: Path,
+    traces_stats: Path,
+    traces_meta: Path,
+    prompts_stats: Path,
+    heldout: Path,
+    license_stats: Path,
+    license_summary: Path,
+    dedup_stats: Path,
+    dvc_lock: Path = Path("dvc.lock"),
+    out: Path = Path("release"),
+) -> None:
     """Load params and every upstream output; write the release folder."""
     cfg = load_section(ReleaseConfig, params, "release")
     pub = load_section(PublishConfig, params, "publish")
     logger.info("release params: %s", cfg.model_dump())
-    loaded = load_inputs(
-        traces=inputs["traces"],
-        traces_meta=inputs["traces_meta"],
-        heldout=inputs["heldout"],
-        stats={stage: inputs[f"{stage}_stats"] for stage in ("prompts", "license", "dedup", "traces")},
-        license_summary=inputs["license_summary"],
-        dvc_lock=dvc_lock,
-        params=params,
-    )
+    stats = {"prompts": prompts_stats, "license": license_stats, "dedup": dedup_stats, "traces": traces_stats}
+    loaded = load_inputs(traces, traces_meta, heldout, stats, license_summary, dvc_lock, params)
     build_release(loaded, cfg, pub, out)
     logger.info("release written to %s", out)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `release` stage."""
-    return stage_main(
-        "release",
-        __doc__,
-        argv,
-        run,
-        traces="data/traces/traces.parquet",
-        traces_stats="data/traces/stats.json",
-        traces_meta="folder of <teacher>.json",
-        prompts_stats="data/prompts/stats.json",
-        heldout="data/prompts/heldout.parquet",
-        license_stats="data/license/stats.json",
-        license_summary="data/license/license_summary.json",
-        dedup_stats="data/dedup/stats.json",
-        dvc_lock=("dvc.lock", "the lock file whose data-stage entries the card digests"),
-        out=("release", "release folder to write"),
-    )
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

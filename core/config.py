@@ -7,6 +7,8 @@ starts; errors name the file and the dotted key.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import ParamsError, validation_message
 from core.io import read_document
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound="StageConfig")
 
@@ -45,6 +49,14 @@ def repeated(values: list[Any]) -> list[Any]:
     """The values that occur more than once, sorted (for "names must be unique" checks)."""
     seen: set[Any] = set()
     return sorted({v for v in values if v in seen or seen.add(v)})
+
+
+def unique_by(items: list[Any], key: Callable[[Any], Any], what: str) -> list[Any]:
+    """`items` unchanged; ValueError naming `what` and the repeated keys when a key repeats."""
+    dupes = repeated([key(i) for i in items])
+    if dupes:
+        raise ValueError(f"{what}: {dupes}")
+    return items
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -81,3 +93,11 @@ def load_base(params_path: str | Path) -> BaseConfig:
     """Load the shared `base:` section (defaults when absent)."""
     params = load_params(params_path)
     return parse_section(BaseConfig, params.get("base"), section="base", source=str(params_path))
+
+
+def load_stage(model: type[T], params_path: str | Path, section: str) -> tuple[T, int]:
+    """(`section` loaded into `model`, `base.seed`), logged as the stage starts."""
+    cfg = load_section(model, params_path, section)
+    seed = load_base(params_path).seed
+    logger.info("%s params: %s (base.seed=%d)", section, cfg.model_dump(mode="json"), seed)
+    return cfg, seed

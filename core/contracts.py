@@ -113,7 +113,6 @@ class TeacherRecord(Contract):
     fraction: float
     prompt_tokens_total: NonNegativeInt
     completion_tokens_total: NonNegativeInt
-    last_run: dict[str, Any]
 
 
 def parse_contract(model: type[C], data: Any, source: str) -> C:

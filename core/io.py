@@ -8,6 +8,7 @@ explicit schema and fixed writer settings, so the same rows give the same bytes.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -35,12 +36,55 @@ PARQUET_WRITE_OPTS: dict[str, Any] = {
 }
 
 
+def remove_path(path: Path) -> None:
+    """Delete a file, link or folder tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, prefix: str) -> list[Path]:
+    """Remove `<prefix>.<pid>.*.tmp` files and folders in `folder` whose writer is gone; return them.
+
+    A writer killed mid-write (`kill -9`) leaves its temp behind; the next writer cleans it up.
+    Temps of a live process (another writer of the same folder) are left alone.
+    """
+    removed = []
+    for tmp in sorted(folder.glob(f"{glob.escape(prefix)}.*.tmp")):
+        pid = tmp.name[len(prefix) + 1 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        remove_path(tmp)
+        removed.append(tmp)
+    if removed:
+        logger.info(
+            "removed %d stale temp path(s) in %s: %s", len(removed), folder, [p.name for p in removed]
+        )
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
+
+    The temp is `.<name>.<pid>.<random>.tmp` in `target`'s folder; temps of killed writers of the
+    same target are removed first.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temps(target.parent, f".{target.name}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
     work = tmp if is_dir else tmp / target.name
     try:
         yield work
@@ -51,6 +95,40 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
         os.replace(work, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, what: str = "Parquet file") -> Iterator[None]:
+    """Turn a failure to read `path` inside the block into one `InputError` naming the file."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
+        where = damaged_part(Path(path)) if str(path).endswith(".parquet") else None
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: unreadable {what}{f' ({where})' if where else ''}: {detail}") from None
+
+
+def damaged_part(path: Path) -> str | None:
+    """'row group R, column C' of the first column chunk of a Parquet file that fails to read."""
+    try:
+        pf = pq.ParquetFile(path)
+        for group in range(pf.num_row_groups):
+            for column in pf.schema_arrow.names:
+                try:
+                    pf.read_row_group(group, columns=[column])
+                except (pa.ArrowException, OSError):
+                    return f"row group {group}, column {column!r}"
+    except (pa.ArrowException, OSError):
+        return "footer"
+    return None
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """A Parquet file as a frame; a missing or damaged file raises `InputError` naming it."""
+    with reading(path):
+        return pl.read_parquet(path, columns=columns)
 
 
 def to_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:

@@ -4,49 +4,45 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "int32": pa.int32(),
+    "float64": pa.float64(),
+}
+
+
+def fields(spec: str) -> list[pa.Field]:
+    """Fields from a compact spec: whitespace-separated `name[?][:type]`, in column order.
+
+    The type is one of `TYPES` (default string); `?` marks a nullable column (default not null).
+    """
+    out = []
+    for item in spec.split():
+        name, _, type_name = item.partition(":")
+        out.append(pa.field(name.rstrip("?"), TYPES[type_name or "string"], nullable=name.endswith("?")))
+    return out
+
+
 # Every stage's `removed.parquet` starts with these columns; stages append their own context.
-REMOVED_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string()),
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("detail", pa.string()),
-    ]
-)
+REMOVED_SCHEMA = pa.schema(fields("id? stage reason detail?"))
 
 SUBMIXES: tuple[str, ...] = ("cot", "niv2", "t0", "flan2021", "dialog")
 TEMPLATE_TYPES: tuple[str, ...] = ("zs_opt", "zs_noopt", "fs_opt", "fs_noopt")
 
 PROMPT_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("submix", pa.string(), nullable=False),
-        pa.field("task_name", pa.string(), nullable=False),
-        pa.field("template_type", pa.string(), nullable=False),
-        pa.field("has_options", pa.bool_(), nullable=False),
-        pa.field("system_prompt_id", pa.int32(), nullable=False),
-        pa.field("system_prompt", pa.string(), nullable=False),
-        pa.field("question", pa.string(), nullable=False),
-        pa.field("reference", pa.string(), nullable=False),
-    ]
+    fields(
+        "id submix task_name template_type has_options:bool system_prompt_id:int32"
+        " system_prompt question reference"
+    )
 )
 
 # Appended by the `license` stage (see builders/licenses/).
-LICENSE_FIELDS: list[pa.Field] = [
-    pa.field("source_dataset", pa.string(), nullable=False),
-    pa.field("license", pa.string(), nullable=False),
-    pa.field("license_use", pa.string(), nullable=False),
-    pa.field("attribution_required", pa.bool_(), nullable=False),
-    pa.field("share_alike", pa.bool_(), nullable=False),
-    pa.field("license_resolution", pa.string(), nullable=False),
-]
+LICENSE_FIELDS = fields(
+    "source_dataset license license_use attribution_required:bool share_alike:bool license_resolution"
+)
 
 # Appended by the `traces` stage to the prompt columns it receives.
-TRACE_FIELDS: list[pa.Field] = [
-    pa.field("teacher", pa.string(), nullable=False),
-    pa.field("teacher_model", pa.string(), nullable=False),
-    pa.field("response", pa.string(), nullable=False),
-    pa.field("finish_reason", pa.string(), nullable=False),
-    pa.field("prompt_tokens", pa.int32(), nullable=False),
-    pa.field("completion_tokens", pa.int32(), nullable=False),
-]
+TRACE_FIELDS = fields(
+    "teacher teacher_model response finish_reason prompt_tokens:int32 completion_tokens:int32"
+)

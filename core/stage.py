@@ -8,6 +8,7 @@ with its traceback (Python's exit code 1).
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -27,20 +28,27 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def stage_main(
-    stage: str, doc: str, argv: list[str] | None, run: Callable[..., Any], **paths: str | tuple[str, str]
-) -> int:
-    """A stage's command line: `--params` plus one path option per entry of `paths` (a help text:
-    required; a `(default, help)` pair: optional); then `run(params=..., <name>=...)` under
-    `run_stage`. Option `--a-b` is argument `a_b`."""
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
-    for name, spec in paths.items():
+def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> int:
+    """The command line of the stage whose `run` this is, then `run(**args)` under `run_stage`.
+
+    The stage is the last part of `run`'s module name; `--help` prints that module's docstring.
+    `run(params, ...)`: `--params` (default params.yaml) plus one path option per further
+    parameter, required unless it has a default; option `--a-b` is parameter `a_b`.
+    """
+    module = run.__module__
+    spec = getattr(sys.modules[module], "__spec__", None)
+    stage = (spec.name if spec is not None else module).rsplit(".", 1)[-1]  # `-m` runs as __main__
+    parser = argparse.ArgumentParser(
+        description=sys.modules[module].__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for name, param in inspect.signature(run).parameters.items():
         flag = "--" + name.replace("_", "-")
-        if isinstance(spec, tuple):
-            parser.add_argument(flag, type=Path, default=Path(spec[0]), help=spec[1])
+        if name == "params":
+            parser.add_argument(flag, type=Path, default=Path("params.yaml"))
+        elif param.default is inspect.Parameter.empty:
+            parser.add_argument(flag, type=Path, required=True)
         else:
-            parser.add_argument(flag, type=Path, required=True, help=spec)
+            parser.add_argument(flag, type=Path, default=Path(param.default))
     args = vars(parser.parse_args(argv))
     return run_stage(stage, lambda: run(**args))
 

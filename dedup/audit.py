@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.schema import REMOVED_SCHEMA
+from core.schema import REMOVED_SCHEMA, fields
 from dedup.corpus import Corpus
 
 STAGE = "dedup"
@@ -22,15 +22,14 @@ REASONS = ("contaminated", "in_previous_release", "exact_duplicate", "near_dupli
 CODE = {r: i + 1 for i, r in enumerate(REASONS)}  # 0: kept
 DUPLICATE_CODES = (CODE["exact_duplicate"], CODE["near_duplicate"], CODE["template_variant"])
 SIMILARITY_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# kept_question: the kept row, eval item or earlier release row; similarity: content Jaccard
+# (1.0 exact) or the eval match score.
 REMOVED_DEDUP_SCHEMA = pa.schema(
     [
         *REMOVED_SCHEMA,
-        pa.field("cluster_id", pa.string()),
-        pa.field("kept_id", pa.string()),
-        pa.field("question", pa.string()),
-        pa.field("kept_question", pa.string()),  # the kept row, eval item or earlier release row
-        pa.field("similarity", pa.float64()),  # content Jaccard (1.0 exact) or eval match score
-        pa.field("template_similarity", pa.float64()),
+        *fields(
+            "cluster_id? kept_id? question? kept_question? similarity?:float64 template_similarity?:float64"
+        ),
     ]
 )
 

@@ -30,7 +30,7 @@ from dedup.kernels import (
     template_keys,
     word_multisets,
 )
-from dedup.minhash import Shingles, Words, batch_words, fmix64, powers
+from dedup.minhash import Shingles, Words, batch_words, fmix64
 from dedup.normalize import NormalizedBatch
 
 _SALT = np.uint64(0x9E3779B97F4A7C15)
@@ -108,8 +108,7 @@ def prompt_keys(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(key, task): the distinct per-task tn-gram keys of each prompt of `batch`, in prompt order."""
     w = batch_words(batch)
-    pw, salt = powers(len(w.prefix)), counts.salts[task]
-    keys, doc = template_keys(w.starts, w.ends, w.first, w.prefix, pw, salt, tn)
+    keys, doc = template_keys(w.arrays(), counts.salts[task], tn)
     return keys, task[doc]
 
 
@@ -136,17 +135,13 @@ def content_sketch(
     """Content shingles (per `settings.ngram`) of every prompt of `batch`; with `multisets`, its
     words (sorted hashes, template flags) too, for `dedup.kernels.pair_scores`."""
     w = words if words is not None else batch_words(batch)
-    pw = powers(len(w.prefix))
+    arrays = w.arrays()
     if counts is None:
         salt, templates = np.zeros(len(task), np.uint64), np.zeros(0, np.uint64)
     else:
         salt, templates = counts.salts[task], counts.templates
     doc, hashes, n_content, covered = content_shingles(
-        w.starts,
-        w.ends,
-        w.first,
-        w.prefix,
-        pw,
+        arrays,
         salt,
         templates,
         settings.template_ngram,
@@ -156,5 +151,5 @@ def content_sketch(
     sketch = ContentSketch(Shingles(doc, hashes, w.n_docs), w.counts(), n_content)
     if not multisets:
         return sketch
-    hashes32, template = word_multisets(w.starts, w.ends, w.first, w.prefix, pw, covered)
+    hashes32, template = word_multisets(arrays, covered)
     return ContentSketch(sketch.content, sketch.n_words, n_content, hashes32, template, w.first)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.io import reading
 from dedup.decontam import DedupInputError
 
 TASK_COLUMN = "task_name"
@@ -73,6 +74,11 @@ class Corpus:
     def from_parquet(cls, path: str | Path) -> Corpus:
         """A corpus over a Parquet prompt table (reads `id` and `task_name` now, questions later)."""
         path = Path(path)
+        with reading(path):
+            return cls._from_parquet(path)
+
+    @classmethod
+    def _from_parquet(cls, path: Path) -> Corpus:
         names = pq.read_schema(path).names
         missing = [c for c in ("id", "question") if c not in names]
         if missing:
@@ -110,11 +116,13 @@ class Corpus:
         lo = 0
         # without pre-buffering, a row group's pages are not all held at once beside the batch;
         # a read buffer keeps page reads from going to the file one small read at a time
-        source = pq.ParquetFile(self.path or self.source, pre_buffer=False, buffer_size=_READ_BUFFER)
-        for batch in source.iter_batches(batch_size=rows, columns=["question"]):
-            yield lo, batch.column(0)
-            lo += batch.num_rows
-            release_free_memory()
+        path = self.path or self.source
+        with reading(path):
+            source = pq.ParquetFile(path, pre_buffer=False, buffer_size=_READ_BUFFER)
+            for batch in source.iter_batches(batch_size=rows, columns=["question"]):
+                yield lo, batch.column(0)
+                lo += batch.num_rows
+                release_free_memory()
 
     def texts(self, *orders: np.ndarray) -> list[pa.Array]:
         """Questions of the rows of each order (any order, repeats allowed), as Arrow arrays.

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InputError
+from core.io import read_parquet
 from dedup.config import EvalSetSpec
 from dedup.minhash import MinHashParams, Shingles, batch_shingles, signatures
 from dedup.normalize import normalize_batch
@@ -31,7 +32,7 @@ def load_eval_texts(spec: EvalSetSpec) -> list[str]:
         where = str(path)
         suffix = path.suffix.lower()
         if suffix == ".parquet":
-            df = pl.read_parquet(path)
+            df = read_parquet(path)
         elif suffix == ".jsonl":
             df = pl.read_ndjson(path)
         elif suffix == ".json":

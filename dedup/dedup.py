@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from core.config import load_base, load_section
+from core.config import load_stage
 from core.io import write_json, write_parquet
 from core.stage import stage_main
 from dedup.audit import REMOVED_DEDUP_SCHEMA
@@ -25,9 +25,7 @@ logger = logging.getLogger(__name__)
 
 def run(params: Path, prompts: Path, out: Path) -> DedupResult:
     """Load params and inputs, deduplicate, write prompts.parquet, removed.parquet, stats.json."""
-    cfg = load_section(DedupConfig, params, "dedup")
-    seed = load_base(params).seed
-    logger.info("dedup params: %s (base.seed=%d)", cfg.model_dump(), seed)
+    cfg, seed = load_stage(DedupConfig, params, "dedup")
     eval_sets = {spec.name: load_eval_texts(spec) for spec in cfg.eval_sets}
     previous = read_previous(cfg.previous_release) if cfg.previous_release else None
     corpus = Corpus.from_parquet(prompts)
@@ -37,14 +35,13 @@ def run(params: Path, prompts: Path, out: Path) -> DedupResult:
     write_kept(str(prompts), keep_ids, out / "prompts.parquet")
     write_parquet(result.removed, out / "removed.parquet", REMOVED_DEDUP_SCHEMA)
     write_json(result.stats, out / "stats.json")
+    write_json(result.timing, out / "run.json")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `dedup` DVC stage."""
-    return stage_main(
-        "dedup", __doc__, argv, run, prompts="input prompt table (Parquet)", out="output folder"
-    )
+    """Entry point of the `dedup` stage."""
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _MERSENNE = np.uint64((1 << 61) - 1)
 _SPACE = np.uint8(32)
 
+# (starts, ends, first, prefix, powers): word bounds, doc offsets and hash prefix sums (`dedup.minhash.Words`)
+WordArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def fmix64(x: np.uint64) -> np.uint64:
@@ -126,11 +129,7 @@ def _spans(m: int, n: int) -> int:
 
 @nb.njit(cache=True, nogil=True)
 def template_keys(
-    starts: np.ndarray,
-    ends: np.ndarray,
-    first: np.ndarray,
-    prefix: np.ndarray,
-    powers: np.ndarray,
+    words: WordArrays,
     salt: np.ndarray,
     tn: int,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +137,7 @@ def template_keys(
 
     A key is the n-gram hash mixed with the doc's `salt`, its lowest bit set (so it is never 0).
     """
+    starts, ends, first, prefix, powers = words
     n_docs = len(first) - 1
     total = 0
     for d in range(n_docs):
@@ -256,11 +256,7 @@ def _in_set(table: np.ndarray, key: np.uint64) -> bool:
 
 @nb.njit(cache=True, nogil=True)
 def content_shingles(
-    starts: np.ndarray,
-    ends: np.ndarray,
-    first: np.ndarray,
-    prefix: np.ndarray,
-    powers: np.ndarray,
+    words: WordArrays,
     salt: np.ndarray,
     templates: np.ndarray,
     tn: int,
@@ -274,6 +270,7 @@ def content_shingles(
     run of at most `edit_words` words with covered words on both sides in the same doc; content
     runs give their word n-grams (a shorter run is one shingle).
     """
+    starts, ends, first, prefix, powers = words
     n_docs = len(first) - 1
     total = len(starts)
     covered = np.zeros(total, np.bool_)
@@ -318,14 +315,11 @@ def content_shingles(
 
 @nb.njit(cache=True, nogil=True)
 def word_multisets(
-    starts: np.ndarray,
-    ends: np.ndarray,
-    first: np.ndarray,
-    prefix: np.ndarray,
-    powers: np.ndarray,
+    words: WordArrays,
     covered: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each doc's word hashes (top 32 bits), sorted within the doc, and whether each is template."""
+    starts, ends, first, prefix, powers = words
     total = len(starts)
     packed = np.empty(total, np.uint64)
     for w in range(total):

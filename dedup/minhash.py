@@ -128,6 +128,10 @@ class Words:
         """Words per document."""
         return np.diff(self.first)
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends, first, prefix, powers): the `words` argument of the `dedup.kernels`."""
+        return self.starts, self.ends, self.first, self.prefix, powers(len(self.prefix))
+
     def doc(self) -> np.ndarray:
         """The document of each word."""
         return np.repeat(np.arange(self.n_docs, dtype=np.int64), self.counts())

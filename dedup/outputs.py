@@ -4,6 +4,7 @@ earlier release's prompts read for cross-release dedup."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.io import PARQUET_WRITE_OPTS, atomic_path
+from core.io import PARQUET_WRITE_OPTS, atomic_path, read_parquet, reading
 from dedup.decontam import DedupInputError
 
 logger = logging.getLogger(__name__)
@@ -28,11 +29,17 @@ def read_previous(path: str) -> pl.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise DedupInputError(f"dedup.previous_release: file not found: {p}")
-    names = pq.read_schema(p).names
+    with reading(p):
+        names = pq.read_schema(p).names
     missing = [c for c in ("id", "question") if c not in names]
     if missing:
         raise DedupInputError(f"{p}: previous release lacks column(s) {missing}")
-    return pl.read_parquet(p, columns=[c for c in ("id", "question", "task_name") if c in names])
+    return read_parquet(p, columns=[c for c in ("id", "question", "task_name") if c in names])
+
+
+def _batches(path: str, rows: int) -> Iterator[pa.RecordBatch]:
+    with reading(path):
+        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
 
 
 def write_kept(prompts_path: str, keep_ids: pa.Array, target: Path) -> int:
@@ -45,9 +52,7 @@ def write_kept(prompts_path: str, keep_ids: pa.Array, target: Path) -> int:
     opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
     rows = 0
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema, **opts) as writer:
-        for batch in pq.ParquetFile(prompts_path).iter_batches(
-            batch_size=PARQUET_WRITE_OPTS["row_group_size"]
-        ):
+        for batch in _batches(prompts_path, PARQUET_WRITE_OPTS["row_group_size"]):
             table = pa.Table.from_batches([batch])
             table = table.filter(pc.is_in(table["id"], value_set=keep_ids))
             table = table.drop_columns([c for c in ("cluster_id",) if c in table.column_names])

@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,13 @@ def check_corpus(corpus: Corpus) -> None:
 
 @dataclass
 class DedupResult:
-    """Kept rows (with `cluster_id`), removed rows and stats."""
+    """Kept rows (with `cluster_id`), removed rows, stats (a function of the data) and this run's
+    timing (not: it goes to `run.json`, never into the release)."""
 
     keep: np.ndarray  # bool per row of the input sorted by id
     removed: pl.DataFrame
     stats: dict[str, Any]
+    timing: dict[str, Any] = field(default_factory=dict)
     kept: pl.DataFrame | None = None  # the kept rows with `cluster_id` (dedup_frame only)
 
 
@@ -360,11 +362,7 @@ def dedup_corpus(
             "candidate_pairs": int(n_candidates),
             "verified_pairs": int(match.sum()),
         },
-        "timing": {
-            "seconds": round(seconds, 3),
-            "docs_per_s": round(n / seconds, 1) if seconds else None,
-            "phases": clock.phases,
-        },
     }
+    timing = {"seconds": round(seconds, 3), "docs_per_s": round(n / seconds, 1) if seconds else None}
     logger.info("dedup: %s", stats["funnel"])
-    return DedupResult(keep, removed, stats)
+    return DedupResult(keep, removed, stats, {**timing, "phases": clock.phases})

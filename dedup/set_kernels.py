@@ -33,24 +33,35 @@ def minhash(
     return sig
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _run(hashes: np.ndarray, flags: np.ndarray, i: int, end: int, h: np.uint32) -> tuple[int, int, int]:
+    """(index after, length, flagged count) of the run of `h` from `i` in sorted `hashes[:end]`."""
+    n = 0
+    flagged = 0
+    while i < end and hashes[i] == h:
+        n += 1
+        flagged += flags[i]
+        i += 1
+    return i, n, flagged
+
+
 @nb.njit(cache=True, nogil=True)
 def pair_scores(
     u: np.ndarray,
     v: np.ndarray,
-    c_off: np.ndarray,
-    c_hash: np.ndarray,
-    w_off: np.ndarray,
-    w_hash: np.ndarray,
-    w_template: np.ndarray,
+    content_sets: tuple[np.ndarray, np.ndarray],
+    word_sets: tuple[np.ndarray, np.ndarray, np.ndarray],
     content: np.ndarray,
     template: np.ndarray,
 ) -> None:
     """Content Jaccard and template similarity of local docs u[k], v[k].
 
-    Content: sorted distinct shingle hashes per doc (`c_off` CSR). Template similarity:
-    1 - (template words of u missing from v's words + the converse) / the larger template, over
-    each doc's sorted word hashes with their template flags (`w_off` CSR).
+    Content: `(offsets, hashes)`, the sorted distinct shingle hashes per doc (CSR). Template
+    similarity: 1 - (template words of u missing from v's words + the converse) / the larger
+    template, over `(offsets, hashes, template flags)`, each doc's sorted word hashes (CSR).
     """
+    c_off, c_hash = content_sets
+    w_off, w_hash, w_template = word_sets
     for k in range(len(u)):
         x, y = u[k], v[k]
         i, ie, j, je = c_off[x], c_off[x + 1], c_off[y], c_off[y + 1]
@@ -73,18 +84,8 @@ def pair_scores(
         missing = 0
         while i < ie or j < je:
             h = w_hash[i] if j >= je or (i < ie and w_hash[i] < w_hash[j]) else w_hash[j]
-            cu = 0
-            tcu = 0
-            while i < ie and w_hash[i] == h:
-                cu += 1
-                tcu += w_template[i]
-                i += 1
-            cv = 0
-            tcv = 0
-            while j < je and w_hash[j] == h:
-                cv += 1
-                tcv += w_template[j]
-                j += 1
+            i, cu, tcu = _run(w_hash, w_template, i, ie, h)
+            j, cv, tcv = _run(w_hash, w_template, j, je, h)
             tu += tcu
             tv += tcv
             missing += max(0, tcu - cv) + max(0, tcv - cu)

@@ -42,10 +42,8 @@ class RowSketches:
 
         def work(lo: int) -> None:
             s = slice(lo, lo + _PAIR_BLOCK)
-            pair_scores(
-                lu[s], lv[s], self.c_off, self.c_hash, self.w_off, self.w_hash, self.w_template,
-                content[s], template[s],
-            )  # fmt: skip
+            words = (self.w_off, self.w_hash, self.w_template)
+            pair_scores(lu[s], lv[s], (self.c_off, self.c_hash), words, content[s], template[s])
 
         run_chunks(work, range(0, len(u), _PAIR_BLOCK), workers)
         return content, template

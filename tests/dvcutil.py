@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -63,7 +65,7 @@ def site_dir(repo: Path) -> Path:
 
 def dvc_env(repo: Path) -> dict[str, str]:
     """The environment for subprocesses in `repo`: the venv first on PATH, `repo` first on sys.path,
-    offline, no analytics, no Hub token, a fixed git identity."""
+    offline, no analytics, no Hub token, a fixed git identity and date."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH", "HF_TOKEN")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = f"{repo}{os.pathsep}{site_dir(repo)}"
@@ -77,6 +79,9 @@ def dvc_env(repo: Path) -> dict[str, str]:
             "GIT_AUTHOR_EMAIL": "t@t",
             "GIT_COMMITTER_NAME": "t",
             "GIT_COMMITTER_EMAIL": "t@t",
+            # and a fixed date: the same files commit to the same sha, as two clones of one commit
+            "GIT_AUTHOR_DATE": "2023-11-01T00:00:00Z",
+            "GIT_COMMITTER_DATE": "2023-11-01T00:00:00Z",
         }
     )
     return env
@@ -120,6 +125,24 @@ def run_dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 def run_python(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `python` (the venv's, found on PATH as a stage's command finds it) in `repo`."""
     return run(repo, "python", *args, check=check)
+
+
+def keep_stages(repo: Path, *names: str) -> None:
+    """Rewrite `repo`'s dvc.yaml to the stages `names` (its `vars` kept)."""
+    doc = yaml.safe_load((repo / "dvc.yaml").read_text())
+    kept = {"vars": doc.get("vars", []), "stages": {k: doc["stages"][k] for k in names}}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(kept, sort_keys=False))
+
+
+def resolved_stages(repo: Path) -> dict[str, tuple[str, list[str], list[str]]]:
+    """Stage -> (command, deps, outs incl. metrics and plots), dvc.yaml's `vars` interpolated by DVC."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        return {
+            s.name: (s.cmd, [d.def_path for d in s.deps], [o.def_path for o in s.outs])
+            for s in dvc.index.stages
+        }
 
 
 def dvc_status(repo: Path, *targets: str) -> dict[str, Any]:

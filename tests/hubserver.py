@@ -132,20 +132,17 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and len(rest) >= 2 and rest[0] == "tree":
                 self._tree(repo_id, rest[1], "/".join(rest[2:]), query)
                 return True
-            if method == "POST" and len(rest) == 2 and rest[0] == "paths-info":
-                self._paths_info(repo_id, rest[1])
-                return True
-            if method == "POST" and len(rest) == 2 and rest[0] == "preupload":
-                self._require_token()
-                self._preupload(repo_id, rest[1])
-                return True
-            if method == "POST" and len(rest) == 2 and rest[0] == "commit":
-                self._require_token()
-                self._commit(repo_id, rest[1])
-                return True
-            if method == "POST" and len(rest) == 2 and rest[0] == "tag":
-                self._require_token()
-                self._tag(repo_id, rest[1])
+            # POST /api/datasets/<repo>/<action>/<revision>; all but paths-info need a token
+            actions = {
+                "paths-info": self._paths_info,
+                "preupload": self._preupload,
+                "commit": self._commit,
+                "tag": self._tag,
+            }
+            if method == "POST" and len(rest) == 2 and rest[0] in actions:
+                if rest[0] != "paths-info":
+                    self._require_token()
+                actions[rest[0]](repo_id, rest[1])
                 return True
         if method in ("GET", "HEAD") and len(seg) >= 6 and seg[0] == "datasets" and seg[3] == "resolve":
             self._resolve(f"{seg[1]}/{seg[2]}", seg[4], "/".join(seg[5:]), head=method == "HEAD")

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import yaml
 
-from tests.dvcutil import dvc_status, make_dvc_repo, run_dvc
+from tests.dvcutil import dvc_status, make_dvc_repo, resolved_stages, run_dvc
 
 
 def _stand_in_outputs(repo: Path) -> None:
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    for stage in stages.values():
-        for out in [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]:
-            path = repo / (next(iter(out)) if isinstance(out, dict) else out)
+    for _cmd, _deps, outs in resolved_stages(repo).values():
+        for out in outs:
+            path = repo / out
             if path.exists():
                 continue
             if path.suffix:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import shlex
 from pathlib import Path
 
 import yaml
 
 from cards.inputs import CARD_KEYS, CARD_SECTIONS
 from core.dvcdeps import closure, differences, entry_module, main
+from tests.dvcutil import resolved_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -50,3 +53,18 @@ def test_params_deps_exist_and_release_lists_what_the_card_prints() -> None:
     assert STAGES["release"]["params"] == [*CARD_SECTIONS, *CARD_KEYS]
     for stage in ("release", "train", "prompts", "license", "dedup", "traces"):
         assert not any(str(k).split(".")[0] == "eval" for k in STAGES[stage].get("params", [])), stage
+
+
+def test_every_command_path_is_a_dep_or_an_out() -> None:
+    for name, (cmd, deps, outs) in resolved_stages(ROOT).items():
+        paths = deps + outs
+        args = shlex.split(cmd)
+        given = [v for flag, v in itertools.pairwise(args) if flag.startswith("--")]
+        for value in given:
+            if value in ("params.yaml", "dvc.lock"):
+                continue  # params are declared key by key; release digests the lock (see dvc.yaml)
+            related = [
+                p for p in paths if p == value or p.startswith(value + "/") or value.startswith(p + "/")
+            ]
+            assert related, f"stage {name}: {value} is neither a dep nor an out (nor a folder of one)"
+        assert "${" not in cmd, (name, cmd)

@@ -15,6 +15,8 @@ import yaml
 from datasets import load_dataset
 
 from tests.dvcutil import dvc_status, make_dvc_repo, run_dvc
+from tests.hubserver import HubServer
+from tests.test_publish import git, hub_env, run_publish, write_params
 
 
 def _edit_params(repo: Path, edit) -> None:
@@ -22,6 +24,41 @@ def _edit_params(repo: Path, edit) -> None:
     params = yaml.safe_load(path.read_text())
     edit(params)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def _a_second_clone_gives_the_same_release_and_publishing_it_is_a_no_op(
+    repo: Path, tmp_path: Path, edit
+) -> None:
+    """Another fresh clone, same params: the same `release/` bytes (its own generation, timings and
+    lock); publishing it under the version the first one took is a no-op."""
+    other = make_dvc_repo(tmp_path / "clone2")
+    _edit_params(other, edit)
+    run_dvc(other, "repro", "release")
+    assert _files(other / "release") == _files(repo / "release")
+    assert (other / "data" / "traces" / "run.json").read_bytes() != (
+        repo / "data" / "traces" / "run.json"
+    ).read_bytes()
+
+    hub = HubServer(tmp_path / "hub").start()
+    try:
+        env = hub_env(hub, tmp_path)
+        params = write_params(tmp_path / "publish.yaml", version="1.0.0")
+        first = run_publish(env, params, repo / "release", tmp_path / "pub1.json")
+        assert first.returncode == 0, first.stderr
+        refs = git(hub, "for-each-ref")
+        second = run_publish(env, params, other / "release", tmp_path / "pub2.json")
+        assert second.returncode == 0, second.stderr
+        pub1, pub2 = (json.loads((tmp_path / f"pub{i}.json").read_text()) for i in (1, 2))
+        assert pub2["already_published"] is True and pub2["commit"] == pub1["commit"]
+        assert git(hub, "for-each-ref") == refs
+    finally:
+        hub.stop()
 
 
 @pytest.mark.slow
@@ -36,10 +73,12 @@ def test_policy_change_sends_only_new_prompts_to_the_teacher(tmp_path: Path) -> 
     run_dvc(repo, "repro", "release")
     assert dvc_status(repo, "release") == {}
     first_ids = set(pl.read_parquet(repo / "data" / "dedup" / "prompts.parquet")["id"])
-    first = json.loads((repo / "data" / "traces" / "stats.json").read_text())["teachers"]["tiny-a"]
+    first = json.loads((repo / "data" / "traces" / "run.json").read_text())["teachers"]["tiny-a"]
     assert first["sent"] == len(first_ids) and first["cached_before_run"] == 0
     before = pl.read_parquet(repo / "data" / "traces" / "traces.parquet")
     assert load_dataset(str(repo / "release"), "tiny-a", split="train").num_rows == before.height
+
+    _a_second_clone_gives_the_same_release_and_publishing_it_is_a_no_op(repo, tmp_path, small_demo)
 
     stats = {stage: repo / "data" / stage / "stats.json" for stage in ("prompts", "license", "traces")}
     written = {stage: path.stat().st_mtime_ns for stage, path in stats.items()}
@@ -54,7 +93,7 @@ def test_policy_change_sends_only_new_prompts_to_the_teacher(tmp_path: Path) -> 
 
     second_ids = set(pl.read_parquet(repo / "data" / "dedup" / "prompts.parquet")["id"])
     new_ids = second_ids - first_ids
-    second = json.loads((repo / "data" / "traces" / "stats.json").read_text())["teachers"]["tiny-a"]
+    second = json.loads((repo / "data" / "traces" / "run.json").read_text())["teachers"]["tiny-a"]
     assert len(new_ids) > 0
     assert second["sent"] == len(new_ids)
     assert second["cached_before_run"] == len(second_ids & first_ids)

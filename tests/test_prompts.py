@@ -19,6 +19,7 @@ from builders.recipe import PromptsConfig, build_prompts
 from builders.sampling import allocate, stratified_sample
 from builders.system_messages import assign_system_messages, load_system_messages
 from core.config import ParamsError, load_section, parse_section
+from core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = ROOT / "builders" / "system_messages.yaml"
@@ -258,7 +259,7 @@ def test_not_parquet_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "s" / "cot_submix_original" / "data" / "bad.parquet"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not parquet at all")
-    with pytest.raises(SourceError, match=r"bad\.parquet: not a readable Parquet file"):
+    with pytest.raises(InputError, match=r"bad\.parquet: unreadable Parquet file \(footer\)"):
         read_submix(discover(tmp_path / "s", ["cot"]), "cot", ["zs_opt"])
 
 

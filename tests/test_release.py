@@ -223,6 +223,12 @@ def test_bad_funnel_fails_naming_the_file(built: tuple[Path, Path], tmp_path: Pa
     assert not out.exists()  # no partial output
 
 
+def _drop_terms_of_large(inputs: Path) -> None:
+    summary = json.loads((inputs / "license_summary.json").read_text())
+    del summary["teachers"]["large"]
+    (inputs / "license_summary.json").write_text(json.dumps(summary))
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -230,6 +236,14 @@ def test_bad_funnel_fails_naming_the_file(built: tuple[Path, Path], tmp_path: Pa
         (lambda d: (d / "prompts_stats.json").write_text("{}"), "missing 'funnel' block"),
         (lambda d: (d / "dvc.lock").write_text("stages: {}\n"), "no lock entries"),
         (lambda d: (d / "license_summary.json").write_text("{}"), "license_summary.json: registry: Field"),
+        (
+            lambda d: (d / "dvc.lock").write_text(""),
+            "dvc.lock is empty: run `python -m core.lockfile --restore`",
+        ),
+        (
+            _drop_terms_of_large,
+            "teachers ['large'] have traces but no terms of use; add license.teachers.large",
+        ),
     ],
 )
 def test_bad_inputs_fail_clearly(

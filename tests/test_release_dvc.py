@@ -14,14 +14,13 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from tests.dvcutil import dvc_status, git, make_dvc_repo, run_dvc
+from tests.dvcutil import dvc_status, git, keep_stages, make_dvc_repo, run_dvc
 from tests.test_release import GOLDEN, PARAMS
 
 
 def _golden_inputs(repo: Path) -> None:
     """dvc.yaml with the release and publish stages only, the golden upstream outputs and lock."""
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {k: stages[k] for k in ("release", "publish")}}))
+    keep_stages(repo, "release", "publish")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump({**params, **PARAMS}, sort_keys=False))
     (repo / "dvc.lock").write_text((GOLDEN / "dvc.lock").read_text())

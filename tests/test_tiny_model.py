@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from builders.tiny_llama import build_tiny_llama
+from builders.tiny_llama import TinyModelSpec, build_tiny_llama
 from tests.test_traces_common import texts as sample_texts
 
 
@@ -27,9 +27,9 @@ def test_same_inputs_give_identical_files(tiny_dir: Path, tmp_path: Path) -> Non
     assert (other_seed / "model.safetensors").read_bytes() != (tiny_dir / "model.safetensors").read_bytes()
 
 
-def test_head_size_below_32_is_refused(tmp_path: Path) -> None:
+def test_head_size_below_32_is_refused() -> None:
     with pytest.raises(ValueError, match="head size"):
-        build_tiny_llama(tmp_path / "m", sample_texts(), hidden_size=64, num_attention_heads=4)
+        TinyModelSpec(hidden_size=64, num_attention_heads=4)
 
 
 def test_chat_template_and_assistant_mask(tiny_dir: Path) -> None:

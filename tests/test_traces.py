@@ -103,15 +103,17 @@ def test_one_teacher_and_cache(llm: Any, teacher_dir: Path, tmp_path: Path) -> N
     meta = json.loads((tmp_path / "out" / "meta" / "tiny-a.json").read_text())
     assert meta["revision"].startswith("sha256:") and meta["backend"] == "vllm" and meta["vllm_version"]
     assert meta["completion_tokens_total"] == traces["completion_tokens"].sum()
-    assert meta["last_run"]["prompts_sent"] == 9 and meta["last_run"]["completion_tokens_per_s"] > 0
+    assert "last_run" not in meta  # run figures are in run.json, never in the release
+    run = json.loads((tmp_path / "out" / "run.json").read_text())["teachers"]["tiny-a"]
+    assert run["sent"] == 9 and run["completion_tokens_per_s"] > 0
     assert len(factory.sent["tiny-a"]) == 9
 
     # Upstream grows by 4 prompts and loses one: only the 4 new ones go to the teacher.
     grown = pl.concat([prompt_table(10, long_question_at=3).slice(1), prompt_table(4, start=100)]).sort("id")
     again = CountingFactory(llm)
-    stats2 = run_traces(grown, cfg, 7, tmp_path / "out2", tmp_path / "cache", again)
+    run_traces(grown, cfg, 7, tmp_path / "out2", tmp_path / "cache", again)
     assert sorted(again.sent["tiny-a"]) == sorted(prompt_table(4, start=100)["id"].to_list())
-    assert stats2["teachers"]["tiny-a"]["sent"] == 4
+    assert json.loads((tmp_path / "out2" / "run.json").read_text())["teachers"]["tiny-a"]["sent"] == 4
     traces2 = pl.read_parquet(tmp_path / "out2" / "traces.parquet")
     kept = traces2.join(traces, on="id", how="inner")
     assert kept.height == traces2.height - 4 and (kept["response"] == kept["response_right"]).all()

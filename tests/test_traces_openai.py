@@ -129,7 +129,7 @@ def test_openai_backend_spreads_and_retries(server: tuple[str, Path], tmp_path: 
     try:
         prompts = prompt_table(6, long_question_at=2)
         cfg = traces_cfg([openai_teacher(model, [down.url, good.url], concurrency=2)], remove_truncated=False)
-        stats = run_traces(prompts, cfg, 3, tmp_path / "out", tmp_path / "cache")
+        run_traces(prompts, cfg, 3, tmp_path / "out", tmp_path / "cache")
     finally:
         good.close()
         down.close()
@@ -140,7 +140,7 @@ def test_openai_backend_spreads_and_retries(server: tuple[str, Path], tmp_path: 
     assert len(down.log) >= 1 and all(s == 503 for s, _ in down.log)
     assert good.log[0][0] == 503  # the first answer from the good URL was an error, then retried
     assert sorted(good.ok_questions()) == sorted(traces["question"].to_list())
-    assert stats["teachers"]["tiny-a"]["sent"] == 5
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["teachers"]["tiny-a"]["sent"] == 5
     meta = json.loads((tmp_path / "out" / "meta" / "tiny-a.json").read_text())
     assert (
         meta["backend"] == "openai" and meta["completion_tokens_total"] == traces["completion_tokens"].sum()
@@ -154,7 +154,9 @@ def test_sigkill_then_resume(server: tuple[str, Path], tmp_path: Path) -> None:
     prompts.write_parquet(tmp_path / "prompts.parquet")
     teacher = openai_teacher(model, [proxy.url], concurrency=1)
     traces = {"teachers": [teacher], "shard_size": 3, "min_new_tokens": 4, "remove_truncated": False}
-    params = {"base": {"seed": 5}, "traces": {**traces, "min_response_chars": 0}}
+    terms = {"license": "Apache-2.0", "outputs_may_train_models": True, "commercial_use": True, "url": None}
+    params = {"base": {"seed": 5}, "license": {"teachers": {"tiny-a": terms}},
+              "traces": {**traces, "min_response_chars": 0}}  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "builders.traces", "--params", str(tmp_path / "params.yaml"),
            "--prompts", str(tmp_path / "prompts.parquet"), "--out", str(tmp_path / "out"),
@@ -185,6 +187,6 @@ def test_sigkill_then_resume(server: tuple[str, Path], tmp_path: Path) -> None:
     # one row per prompt (kept or removed), none lost, none twice
     assert sorted(traces["id"].to_list() + removed["id"].to_list()) == prompts["id"].to_list()
     assert traces["id"].n_unique() == traces.height
-    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
-    assert stats["teachers"]["tiny-a"]["sent"] == 40 - cached.height
-    assert stats["teachers"]["tiny-a"]["cached_before_run"] == cached.height
+    run = json.loads((tmp_path / "out" / "run.json").read_text())["teachers"]["tiny-a"]
+    assert run["sent"] == 40 - cached.height
+    assert run["cached_before_run"] == cached.height

@@ -10,21 +10,20 @@ import yaml
 
 from builders.tiny_llama import build_tiny_llama
 from tests.data.train.support import make_release, tokenizer_texts
-from tests.dvcutil import dvc_status, make_dvc_repo, run_dvc
+from tests.dvcutil import dvc_status, keep_stages, make_dvc_repo, run_dvc
 
 pytestmark = pytest.mark.slow
 
 
 def _train_only(repo: Path) -> None:
     """dvc.yaml with the train stage only, small training params, a tiny release and base model."""
-    stage = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]
     params = yaml.safe_load((repo / "params.yaml").read_text())
     train = {**params["train"], "max_length": 128, "per_device_batch_size": 2}
     train["phases"] = [
         {"teacher": "tiny-a", "epochs": 1, "learning_rate": 1e-3},
         {"teacher": "tiny-b", "epochs": 1, "learning_rate": 5e-4},
     ]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}, sort_keys=False))
+    keep_stages(repo, "train")
     (repo / "params.yaml").write_text(yaml.safe_dump({**params, "train": train}, sort_keys=False))
     make_release(repo / train["release"])
     build_tiny_llama(repo / train["base_model"], tokenizer_texts())

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import StageConfig, repeated
+from core.config import StageConfig, unique_by
 
 
 class PhaseConfig(StageConfig):
@@ -43,11 +43,7 @@ class TrainConfig(StageConfig):
     @field_validator("phases")
     @classmethod
     def _unique_teachers(cls, phases: list[PhaseConfig]) -> list[PhaseConfig]:
-        names = [p.teacher for p in phases]
-        dup = repeated(names)
-        if dup:
-            raise ValueError(f"teacher(s) listed in more than one phase: {dup}")
-        return phases
+        return unique_by(phases, lambda p: p.teacher, "teacher(s) listed in more than one phase")
 
 
 class EvalConfig(StageConfig):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from core.config import load_base, load_section
+from core.config import load_stage
 from core.io import write_json, write_parquet, write_text
 from core.stage import stage_main
 from train.config import EvalConfig
@@ -26,9 +26,7 @@ logger = logging.getLogger(__name__)
 
 def run(params: Path, out: Path) -> None:
     """Generate and score every model of `eval.models`; write predictions, table and metrics."""
-    cfg = load_section(EvalConfig, params, "eval")
-    seed = load_base(params).seed
-    logger.info("eval params: %s (seed %d)", cfg.model_dump(), seed)
+    cfg, seed = load_stage(EvalConfig, params, "eval")
     for label, model in cfg.models.items():
         if Path(model).exists() and not (Path(model) / "config.json").exists():
             raise EvalError(f"eval.models.{label}: {model} has no config.json")
@@ -40,7 +38,7 @@ def run(params: Path, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `eval` stage."""
-    return stage_main("eval", __doc__, argv, run, out="folder for metrics.json, table.md, predictions")
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from datasets import load_dataset
 from transformers import AutoTokenizer
 
 from core.errors import PipelineError
+from core.schema import fields
 from core.vllm_env import cpu_engine_kwargs
 from train.config import EvalConfig
 from train.format import prompt_ids
@@ -25,16 +26,7 @@ logger = logging.getLogger(__name__)
 
 PROMPT_FIELDS = ("id", "submix", "task_name", "has_options", "system_prompt", "question", "reference")
 PREDICTIONS_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("submix", pa.string()),
-        pa.field("task_name", pa.string()),
-        pa.field("reference", pa.string()),
-        pa.field("prediction", pa.string()),
-        pa.field("method", pa.string()),
-        pa.field("correct", pa.bool_()),
-    ]
+    fields("id? model? submix? task_name? reference? prediction? method? correct?:bool")
 )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from core.config import load_base, load_section
+from core.config import load_stage
 from core.io import write_json
 from core.stage import stage_main
 from train.config import TrainConfig
@@ -28,9 +28,7 @@ logger = logging.getLogger(__name__)
 
 def run(params: Path, out: Path, metrics: Path, plots: Path) -> None:
     """Train every phase; the main process writes the metrics and the loss curve."""
-    cfg = load_section(TrainConfig, params, "train")
-    seed = load_base(params).seed
-    logger.info("train params: %s (seed %d)", cfg.model_dump(), seed)
+    cfg, seed = load_stage(TrainConfig, params, "train")
     figures, rows = train_progressive(cfg, seed, out)
     if not PartialState().is_main_process:
         return
@@ -41,15 +39,7 @@ def run(params: Path, out: Path, metrics: Path, plots: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `train` stage."""
-    return stage_main(
-        "train",
-        __doc__,
-        argv,
-        run,
-        out="model folder to write",
-        metrics="metrics.json to write",
-        plots="per-step loss CSV to write",
-    )
+    return stage_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,11 @@ from builders.licenses.policy import STAGE, LicenseConfig, decide_tasks, resolve
 from builders.licenses.registry import Registry, resolve_task
 from core.contracts import Funnel, LicenseSummary, ReleaseLicense
 from core.errors import InputError
-from core.schema import LICENSE_FIELDS, PROMPT_SCHEMA, REMOVED_SCHEMA
+from core.schema import LICENSE_FIELDS, PROMPT_SCHEMA, REMOVED_SCHEMA, fields
 
 LICENSED_PROMPT_SCHEMA = pa.schema([*PROMPT_SCHEMA, *LICENSE_FIELDS])
 REMOVED_LICENSE_SCHEMA = pa.schema(
-    [
-        *REMOVED_SCHEMA,
-        pa.field("submix", pa.string()),
-        pa.field("task_name", pa.string()),
-        pa.field("source_dataset", pa.string()),
-        pa.field("license", pa.string()),
-        pa.field("license_use", pa.string()),
-        pa.field("license_resolution", pa.string()),
-    ]
+    [*REMOVED_SCHEMA, *fields("submix? task_name? source_dataset? license? license_use? license_resolution?")]
 )
 REQUIRED_COLUMNS = ("id", "submix", "task_name")
 

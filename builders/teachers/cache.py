@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,20 +23,16 @@ import pyarrow.parquet as pq
 
 from builders.teachers.base import GenResult
 from builders.teachers.config import SamplingConfig
+from core.io import remove_stale_temps
+from core.schema import fields
 
 logger = logging.getLogger(__name__)
 
 CACHE_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("teacher_model", pa.string(), nullable=False),
-        pa.field("model_revision", pa.string(), nullable=False),
-        pa.field("response", pa.string(), nullable=False),
-        pa.field("finish_reason", pa.string(), nullable=False),
-        pa.field("prompt_tokens", pa.int32(), nullable=False),
-        pa.field("completion_tokens", pa.int32(), nullable=False),
-    ]
+    fields(
+        "key id teacher_model model_revision response finish_reason prompt_tokens:int32"
+        " completion_tokens:int32"
+    )
 )
 
 
@@ -59,8 +54,7 @@ class GenerationCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(".*.tmp"):  # temp dirs left by a killed writer
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_stale_temps(self.root, ".part")  # shards a killed writer never finished
         self._seq = 0
 
     def shards(self) -> list[Path]:
@@ -97,7 +91,7 @@ class GenerationCache:
             schema=CACHE_SCHEMA,
         )
         target = self.root / name
-        tmp = self.root / f".{name}.tmp"
+        tmp = self.root / f".part.{os.getpid()}.{name}.tmp"
         with open(tmp, "wb") as fh:
             pq.write_table(table, fh, compression="zstd")
             fh.flush()

@@ -66,6 +66,12 @@ class TracesConfig(StageConfig):
     remove_truncated: bool = True
     min_response_chars: int = Field(1, ge=0)
     refusal_phrases: list[str] = Field(default_factory=list)
+    max_failure_rate: float = Field(
+        0.1, ge=0.0, le=1.0, description="a teacher's run stops when more of its results are request errors"
+    )
+    min_results_for_rate: int = Field(
+        20, ge=1, description="results a teacher's run needs before max_failure_rate applies"
+    )
 
     @field_validator("teachers")
     @classmethod

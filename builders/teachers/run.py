@@ -2,7 +2,11 @@
 
 Prompts not yet in the generation cache go to the teacher; completed generations are written to
 cache shards as they arrive, so a killed run loses at most one shard's worth of work and a rerun
-sends only what is missing. The `traces` stage (`builders/traces.py`) calls `run_traces`.
+sends only what is missing. A run stopped by an exception (a whole-run failure of the backend, the
+failure-rate guard, Ctrl-C) writes its finished answers first. A failed request is a `GenError`,
+never cached, so a rerun sends it again; when more than `max_failure_rate` of a teacher's results
+in a run fail (over at least `min_results_for_rate`), the run stops rather than releasing removals.
+The `traces` stage (`builders/traces.py`) calls `run_traces`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "traces"
 REQUIRED_COLUMNS = ("id", "system_prompt", "question")
+REQUEST_ERROR = "request_error"  # a request that failed (the removed reason the failure-rate guard counts)
 REMOVED_TRACES_SCHEMA = REMOVED_SCHEMA.append(pa.field("teacher", pa.string(), nullable=False))
 
 BackendFactory = Callable[[TeacherConfig], Backend]
@@ -89,21 +94,79 @@ def make_backend(teacher: TeacherConfig, shard_size: int) -> Backend:
     return OpenAIBackend(teacher)
 
 
-def _sharded(
-    results: Iterator[GenResult | GenError], size: int
-) -> Iterator[tuple[list[GenResult], list[GenError]]]:
-    done: list[GenResult] = []
-    errors: list[GenError] = []
-    for r in results:
-        if isinstance(r, GenError):
-            errors.append(r)
-        else:
-            done.append(r)
-        if len(done) >= size:
-            yield done, errors
-            done, errors = [], []
-    if done or errors:
-        yield done, errors
+def check_failure_rate(teacher: str, cfg: TracesConfig, failed: int, results: int, last: str) -> None:
+    """Stop the run when, over at least `min_results_for_rate` results, too many are request errors."""
+    if results < cfg.min_results_for_rate or failed <= cfg.max_failure_rate * results:
+        return
+    raise PipelineError(
+        f"teacher {teacher}: {failed} of {results} requests failed in this run "
+        f"({failed / results:.0%} > traces.max_failure_rate {cfg.max_failure_rate:g}; last: {last}); "
+        "finished answers are cached and a rerun sends only the rest: fix the server, "
+        "or raise traces.max_failure_rate"
+    )
+
+
+def generate(
+    backend: Backend,
+    requests: list[GenRequest],
+    teacher: TeacherConfig,
+    cfg: TracesConfig,
+    cache: GenerationCache,
+    revision: str,
+) -> tuple[dict[str, GenError], int, int]:
+    """Send `requests`: (errors by key, prompt tokens, completion tokens) of this run.
+
+    Answers go to the cache every `shard_size` and, whatever stops the run (a `PipelineError` from
+    the backend or the failure-rate guard, Ctrl-C, a bug), before the exception propagates; the
+    backend's generator is closed first, so nothing more is sent. When the failure-rate guard
+    trips and the backend has `stop()`, requests already sent still come back and are cached.
+    Errors are never cached.
+    """
+    buffer: list[GenResult] = []
+    errors: dict[str, GenError] = {}
+    n = failed = prompt_tokens = completion_tokens = 0
+    last = ""
+    stopped: PipelineError | None = None
+    results = backend.generate(requests)
+    bar = tqdm(total=len(requests), desc=f"traces {teacher.name}", unit="prompt")
+    try:
+        for r in results:
+            if isinstance(r, GenError):
+                errors[r.key] = r
+                if r.reason == REQUEST_ERROR:
+                    failed, last = failed + 1, r.detail
+            else:
+                buffer.append(r)
+                prompt_tokens += r.prompt_tokens
+                completion_tokens += r.completion_tokens
+            n += 1
+            bar.update(1)
+            if len(buffer) >= cfg.shard_size:
+                batch, buffer = buffer, []
+                cache.write_shard(batch, teacher.model, revision)
+            if stopped is None:
+                try:
+                    check_failure_rate(teacher.name, cfg, failed, n, last)
+                except PipelineError as exc:
+                    stop = getattr(backend, "stop", None)
+                    if stop is None:
+                        raise
+                    stopped = exc
+                    stop()  # send nothing more; what is on the wire still comes back
+        if stopped is not None:
+            raise stopped
+        check_failure_rate(teacher.name, cfg, failed, n, last)  # the whole run, at its end
+    finally:
+        try:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()  # on a stop: cancel what the backend has not sent yet
+        finally:
+            bar.close()
+            if buffer:
+                logger.info("teacher %s: caching %d finished answers", teacher.name, len(buffer))
+                cache.write_shard(buffer, teacher.model, revision)
+    return errors, prompt_tokens, completion_tokens
 
 
 def run_teacher(
@@ -113,8 +176,8 @@ def run_teacher(
     cache: GenerationCache,
     seed: int,
     backend_factory: BackendFactory,
-) -> tuple[pl.DataFrame, list[dict[str, str]], dict[str, Any], dict[str, Any]]:
-    """One teacher over its prompts: (trace rows, removed rows, stats, meta)."""
+) -> tuple[pl.DataFrame, list[dict[str, str]], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """One teacher over its prompts: (trace rows, removed rows, stats, meta, this run's record)."""
     selected = prompts.filter(select_fraction(prompts["id"], teacher.fraction, seed))
     revision = resolve_revision(teacher.model, teacher.revision)
     keys = [
@@ -152,15 +215,12 @@ def run_teacher(
     start = time.perf_counter()
     if requests:
         backend = backend_factory(teacher)
-        bar = tqdm(total=len(requests), desc=f"traces {teacher.name}", unit="prompt")
-        for done, errs in _sharded(backend.generate(requests), cfg.shard_size):
-            cache.write_shard(done, teacher.model, revision)
-            run_prompt_tokens += sum(r.prompt_tokens for r in done)
-            run_completion_tokens += sum(r.completion_tokens for r in done)
-            errors.update((e.key, e) for e in errs)
-            bar.update(len(done) + len(errs))
-        bar.close()
-        backend.close()
+        try:
+            errors, run_prompt_tokens, run_completion_tokens = generate(
+                backend, requests, teacher, cfg, cache, revision
+            )
+        finally:
+            backend.close()
     wall = max(time.perf_counter() - start, 1e-9)
 
     fitting = selected.filter(~pl.col("id").is_in([r["id"] for r in removed]))
@@ -197,8 +257,6 @@ def run_teacher(
 
     stats = {
         "prompts_selected": selected.height,
-        "cached_before_run": len(cached_keys),
-        "sent": len(requests),
         "rows_out": rows.height,
         "removed": dict(sorted(Counter(r["reason"] for r in removed).items())),
     }
@@ -214,18 +272,18 @@ def run_teacher(
         fraction=teacher.fraction,
         prompt_tokens_total=int(results["prompt_tokens"].sum()) if results.height else 0,
         completion_tokens_total=int(results["completion_tokens"].sum()) if results.height else 0,
-        last_run={
-            "prompts_sent": len(requests),
-            "prompt_tokens": run_prompt_tokens,
-            "completion_tokens": run_completion_tokens,
-            "wall_time_s": round(wall, 3),
-            "completion_tokens_per_s": round(run_completion_tokens / wall, 3) if rate_ok else None,
-            "total_tokens_per_s": round((run_prompt_tokens + run_completion_tokens) / wall, 3)
-            if rate_ok
-            else None,
-        },
     ).dump()
-    return rows, removed, stats, meta
+    total = run_prompt_tokens + run_completion_tokens
+    run = {  # this run only (how much was cached before it depends on earlier runs): run.json
+        "cached_before_run": len(cached_keys),
+        "sent": len(requests),
+        "prompt_tokens": run_prompt_tokens,
+        "completion_tokens": run_completion_tokens,
+        "wall_time_s": round(wall, 3),
+        "completion_tokens_per_s": round(run_completion_tokens / wall, 3) if rate_ok else None,
+        "total_tokens_per_s": round(total / wall, 3) if rate_ok else None,
+    }
+    return rows, removed, stats, meta, run
 
 
 def trace_schema(prompts: pl.DataFrame) -> pa.Schema:
@@ -258,18 +316,20 @@ def run_traces(
     backend_factory: BackendFactory | None = None,
     source: str = "prompts",
 ) -> dict[str, Any]:
-    """Run every teacher and write traces.parquet, removed.parquet, stats.json, meta/<teacher>.json."""
+    """Run every teacher and write traces.parquet, removed.parquet, stats.json, meta/<teacher>.json
+    (all a function of the data) and run.json (what this run sent, its tokens and wall time)."""
     check_prompts(prompts, source)
     out_dir = Path(out_dir)
     cache = GenerationCache(cache_dir)
     factory = backend_factory or (lambda t: make_backend(t, cfg.shard_size))
-    frames, removed, per_teacher, metas = [], [], {}, {}
+    frames, removed, per_teacher, metas, runs = [], [], {}, {}, {}
     for teacher in cfg.teachers:
-        rows, rem, stats, meta = run_teacher(prompts, teacher, cfg, cache, seed, factory)
+        rows, rem, stats, meta, run = run_teacher(prompts, teacher, cfg, cache, seed, factory)
         frames.append(rows)
         removed.extend(rem)
         per_teacher[teacher.name] = stats
         metas[teacher.name] = meta
+        runs[teacher.name] = run
     schema = trace_schema(prompts)
     traces = pl.concat(frames, how="vertical_relaxed").sort(["id", "teacher"])
     removed_df = pl.DataFrame(
@@ -295,4 +355,5 @@ def run_traces(
     for name, meta in metas.items():
         write_json(meta, out_dir / "meta" / f"{name}.json")
     write_json(stats, out_dir / "stats.json")
+    write_json({"teachers": runs}, out_dir / "run.json")
     return stats

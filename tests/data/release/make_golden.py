@@ -187,7 +187,6 @@ def main() -> None:
             fraction=1.0,
             prompt_tokens_total=240,
             completion_tokens_total=144,
-            last_run={"prompts_sent": 6, "prompt_tokens": 240, "completion_tokens": 144},
         ).dump()
         (meta / f"{teacher}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     lock = {
