@@ -72,15 +72,17 @@ def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tup
     return df.sort(sort_by), schema
 
 
-RUN_RECORD = "run.json"  # a stage's record of one run; never part of the release
+# Outs that record how a run went, not what it produced: a stage's `run.json` (wall times, requests
+# sent) and the generation cache (its shard files depend on how many runs and kills it took).
+RUN_RECORDS = ("run.json", "traces_cache")
 
 
 def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
     """sha256 of the `dvc.lock` entries of `stages` (canonical JSON).
 
     Only the stages the release is built from: the lock file also records the release stage itself,
-    which would make the digest change with every run of it; and without their `run.json` outs,
-    which record one run (wall times, requests sent), not the data.
+    which would make the digest change with every run of it; and without the outs in
+    `RUN_RECORDS`, which record how a run went, not the data.
     """
     if not path.is_file():
         raise ReleaseInputError(f"{path}: file not found")
@@ -96,10 +98,10 @@ def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
 
 
 def _without_run_records(entry: Any) -> Any:
-    """A lock entry without the outs that record one run (`run.json`: wall times, requests sent)."""
+    """A lock entry without its `RUN_RECORDS` outs."""
     if not isinstance(entry, dict) or not isinstance(entry.get("outs"), list):
         return entry
-    outs = [o for o in entry["outs"] if not str((o or {}).get("path", "")).endswith(RUN_RECORD)]
+    outs = [o for o in entry["outs"] if not str((o or {}).get("path", "")).endswith(RUN_RECORDS)]
     return {**entry, "outs": outs}
 
 

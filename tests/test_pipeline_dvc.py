@@ -6,6 +6,7 @@ the teacher (the generation cache survives DVC's deletion of the stage's outs).
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 
@@ -40,7 +41,13 @@ def _a_second_clone_gives_the_same_release_and_publishing_it_is_a_no_op(
     other = make_dvc_repo(tmp_path / "clone2")
     _edit_params(other, edit)
     run_dvc(other, "repro", "release")
-    assert _files(other / "release") == _files(repo / "release")
+    ours, theirs = _files(repo / "release"), _files(other / "release")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        diff = difflib.unified_diff(
+            *(f[name].decode("utf-8", "replace").splitlines() for f in (ours, theirs))
+        )
+        assert ours[name] == theirs[name], f"{name} differs:\n" + "\n".join(list(diff)[:40])
     assert (other / "data" / "traces" / "run.json").read_bytes() != (
         repo / "data" / "traces" / "run.json"
     ).read_bytes()

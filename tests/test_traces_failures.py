@@ -23,7 +23,7 @@ import pytest
 
 from builders.teachers.base import GenError, GenRequest, GenResult
 from builders.teachers.cache import GenerationCache
-from builders.teachers.config import TeacherConfig
+from builders.teachers.config import TeacherConfig, TracesConfig
 from builders.teachers.run import run_traces
 from core.errors import PipelineError
 from tests.test_traces_common import prompt_table, traces_cfg
@@ -186,6 +186,16 @@ def test_request_failures_are_removals_and_rerun_sends_only_them(server: FakeTea
     assert traces2.height == 16 and pl.read_parquet(tmp_path / "out2" / "removed.parquet").height == 0
 
 
+def stopped_run(fake: FakeTeacher, prompts: pl.DataFrame, cfg: TracesConfig, tmp_path: Path) -> str:
+    """The message of the `PipelineError` that stops a run against `fake` (closed afterwards)."""
+    try:
+        with pytest.raises(PipelineError) as err:
+            run_traces(prompts, cfg, 3, tmp_path / "out", tmp_path / "cache")
+    finally:
+        fake.close()
+    return str(err.value)
+
+
 def test_refused_credentials_stop_the_run_and_keep_finished_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -195,12 +205,7 @@ def test_refused_credentials_stop_the_run_and_keep_finished_answers(
     prompts = prompt_table(12)
     cfg = traces_cfg([teacher([fake.url], api_key_env="TEST_TEACHER_KEY", concurrency=1)], shard_size=100)
     caplog.set_level(logging.DEBUG)
-    try:
-        with pytest.raises(PipelineError) as err:
-            run_traces(prompts, cfg, 3, tmp_path / "out", tmp_path / "cache")
-    finally:
-        fake.close()
-    message = str(err.value)
+    message = stopped_run(fake, prompts, cfg, tmp_path)
     assert "teacher tiny-a" in message and fake.url in message and "HTTP 401" in message
     assert "TEST_TEACHER_KEY" in message and KEY not in message and KEY not in caplog.text
     # The five answers before the refusal are cached (shard_size was not reached), nothing more sent.
@@ -216,12 +221,7 @@ def test_no_server_reachable_stops_naming_the_urls(tmp_path: Path) -> None:
     with_user = closed.replace("http://", "http://user:hunter2@")
     prompts = prompt_table(12)
     cfg = traces_cfg([teacher([with_user, fake.url], concurrency=1, timeout_s=5.0)], shard_size=100)
-    try:
-        with pytest.raises(PipelineError) as err:
-            run_traces(prompts, cfg, 3, tmp_path / "out", tmp_path / "cache")
-    finally:
-        fake.close()
-    message = str(err.value)
+    message = stopped_run(fake, prompts, cfg, tmp_path)
     assert message.startswith("teacher tiny-a: no server reachable at")
     assert closed in message and fake.url in message and "hunter2" not in message
     assert set(GenerationCache(tmp_path / "cache").load()["id"]) == ids_of(prompts, fake.answered)
