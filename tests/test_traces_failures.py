@@ -269,6 +269,9 @@ class InterruptedBackend:
                 raise KeyboardInterrupt
             yield GenResult(r.key, r.id, "an answer", "stop", 3, 2)
 
+    def stop(self) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True
 

@@ -48,6 +48,10 @@ class Backend(Protocol):
         """Yield results as they complete (in any order)."""
         ...
 
+    def stop(self) -> None:
+        """Send nothing more; `generate` still yields what was already sent, then ends."""
+        ...
+
     def close(self) -> None:
         """Release engines, clients, threads."""
         ...

@@ -11,6 +11,7 @@ TRUNCATED, EMPTY, REFUSAL, TOO_SHORT, PROMPT_TOO_LONG = (
     "too_short",
     "prompt_too_long",
 )
+REQUEST_ERROR = "request_error"  # the request failed (the reason the failure-rate guard counts)
 
 
 def response_problem(response: str, finish_reason: str, cfg: TracesConfig) -> tuple[str, str] | None:

@@ -26,6 +26,7 @@ import httpx
 
 from builders.teachers.base import GenError, GenRequest, GenResult
 from builders.teachers.config import TeacherConfig
+from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
 from core.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 AUTH_STATUS = {401, 403}
 CONTEXT_HINTS = ("context length", "maximum context", "too long", "max_model_len")
 CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
-REQUEST_ERROR = "request_error"
 UNREACHABLE_REQUESTS = 3  # requests in a row that found no URL accepting connections: stop the run
 
 
@@ -151,7 +151,7 @@ class OpenAIBackend:
                 if resp.status_code not in RETRY_STATUS:
                     text = resp.text[:500]
                     hit = any(h in text.lower() for h in CONTEXT_HINTS)
-                    reason = "prompt_too_long" if hit else REQUEST_ERROR
+                    reason = PROMPT_TOO_LONG if hit else REQUEST_ERROR
                     return GenError(key=req.key, id=req.id, reason=reason, detail=f"{err}: {text}")
             finally:
                 self._release(i, connected)

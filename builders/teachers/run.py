@@ -26,20 +26,19 @@ from tqdm import tqdm
 from builders.teachers.base import Backend, GenError, GenRequest, GenResult
 from builders.teachers.cache import GenerationCache, cache_key
 from builders.teachers.config import TeacherConfig, TracesConfig
-from builders.teachers.filters import PROMPT_TOO_LONG, response_problem
+from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR, response_problem
 from builders.teachers.provenance import resolve_revision, vllm_version
 from core.chat import build_messages
 from core.contracts import Funnel, TeacherRecord
 from core.errors import InputError, PipelineError
 from core.io import write_json, write_parquet
-from core.schema import REMOVED_SCHEMA, TRACE_FIELDS
+from core.schema import REMOVED_SCHEMA, TRACE_FIELDS, fields
 
 logger = logging.getLogger(__name__)
 
 STAGE = "traces"
 REQUIRED_COLUMNS = ("id", "system_prompt", "question")
-REQUEST_ERROR = "request_error"  # a request that failed (the removed reason the failure-rate guard counts)
-REMOVED_TRACES_SCHEMA = REMOVED_SCHEMA.append(pa.field("teacher", pa.string(), nullable=False))
+REMOVED_TRACES_SCHEMA = pa.schema([*REMOVED_SCHEMA, *fields("teacher")])
 
 BackendFactory = Callable[[TeacherConfig], Backend]
 
@@ -119,7 +118,7 @@ def generate(
     Answers go to the cache every `shard_size` and, whatever stops the run (a `PipelineError` from
     the backend or the failure-rate guard, Ctrl-C, a bug), before the exception propagates; the
     backend's generator is closed first, so nothing more is sent. When the failure-rate guard
-    trips and the backend has `stop()`, requests already sent still come back and are cached.
+    trips, the backend is stopped and requests already sent still come back and are cached.
     Errors are never cached.
     """
     buffer: list[GenResult] = []
@@ -148,11 +147,8 @@ def generate(
                 try:
                     check_failure_rate(teacher.name, cfg, failed, n, last)
                 except PipelineError as exc:
-                    stop = getattr(backend, "stop", None)
-                    if stop is None:
-                        raise
                     stopped = exc
-                    stop()  # send nothing more; what is on the wire still comes back
+                    backend.stop()  # send nothing more; what is on the wire still comes back
         if stopped is not None:
             raise stopped
         check_failure_rate(teacher.name, cfg, failed, n, last)  # the whole run, at its end
@@ -288,11 +284,11 @@ def run_teacher(
 
 def trace_schema(prompts: pl.DataFrame) -> pa.Schema:
     """The prompt table's columns (large strings as strings) followed by the trace columns."""
-    fields = []
+    columns = []
     for f in prompts.head(0).to_arrow().schema:
         t = pa.string() if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f.type
-        fields.append(pa.field(f.name, t))
-    return pa.schema(fields + TRACE_FIELDS)
+        columns.append(pa.field(f.name, t))
+    return pa.schema(columns + TRACE_FIELDS)
 
 
 def check_prompts(prompts: pl.DataFrame, source: str) -> None:

@@ -23,13 +23,14 @@ class VLLMBackend:
         if llm is None:
             llm = make_llm(cfg)
         self.llm = llm
+        self._stopped = False
 
     def generate(self, requests: Iterable[GenRequest]) -> Iterator[GenResult | GenError]:
         from vllm import SamplingParams
 
         s = self.cfg.sampling
         it = iter(requests)
-        while batch := list(islice(it, self.batch_size)):
+        while not self._stopped and (batch := list(islice(it, self.batch_size))):
             params = [
                 SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=r.max_tokens, seed=r.seed)
                 for r in batch
@@ -46,6 +47,10 @@ class VLLMBackend:
                     completion_tokens=len(comp.token_ids),
                     prompt_text=out.prompt,
                 )
+
+    def stop(self) -> None:
+        """Start no further batch (the current one is already computed and is yielded)."""
+        self._stopped = True
 
     def close(self) -> None:
         self.llm = None
