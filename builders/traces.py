@@ -21,7 +21,6 @@ from builders.teachers.config import TracesConfig
 from builders.teachers.run import run_traces
 from core.config import load_params, load_stage
 from core.errors import ParamsError
-from core.io import read_parquet
 from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
@@ -44,8 +43,7 @@ def run(params: Path, prompts: Path, out: Path, cache: Path) -> None:
     """Load params and prompts; generate, filter and write the trace tables."""
     cfg, seed = load_stage(TracesConfig, params, "traces")
     check_teacher_terms(cfg, params)
-    table = read_parquet(prompts)
-    stats = run_traces(table, cfg, seed, out, cache, source=str(prompts))
+    stats = run_traces(prompts, cfg, seed, out, cache, source=str(prompts))
     logger.info("traces funnel: %s", stats["funnel"])
 
 

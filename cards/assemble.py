@@ -6,19 +6,20 @@ config per teacher, `data/heldout/test-...parquet`, `README.md` (the card) and `
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
-import polars as pl
+import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from cards.card import CardSettings, render_card
 from cards.funnel import funnel_chart
 from cards.hub import PublishConfig
 from cards.inputs import ReleaseInputError, ReleaseInputs
-from cards.shards import ConfigShards, write_shards
+from cards.shards import ConfigShards, ShardWriter, arrow_size_estimate, write_shards
 from core.config import StageConfig
-from core.io import atomic_path
+from core.io import atomic_path, reading, to_arrow
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class ReleaseConfig(StageConfig):
     task_categories: list[str] = Field(default_factory=lambda: ["text-generation"])
     tags: list[str] = Field(default_factory=list)
     source_datasets: list[str] = Field(default_factory=list)
-    shard_max_bytes: int = Field(500_000_000, gt=0, description="Arrow-size estimate per Parquet shard")
+    shard_max_bytes: int = Field(500_000_000, gt=0, description="Arrow-size estimate per shard, see shards")
     extra_limitations: list[str] = Field(default_factory=list)
 
     @field_validator("language")
@@ -44,6 +45,41 @@ class ReleaseConfig(StageConfig):
         if bad:
             raise ValueError(f"language codes must be ISO 639 (2-3 lowercase letters), got {bad}")
         return v
+
+
+def write_trace_configs(inputs: ReleaseInputs, root: Path, shard_max_bytes: int) -> list[ConfigShards]:
+    """Configs `default` (every row) and one per teacher, in one streaming pass over the trace table.
+
+    Each batch goes to the `default` writer and, filtered on `teacher`, to that teacher's writer, so
+    the table is read once whatever the number of teachers; shard counts come from one size estimate.
+    """
+    traces = inputs.traces
+    with reading(traces.path):
+        sizes = arrow_size_estimate(traces.lazy(), traces.schema, by="teacher")
+    plan = {"default": (traces.rows, sum(sizes.values()))}
+    plan |= {t: (traces.rows_per_teacher[t], sizes[t]) for t in inputs.teachers}
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        for name, (rows, size) in plan.items():
+            writer = ShardWriter(root, name, "train", traces.schema, rows, size, shard_max_bytes)
+            writers[name] = stack.enter_context(writer)
+        for batch in traces.batches():
+            writers["default"].write(batch)
+            teacher = batch.column("teacher")
+            for name in inputs.teachers:
+                part = batch.filter(pc.equal(teacher, name))
+                if part.num_rows:
+                    writers[name].write(part)
+        return [w.finish() for w in writers.values()]
+
+
+def write_heldout(inputs: ReleaseInputs, root: Path, shard_max_bytes: int) -> ConfigShards:
+    """Config `heldout`, split `test`: the held-out prompts (a small table, in memory)."""
+    size = arrow_size_estimate(inputs.heldout.lazy(), inputs.heldout_schema)[None]
+    table = to_arrow(inputs.heldout, inputs.heldout_schema)
+    return write_shards(
+        table.to_batches(), table.schema, root, "heldout", "test", shard_max_bytes, table.num_rows, size
+    )
 
 
 def build_release(
@@ -58,15 +94,8 @@ def build_release(
         )
     with atomic_path(out, is_dir=True) as tmp:
         tmp.mkdir(parents=True, exist_ok=True)
-        shards = [
-            write_shards(inputs.traces, inputs.traces_schema, tmp, "default", "train", cfg.shard_max_bytes)
-        ]
-        for teacher in teachers:
-            df = inputs.traces.filter(pl.col("teacher") == teacher)
-            shards.append(write_shards(df, inputs.traces_schema, tmp, teacher, "train", cfg.shard_max_bytes))
-        shards.append(
-            write_shards(inputs.heldout, inputs.heldout_schema, tmp, "heldout", "test", cfg.shard_max_bytes)
-        )
+        shards = write_trace_configs(inputs, tmp, cfg.shard_max_bytes)
+        shards.append(write_heldout(inputs, tmp, cfg.shard_max_bytes))
         funnel_chart(inputs.funnel, tmp / FUNNEL_PNG)
         settings = CardSettings(
             pretty_name=cfg.pretty_name,

@@ -93,7 +93,7 @@ def build_card_data(
         license=lic,
         annotations_creators=["machine-generated"],
         language_creators=["machine-generated"],
-        size_categories=[size_category(inputs.traces.height)],
+        size_categories=[size_category(inputs.traces.rows)],
         source_datasets=list(settings.source_datasets),
         task_categories=list(settings.task_categories),
         pretty_name=settings.pretty_name,
@@ -133,8 +133,8 @@ def recipe_tables(inputs: ReleaseInputs) -> tuple[str, str]:
     built = pstats.get("rows_per_submix") or {}
     shortfall = pstats.get("shortfall") or {}
     tasks = pstats.get("tasks_per_submix") or {}
-    prompts = inputs.traces.unique("id")
-    released = dict(prompts.group_by("submix").len().iter_rows())
+    mix = inputs.traces.prompt_mix  # distinct prompts per (system_prompt_id, submix), sorted
+    released = dict(mix.group_by("submix").agg(pl.col("len").sum()).iter_rows())
     submixes = sorted(set(budgets) | set(built) | set(released))
     submix_rows = [
         [
@@ -150,20 +150,21 @@ def recipe_tables(inputs: ReleaseInputs) -> tuple[str, str]:
     submix_md = table(
         ["submix", "budget", "prompts built", "shortfall", "tasks", "prompts released"], submix_rows
     )
-    counts = prompts.group_by("system_prompt_id").len().sort("system_prompt_id")
-    total = prompts.height
-    by_submix = prompts.group_by("system_prompt_id", "submix").len().sort("system_prompt_id", "submix")
-    mix: dict[Any, list[str]] = {}
-    for sid, submix, n in by_submix.iter_rows():
-        mix.setdefault(sid, []).append(f"{submix}: {n:,}")
-    sys_rows = [[sid, n, f"{100 * n / total:.1f}%", ", ".join(mix[sid])] for sid, n in counts.iter_rows()]
+    counts = mix.group_by("system_prompt_id").agg(pl.col("len").sum()).sort("system_prompt_id")
+    total = inputs.traces.prompts
+    per_submix: dict[Any, list[str]] = {}
+    for sid, submix, n in mix.iter_rows():
+        per_submix.setdefault(sid, []).append(f"{submix}: {n:,}")
+    sys_rows = [
+        [sid, n, f"{100 * n / total:.1f}%", ", ".join(per_submix[sid])] for sid, n in counts.iter_rows()
+    ]
     sys_md = table(["system message id", "prompts", "share", "per submix"], sys_rows)
     return submix_md, sys_md
 
 
 def teacher_table(inputs: ReleaseInputs) -> str:
     """Teachers with model, revision, backend, sampling params and rows."""
-    rows_per = dict(inputs.traces.group_by("teacher").len().iter_rows())
+    rows_per = inputs.traces.rows_per_teacher
     rows = []
     for name, meta in inputs.teacher_meta.items():
         rows.append(
@@ -230,8 +231,8 @@ def render_card(inputs: ReleaseInputs, shards: list[ConfigShards], settings: Car
         license_list=lic_list,
         shards=shards,
         teachers=inputs.teachers,
-        total_rows=inputs.traces.height,
-        total_prompts=inputs.traces["id"].n_unique(),
+        total_rows=inputs.traces.rows,
+        total_prompts=inputs.traces.prompts,
         heldout_rows=inputs.heldout.height,
         submix_table=submix_md,
         system_table=sys_md,
@@ -247,5 +248,4 @@ def render_card(inputs: ReleaseInputs, shards: list[ConfigShards], settings: Car
         dvc_lock_sha256=inputs.dvc_lock_sha256,
         params_sha256=inputs.params_sha256,
         params_excerpt=inputs.params_excerpt,
-        per_teacher_rows=dict(pl.DataFrame(inputs.traces["teacher"]).group_by("teacher").len().iter_rows()),
     )

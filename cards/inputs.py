@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,125 @@ class ReleaseInputError(InputError):
     """An input of the release is missing or malformed; the message names the file and key."""
 
 
+# Rows per batch of the streaming passes over the trace table (the traces stage's row group size).
+BATCH_ROWS = 65_536
+# The columns the check pass reads: the sort key and what the card counts per distinct prompt.
+SCAN_COLUMNS = ["id", "teacher", "submix", "system_prompt_id"]
+
+
+@dataclass(frozen=True)
+class TraceTable:
+    """The trace table, left on disk: its schema and the figures the card prints, from one checked pass."""
+
+    path: Path
+    schema: pa.Schema
+    rows: int
+    prompts: int  # distinct ids
+    rows_per_teacher: dict[str, int]
+    prompt_mix: pl.DataFrame  # distinct prompts per (system_prompt_id, submix): columns ..., `len`
+
+    @property
+    def teachers(self) -> list[str]:
+        return sorted(self.rows_per_teacher)
+
+    def lazy(self) -> pl.LazyFrame:
+        """The table as a lazy frame (nothing is read until it is collected)."""
+        return pl.scan_parquet(self.path)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The rows in file order, `BATCH_ROWS` at a time."""
+        return iter_batches(self.path)
+
+
+def iter_batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The rows of a Parquet file in file order, `BATCH_ROWS` at a time; a read failure names the file.
+
+    One row group at a time: pyarrow's `iter_batches` over a whole file reads ahead across row
+    groups (about 6 GB held for a 5M-row trace table), over one row group it holds about a batch.
+    """
+    with reading(path):
+        parquet = pq.ParquetFile(path)
+        for group in range(parquet.num_row_groups):
+            yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
+
+
+def read_schema(path: Path, required: tuple[str, ...]) -> pa.Schema:
+    """The Arrow schema of a Parquet file (metadata dropped), checked for required columns."""
+    with reading(path):
+        schema = pq.read_schema(path).remove_metadata()
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        raise ReleaseInputError(f"{path}: missing columns {missing}")
+    return schema
+
+
+def _check_batch(path: Path, df: pl.DataFrame, offset: int) -> None:
+    """Refuse null keys, rows out of (id, teacher) order and repeated keys; rows are numbered from 0.
+
+    `df` holds one batch with `prev_id`/`prev_teacher`: the key of the row before (the last row of
+    the previous batch for the first one), so the order is checked across batch boundaries too.
+    """
+    for column in ("id", "teacher"):
+        if df[column].null_count():
+            row = offset + int(df[column].is_null().arg_max() or 0)
+            raise ReleaseInputError(f"{path}: column {column!r} has nulls (row {row})")
+    same_id = pl.col("id") == pl.col("prev_id")
+    bad = df.with_row_index("row", offset).filter(
+        (pl.col("id") < pl.col("prev_id")) | (same_id & (pl.col("teacher") <= pl.col("prev_teacher")))
+    )
+    if bad.height:
+        first = bad.row(0, named=True)
+        key, prev = (first["id"], first["teacher"]), (first["prev_id"], first["prev_teacher"])
+        what = "duplicate (id, teacher)" if key == prev else "rows not sorted by (id, teacher)"
+        raise ReleaseInputError(
+            f"{path}: {what} at row {first['row']}: {key} after {prev}; "
+            "the traces stage writes it sorted by (id, teacher), one row per pair"
+        )
+
+
+def scan_traces(path: Path) -> TraceTable:
+    """Check the trace table in one streaming pass over its key columns and count what the card needs.
+
+    The table must be sorted by (id, teacher) with no nulls and no repeated key (as the traces stage
+    writes it): with sorted rows that is a comparison of each row with the one before. Nothing is
+    sorted or held in memory but one batch of `SCAN_COLUMNS` and the running counts.
+    """
+    schema = read_schema(path, TRACE_REQUIRED)
+    rows = 0
+    last: dict[str, Any] = {"id": None, "teacher": None}
+    per_teacher: list[pl.DataFrame] = []
+    mix: list[pl.DataFrame] = []
+    for batch in iter_batches(path, SCAN_COLUMNS):
+        df = pl.from_arrow(batch).with_columns(
+            prev_id=pl.col("id").shift(1, fill_value=last["id"]),
+            prev_teacher=pl.col("teacher").shift(1, fill_value=last["teacher"]),
+        )
+        _check_batch(path, df, rows)
+        rows += df.height
+        last = {"id": df["id"][-1], "teacher": df["teacher"][-1]}
+        per_teacher.append(df.group_by("teacher").len())
+        first_of_id = (pl.col("id") != pl.col("prev_id")).fill_null(True)
+        mix.append(df.filter(first_of_id).group_by("system_prompt_id", "submix").len())
+    if rows == 0:
+        raise ReleaseInputError(f"{path}: the trace table is empty")
+    counts = pl.concat(per_teacher).group_by("teacher").agg(pl.col("len").sum())
+    prompt_mix = pl.concat(mix).group_by("system_prompt_id", "submix").agg(pl.col("len").sum())
+    prompt_mix = prompt_mix.sort("system_prompt_id", "submix")
+    return TraceTable(
+        path=path,
+        schema=schema,
+        rows=rows,
+        prompts=int(prompt_mix["len"].sum()),
+        rows_per_teacher=dict(counts.iter_rows()),
+        prompt_mix=prompt_mix,
+    )
+
+
 @dataclass(frozen=True)
 class ReleaseInputs:
-    """Everything the release stage reads, loaded and checked."""
+    """Everything the release stage reads, loaded and checked (the trace table stays on disk)."""
 
-    traces: pl.DataFrame
-    traces_schema: pa.Schema
+    traces: TraceTable
     heldout: pl.DataFrame
     heldout_schema: pa.Schema
     stats: dict[str, dict[str, Any]]  # stage -> its stats.json, in pipeline order
@@ -48,7 +162,7 @@ class ReleaseInputs:
 
     @property
     def teachers(self) -> list[str]:
-        return sorted(self.traces["teacher"].unique().to_list())
+        return self.traces.teachers
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -60,12 +174,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tuple[pl.DataFrame, pa.Schema]:
-    """A Parquet table and its Arrow schema, checked for required columns and sorted."""
-    with reading(path):
-        schema = pq.read_schema(path).remove_metadata()
-    missing = [c for c in required if c not in schema.names]
-    if missing:
-        raise ReleaseInputError(f"{path}: missing columns {missing}")
+    """A (small) Parquet table and its Arrow schema, checked for required columns and sorted."""
+    schema = read_schema(path, required)
     df = read_parquet(path)
     if df.select(pl.col("id").is_null().any()).item():
         raise ReleaseInputError(f"{path}: column 'id' has nulls")
@@ -158,12 +268,7 @@ def load_inputs(
     params: Path,
 ) -> ReleaseInputs:
     """Load and check every input; raises ReleaseInputError naming the file and key."""
-    traces_df, traces_schema = read_table(traces, TRACE_REQUIRED, ["id", "teacher"])
-    if traces_df.height == 0:
-        raise ReleaseInputError(f"{traces}: the trace table is empty")
-    dup = traces_df.select(pl.struct("id", "teacher").is_duplicated().any()).item()
-    if dup:
-        raise ReleaseInputError(f"{traces}: duplicate (id, teacher) rows")
+    trace_table = scan_traces(traces)
     heldout_df, heldout_schema = read_table(heldout, HELDOUT_REQUIRED, ["id"])
 
     missing_stages = [s for s in PIPELINE_ORDER if s not in stats]
@@ -173,7 +278,7 @@ def load_inputs(
     funnel = [parse_funnel(stage_stats[s], str(stats[s])) for s in PIPELINE_ORDER]
 
     teacher_meta = {}
-    for teacher in sorted(traces_df["teacher"].unique().to_list()):
+    for teacher in trace_table.teachers:
         teacher_meta[teacher] = read_contract(TeacherRecord, traces_meta / f"{teacher}.json")
 
     summary = read_contract(LicenseSummary, license_summary)
@@ -185,8 +290,7 @@ def load_inputs(
         )
     excerpt = params_excerpt(params)
     return ReleaseInputs(
-        traces=traces_df,
-        traces_schema=traces_schema,
+        traces=trace_table,
         heldout=heldout_df,
         heldout_schema=heldout_schema,
         stats=stage_stats,

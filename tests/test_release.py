@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import load_dataset
 from huggingface_hub import DatasetCard, DatasetCardData
 
+import cards.inputs as inputs_module
+import cards.shards as shards_module
 from cards.card import release_license
 from cards.funnel import FunnelError, parse_funnel
 from cards.inputs import ReleaseInputError, git_commit
@@ -256,6 +259,75 @@ def test_bad_inputs_fail_clearly(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("release: ") and expected in err[0]
     assert not out.exists()
+
+
+def _rewrite_traces(inputs: Path, case: str, row_group_size: int) -> None:
+    """Break the trace table at row 3 (rows 2 and 3 swapped, row 2 repeated, a null id)."""
+    table = pq.read_table(inputs / "traces.parquet")
+    order = list(range(table.num_rows))
+    if case == "unsorted":
+        order[2], order[3] = 3, 2
+    elif case == "duplicate":
+        order.insert(3, 2)
+    table = table.take(order)
+    if case == "null id":
+        ids = table.column("id").to_pylist()
+        schema = table.schema.set(0, table.schema.field("id").with_nullable(True))
+        table = table.cast(schema).set_column(0, "id", pa.array([*ids[:3], None, *ids[4:]]))
+    pq.write_table(table, inputs / "traces.parquet", row_group_size=row_group_size)
+
+
+@pytest.mark.parametrize("row_group_size", [3, 64])  # row 3 first in its row group, or not
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unsorted", "rows not sorted by (id, teacher) at row 3"),
+        ("duplicate", "duplicate (id, teacher) at row 3"),
+        ("null id", "column 'id' has nulls (row 3)"),
+    ],
+)
+def test_trace_table_must_be_sorted_and_unique(
+    tmp_path: Path, case: str, expected: str, row_group_size: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inp = copy_inputs(tmp_path / "inputs")
+    _rewrite_traces(inp, case, row_group_size)
+    out = tmp_path / "release"
+    assert main(argv(inp, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and err[0].startswith(f"release: {inp / 'traces.parquet'}: {expected}")
+    assert not out.exists()
+
+
+def test_streamed_shards_over_many_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small row groups in and out, batches across them, several shards: the rows are the input's,
+    and the bytes depend on the rows alone, not on the input's row groups."""
+    monkeypatch.setattr(inputs_module, "BATCH_ROWS", 3)
+    monkeypatch.setattr(shards_module, "ROW_GROUP_ROWS", 2)
+    releases = []
+    for row_group_size in (5, 64):
+        inp = copy_inputs(tmp_path / f"inputs{row_group_size}")
+        params = yaml.safe_load((inp / "params.yaml").read_text())
+        params["release"]["shard_max_bytes"] = 2500
+        (inp / "params.yaml").write_text(yaml.safe_dump(params))
+        pq.write_table(
+            pq.read_table(inp / "traces.parquet"), inp / "traces.parquet", row_group_size=row_group_size
+        )
+        releases.append(tmp_path / f"release{row_group_size}")
+        assert main(argv(inp, releases[-1])) == 0
+    out = releases[0]
+    assert _files(out) == _files(releases[1])
+    traces = pl.read_parquet(GOLDEN / "traces.parquet")
+    cache = str(tmp_path / "cache")
+    for config, expected in [
+        ("default", traces),
+        ("small", traces.filter(pl.col("teacher") == "small")),
+        ("large", traces.filter(pl.col("teacher") == "large")),
+    ]:
+        shards = sorted((out / "data" / config).glob("*.parquet"))
+        assert len(shards) > 1
+        assert max(pq.ParquetFile(s).metadata.num_row_groups for s in shards) > 1
+        ds = load_dataset(str(out), config, split="train", cache_dir=cache)
+        assert ds.to_list() == expected.to_dicts()
 
 
 def test_release_license_forms() -> None:

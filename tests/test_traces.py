@@ -12,7 +12,8 @@ import pytest
 
 from builders.teachers.base import GenRequest
 from builders.teachers.config import TeacherConfig
-from builders.teachers.run import run_traces, select_fraction
+from builders.teachers.keys import selected_mask
+from builders.teachers.run import run_traces
 from builders.teachers.vllm_backend import VLLMBackend
 from core.chat import build_messages
 from tests.test_traces_common import build_teacher, prompt_table, traces_cfg
@@ -50,7 +51,7 @@ class CountingFactory:
         self.sent: dict[str, list[str]] = {}
 
     def __call__(self, cfg: TeacherConfig) -> VLLMBackend:
-        backend = VLLMBackend(cfg, batch_size=4, llm=self.llm)
+        backend = VLLMBackend(cfg, llm=self.llm)
         inner = backend.generate
 
         def generate(requests: Any) -> Any:
@@ -130,7 +131,7 @@ def test_two_teachers_fraction_and_truncation(llm: Any, teacher_dir: Path, tmp_p
     )
     factory = CountingFactory(llm)
     stats = run_traces(prompts, cfg, 11, tmp_path / "out", tmp_path / "cache", factory)
-    chosen = prompts.filter(select_fraction(prompts["id"], 0.5, 11))["id"].to_list()
+    chosen = prompts.filter(selected_mask(prompts["id"], 0.5, 11))["id"].to_list()
     assert 0 < len(chosen) < 16 and sorted(factory.sent["tiny-b"]) == sorted(chosen)
     removed = pl.read_parquet(tmp_path / "out" / "removed.parquet")
     traces = pl.read_parquet(tmp_path / "out" / "traces.parquet")

@@ -32,11 +32,14 @@ class TeacherConfig(StageConfig):
     tensor_parallel_size: int = Field(1, ge=1)
     dtype: str = "auto"
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    max_in_flight: int = Field(4096, ge=1, description="requests kept in the engine at once")
     # openai backend
     base_urls: list[str] = Field(default_factory=list)
     served_model_name: str | None = None
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    concurrency: int = Field(8, ge=1)
+    concurrency: int = Field(
+        8, ge=1, description="requests in flight per base URL (a fleet of n URLs has n x this in flight)"
+    )
     max_retries: int = Field(5, ge=0)
     backoff_s: float = Field(1.0, ge=0.0)
     timeout_s: float = Field(600.0, gt=0.0)
@@ -63,6 +66,10 @@ class TracesConfig(StageConfig):
     teachers: list[TeacherConfig]
     min_new_tokens: int = Field(16, ge=1, description="a prompt needs room for this many new tokens")
     shard_size: int = Field(256, ge=1, description="completed generations per cache shard")
+    flush_s: float = Field(5.0, gt=0.0, description="an answer is cached at most this long after it came")
+    cache_pack_bytes: int = Field(
+        256_000_000, gt=0, description="cache shards are compacted into files of about this size"
+    )
     remove_truncated: bool = True
     min_response_chars: int = Field(1, ge=0)
     refusal_phrases: list[str] = Field(default_factory=list)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
+import polars as pl
+
 from builders.teachers.config import TracesConfig
 
 TRUNCATED, EMPTY, REFUSAL, TOO_SHORT, PROMPT_TOO_LONG = (
@@ -13,18 +17,36 @@ TRUNCATED, EMPTY, REFUSAL, TOO_SHORT, PROMPT_TOO_LONG = (
 )
 REQUEST_ERROR = "request_error"  # the request failed (the reason the failure-rate guard counts)
 
+# what Python's str.strip() strips (str.isspace), which differs from Unicode White_Space in a few
+WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 
-def response_problem(response: str, finish_reason: str, cfg: TracesConfig) -> tuple[str, str] | None:
-    """(reason, detail) when the response is filtered out, else None. First match wins."""
-    text = response.strip()
-    if finish_reason == "length" and cfg.remove_truncated:
-        return TRUNCATED, "finish_reason=length"
-    if not text:
-        return EMPTY, f"finish_reason={finish_reason}"
-    lowered = text.lower()
-    for phrase in cfg.refusal_phrases:
-        if phrase.lower() in lowered:
-            return REFUSAL, phrase
-    if len(text) < cfg.min_response_chars:
-        return TOO_SHORT, f"{len(text)} < {cfg.min_response_chars} chars"
-    return None
+
+def regex_literal(text: str) -> str:
+    """`text` as a pattern of polars' (Rust) regex syntax that matches it literally."""
+    return "".join("\\" + c if c in "\\.+*?()|[]{}^$#&-~" else c for c in text)
+
+
+def response_problems(frame: pl.DataFrame, cfg: TracesConfig) -> pl.DataFrame:
+    """Columns `reason` and `detail` for each row of `frame` (response, finish_reason): both null
+    when the response is kept. The first matching filter wins, in the order truncated, empty,
+    refusal (the first of `cfg.refusal_phrases` found, ignoring case), too short."""
+    text = pl.col("response").str.strip_chars(WHITESPACE)
+    chars = text.str.len_chars()
+    truncated = (pl.col("finish_reason") == "length") & pl.lit(cfg.remove_truncated)
+    refusal: pl.Expr = pl.lit(None, dtype=pl.String)
+    for phrase in reversed(cfg.refusal_phrases):
+        found = pl.col("response").str.contains("(?i)" + regex_literal(phrase))
+        refusal = pl.when(found).then(pl.lit(phrase)).otherwise(refusal)
+    too_short = pl.format("{} < {} chars", chars, pl.lit(cfg.min_response_chars))
+    cases = [
+        (truncated, pl.lit(TRUNCATED), pl.lit("finish_reason=length")),
+        (chars == 0, pl.lit(EMPTY), pl.format("finish_reason={}", pl.col("finish_reason"))),
+        (refusal.is_not_null(), pl.lit(REFUSAL), refusal),
+        (chars < cfg.min_response_chars, pl.lit(TOO_SHORT), too_short),
+    ]
+    reason: pl.Expr = pl.lit(None, dtype=pl.String)
+    detail: pl.Expr = pl.lit(None, dtype=pl.String)
+    for cond, r, d in reversed(cases):
+        reason = pl.when(cond).then(r).otherwise(reason)
+        detail = pl.when(cond).then(d).otherwise(detail)
+    return frame.select(reason.alias("reason"), detail.alias("detail"))

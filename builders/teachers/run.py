@@ -11,11 +11,10 @@ The `traces` stage (`builders/traces.py`) calls `run_traces`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -24,39 +23,23 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from builders.teachers.base import Backend, GenError, GenRequest, GenResult
-from builders.teachers.cache import GenerationCache, cache_key
+from builders.teachers.cache import GenerationCache
 from builders.teachers.config import TeacherConfig, TracesConfig
-from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR, response_problem
+from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
+from builders.teachers.keys import cache_keys, request_seeds, selected_mask
 from builders.teachers.provenance import resolve_revision, vllm_version
+from builders.teachers.tables import REMOVED_COLUMNS, STAGE, PromptSource, TeacherPlan, write_traces
 from core.chat import build_messages
 from core.contracts import Funnel, TeacherRecord
-from core.errors import InputError, PipelineError
+from core.errors import PipelineError
 from core.io import write_json, write_parquet
-from core.schema import REMOVED_SCHEMA, TRACE_FIELDS, fields
+from core.schema import REMOVED_SCHEMA, fields
 
 logger = logging.getLogger(__name__)
 
-STAGE = "traces"
-REQUIRED_COLUMNS = ("id", "system_prompt", "question")
 REMOVED_TRACES_SCHEMA = pa.schema([*REMOVED_SCHEMA, *fields("teacher")])
 
 BackendFactory = Callable[[TeacherConfig], Backend]
-
-
-def _unit_hash(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-def select_fraction(ids: pl.Series, fraction: float, seed: int) -> pl.Series:
-    """Boolean mask: a stable, seeded `fraction` of `ids` (a row's choice ignores the other rows)."""
-    if fraction >= 1.0:
-        return pl.Series([True] * len(ids), dtype=pl.Boolean)
-    return pl.Series([_unit_hash(seed, i) < fraction * 2**64 for i in ids.to_list()], dtype=pl.Boolean)
-
-
-def request_seed(sampling_seed: int, prompt_id: str) -> int:
-    """Per-request sampling seed: the same prompt gets the same seed whatever the batch."""
-    return _unit_hash(sampling_seed, prompt_id) & 0x7FFFFFFF
 
 
 def load_tokenizer(teacher: TeacherConfig) -> Any:
@@ -82,12 +65,12 @@ def count_prompt_tokens(tokenizer: Any, convs: list[list[dict[str, str]]]) -> li
     return counts
 
 
-def make_backend(teacher: TeacherConfig, shard_size: int) -> Backend:
+def make_backend(teacher: TeacherConfig) -> Backend:
     """The backend named by `teacher.backend`."""
     if teacher.backend == "vllm":
         from builders.teachers.vllm_backend import VLLMBackend
 
-        return VLLMBackend(teacher, batch_size=shard_size)
+        return VLLMBackend(teacher)
     from builders.teachers.openai_backend import OpenAIBackend
 
     return OpenAIBackend(teacher)
@@ -107,7 +90,8 @@ def check_failure_rate(teacher: str, cfg: TracesConfig, failed: int, results: in
 
 def generate(
     backend: Backend,
-    requests: list[GenRequest],
+    requests: Iterable[GenRequest],
+    total: int,
     teacher: TeacherConfig,
     cfg: TracesConfig,
     cache: GenerationCache,
@@ -115,11 +99,12 @@ def generate(
 ) -> tuple[dict[str, GenError], int, int]:
     """Send `requests`: (errors by key, prompt tokens, completion tokens) of this run.
 
-    Answers go to the cache every `shard_size` and, whatever stops the run (a `PipelineError` from
-    the backend or the failure-rate guard, Ctrl-C, a bug), before the exception propagates; the
-    backend's generator is closed first, so nothing more is sent. When the failure-rate guard
-    trips, the backend is stopped and requests already sent still come back and are cached.
-    Errors are never cached.
+    Answers go to the cache every `shard_size` answers or `flush_s` seconds, whichever comes first
+    (small shards are compacted once they add up to `cache_pack_bytes`), and, whatever stops the
+    run (a `PipelineError` from the backend or the failure-rate guard, Ctrl-C, a bug), before the
+    exception propagates; the backend's generator is closed first, so nothing more is sent. When
+    the failure-rate guard trips, the backend is stopped and requests already sent still come back
+    and are cached. Errors are never cached.
     """
     buffer: list[GenResult] = []
     errors: dict[str, GenError] = {}
@@ -127,7 +112,9 @@ def generate(
     last = ""
     stopped: PipelineError | None = None
     results = backend.generate(requests)
-    bar = tqdm(total=len(requests), desc=f"traces {teacher.name}", unit="prompt")
+    bar = tqdm(total=total, desc=f"traces {teacher.name}", unit="prompt")
+    flushed_at = time.monotonic()
+    unpacked = 0  # bytes of shards written since the last compaction
     try:
         for r in results:
             if isinstance(r, GenError):
@@ -140,9 +127,13 @@ def generate(
                 completion_tokens += r.completion_tokens
             n += 1
             bar.update(1)
-            if len(buffer) >= cfg.shard_size:
-                batch, buffer = buffer, []
-                cache.write_shard(batch, teacher.model, revision)
+            if buffer and (len(buffer) >= cfg.shard_size or time.monotonic() - flushed_at >= cfg.flush_s):
+                batch, buffer, flushed_at = buffer, [], time.monotonic()
+                shard = cache.write_shard(batch, teacher.model, revision)
+                unpacked += shard.stat().st_size if shard else 0
+                if unpacked >= cfg.cache_pack_bytes:
+                    cache.compact(cfg.cache_pack_bytes)
+                    unpacked = 0
             if stopped is None:
                 try:
                     check_failure_rate(teacher.name, cfg, failed, n, last)
@@ -165,146 +156,124 @@ def generate(
     return errors, prompt_tokens, completion_tokens
 
 
+def plan_teachers(
+    source: PromptSource, teachers: list[TeacherConfig], cache: GenerationCache, seed: int
+) -> list[tuple[TeacherPlan, pl.DataFrame]]:
+    """Per teacher (one pass over the prompts): its selected prompts with their cache keys, and
+    those not cached yet (id, _key)."""
+    start = time.perf_counter()
+    revisions = [resolve_revision(t.model, t.revision) for t in teachers]
+    frames: list[list[pl.DataFrame]] = [[] for _ in teachers]
+    for batch in source.batches(["id", "system_prompt", "question"]):
+        for t, revision, out in zip(teachers, revisions, frames, strict=True):
+            chosen = batch.filter(selected_mask(batch["id"], t.fraction, seed))
+            key = cache_keys(chosen, t.model, revision, t.sampling).alias("_key")
+            out.append(chosen.select("id").with_columns(key))
+    cached = cache.keys().implode()
+    plans = []
+    for t, revision, out in zip(teachers, revisions, frames, strict=True):
+        keys = pl.concat(out) if out else pl.DataFrame(schema={"id": pl.String, "_key": pl.String})
+        todo = keys.filter(~pl.col("_key").is_in(cached))
+        too_long = pl.DataFrame(schema=REMOVED_COLUMNS)
+        plans.append((TeacherPlan(teacher=t, revision=revision, keys=keys, too_long=too_long), todo))
+        logger.info(
+            "teacher %s: %d prompts selected, %d cached, %d to generate",
+            t.name,
+            keys.height,
+            keys.height - todo.height,
+            todo.height,
+        )
+    logger.info("planned in %.1fs (cache keys of every prompt, cached keys)", time.perf_counter() - start)
+    return plans
+
+
+def iter_requests(
+    source: PromptSource, todo: pl.DataFrame, plan: TeacherPlan, cfg: TracesConfig
+) -> Iterator[GenRequest]:
+    """Requests for the `todo` prompts, a batch at a time; prompts too long for the teacher's context
+    go to `plan.too_long` instead."""
+    teacher = plan.teacher
+    tokenizer = load_tokenizer(teacher)
+    wanted = todo["id"].implode()
+    too_long = []
+    for batch in source.batches(["id", "system_prompt", "question"]):
+        batch = batch.filter(pl.col("id").is_in(wanted)).join(todo, on="id")
+        if not batch.height:
+            continue
+        convs = [build_messages(s, q) for s, q in zip(batch["system_prompt"], batch["question"], strict=True)]
+        counts = count_prompt_tokens(tokenizer, convs) if tokenizer is not None else [0] * batch.height
+        seeds = request_seeds(teacher.sampling.seed, batch["id"])
+        for pid, key, conv, n, seed in zip(batch["id"], batch["_key"], convs, counts, seeds, strict=True):
+            if tokenizer is not None and n + cfg.min_new_tokens > teacher.max_model_len:
+                detail = f"{n} prompt tokens + {cfg.min_new_tokens} > max_model_len {teacher.max_model_len}"
+                too_long.append({"id": pid, "stage": STAGE, "reason": PROMPT_TOO_LONG, "detail": detail})
+                continue
+            max_tokens = teacher.sampling.max_tokens
+            if tokenizer is not None:
+                max_tokens = min(max_tokens, teacher.max_model_len - n)
+            yield GenRequest(key, pid, conv, max_tokens, seed)
+        if too_long:
+            plan.too_long = pl.concat([plan.too_long, pl.DataFrame(too_long, schema=REMOVED_COLUMNS)])
+            too_long = []
+
+
 def run_teacher(
-    prompts: pl.DataFrame,
-    teacher: TeacherConfig,
+    source: PromptSource,
+    plan: TeacherPlan,
+    todo: pl.DataFrame,
     cfg: TracesConfig,
     cache: GenerationCache,
-    seed: int,
     backend_factory: BackendFactory,
-) -> tuple[pl.DataFrame, list[dict[str, str]], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """One teacher over its prompts: (trace rows, removed rows, stats, meta, this run's record)."""
-    selected = prompts.filter(select_fraction(prompts["id"], teacher.fraction, seed))
-    revision = resolve_revision(teacher.model, teacher.revision)
-    keys = [
-        cache_key(i, s, q, teacher.model, revision, teacher.sampling)
-        for i, s, q in zip(selected["id"], selected["system_prompt"], selected["question"], strict=True)
-    ]
-    selected = selected.with_columns(pl.Series("_key", keys, dtype=pl.String))
-    cached_keys = set(cache.load(keys)["key"].to_list())
-    todo = selected.filter(~pl.col("_key").is_in(list(cached_keys)))
-    logger.info(
-        "teacher %s: %d prompts selected, %d cached, %d to generate",
-        teacher.name,
-        selected.height,
-        len(cached_keys),
-        todo.height,
-    )
-    removed: list[dict[str, str]] = []
-    requests: list[GenRequest] = []
-    convs = [build_messages(s, q) for s, q in zip(todo["system_prompt"], todo["question"], strict=True)]
-    tokenizer = load_tokenizer(teacher) if todo.height else None
-    counts = count_prompt_tokens(tokenizer, convs) if tokenizer is not None else [0] * todo.height
-    for pid, key, conv, n in zip(todo["id"], todo["_key"], convs, counts, strict=True):
-        if tokenizer is not None and n + cfg.min_new_tokens > teacher.max_model_len:
-            detail = f"{n} prompt tokens + {cfg.min_new_tokens} > max_model_len {teacher.max_model_len}"
-            removed.append({"id": pid, "stage": STAGE, "reason": PROMPT_TOO_LONG, "detail": detail})
-            continue
-        max_tokens = teacher.sampling.max_tokens
-        if tokenizer is not None:
-            max_tokens = min(max_tokens, teacher.max_model_len - n)
-        requests.append(GenRequest(key, pid, conv, max_tokens, request_seed(teacher.sampling.seed, pid)))
-
-    run_prompt_tokens = run_completion_tokens = 0
-    rate_ok = bool(requests)
-    errors: dict[str, GenError] = {}
+) -> None:
+    """Send one teacher the prompts it has not answered yet (`todo`); records the run in `plan`."""
+    teacher = plan.teacher
+    requests = iter_requests(source, todo, plan, cfg) if todo.height else iter(())
+    first = next(requests, None)  # no engine is started when every prompt is too long
+    tokens = (0, 0)
     start = time.perf_counter()
-    if requests:
+    if first is not None:
         backend = backend_factory(teacher)
         try:
-            errors, run_prompt_tokens, run_completion_tokens = generate(
-                backend, requests, teacher, cfg, cache, revision
+            plan.errors, *tokens = generate(
+                backend, chain([first], requests), todo.height, teacher, cfg, cache, plan.revision
             )
         finally:
             backend.close()
+            cache.compact(cfg.cache_pack_bytes)
     wall = max(time.perf_counter() - start, 1e-9)
-
-    fitting = selected.filter(~pl.col("id").is_in([r["id"] for r in removed]))
-    results = cache.load(fitting["_key"].to_list())
-    joined = fitting.join(
-        results.select("key", "response", "finish_reason", "prompt_tokens", "completion_tokens"),
-        left_on="_key",
-        right_on="key",
-        how="left",
-    )
-    for pid, key in zip(joined["id"], joined["_key"], strict=True):
-        if key in errors:
-            e = errors[key]
-            removed.append({"id": pid, "stage": STAGE, "reason": e.reason, "detail": e.detail})
-    missing = joined.filter(pl.col("response").is_null() & ~pl.col("_key").is_in(list(errors)))
-    if missing.height:
-        raise PipelineError(
-            f"teacher {teacher.name}: {missing.height} prompts have no result (e.g. {missing['id'][0]})"
-        )
-    joined = joined.filter(pl.col("response").is_not_null())
-    keep = []
-    for pid, resp, fin in zip(joined["id"], joined["response"], joined["finish_reason"], strict=True):
-        problem = response_problem(resp, fin, cfg)
-        keep.append(problem is None)
-        if problem is not None:
-            removed.append({"id": pid, "stage": STAGE, "reason": problem[0], "detail": problem[1]})
-    rows = joined.filter(pl.Series(keep, dtype=pl.Boolean)).drop("_key")
-    rows = rows.with_columns(
-        pl.lit(teacher.name).alias("teacher"),
-        pl.lit(teacher.model).alias("teacher_model"),
-    )
-    for r in removed:
-        r["teacher"] = teacher.name
-
-    stats = {
-        "prompts_selected": selected.height,
-        "rows_out": rows.height,
-        "removed": dict(sorted(Counter(r["reason"] for r in removed).items())),
-    }
-    meta = TeacherRecord(
-        teacher=teacher.name,
-        model=teacher.model,
-        revision=revision,
-        requested_revision=teacher.revision,
-        backend=teacher.backend,
-        vllm_version=vllm_version(),
-        sampling=teacher.sampling.model_dump(mode="json"),
-        max_model_len=teacher.max_model_len,
-        fraction=teacher.fraction,
-        prompt_tokens_total=int(results["prompt_tokens"].sum()) if results.height else 0,
-        completion_tokens_total=int(results["completion_tokens"].sum()) if results.height else 0,
-    ).dump()
-    total = run_prompt_tokens + run_completion_tokens
-    run = {  # this run only (how much was cached before it depends on earlier runs): run.json
-        "cached_before_run": len(cached_keys),
-        "sent": len(requests),
-        "prompt_tokens": run_prompt_tokens,
-        "completion_tokens": run_completion_tokens,
+    sent = todo.height - plan.too_long.height
+    total = sum(tokens)
+    plan.run = {  # this run only (how much was cached before it depends on earlier runs): run.json
+        "cached_before_run": plan.keys.height - todo.height,
+        "sent": sent,
+        "prompt_tokens": tokens[0],
+        "completion_tokens": tokens[1],
         "wall_time_s": round(wall, 3),
-        "completion_tokens_per_s": round(run_completion_tokens / wall, 3) if rate_ok else None,
-        "total_tokens_per_s": round(total / wall, 3) if rate_ok else None,
+        "completion_tokens_per_s": round(tokens[1] / wall, 3) if sent else None,
+        "total_tokens_per_s": round(total / wall, 3) if sent else None,
     }
-    return rows, removed, stats, meta, run
 
 
-def trace_schema(prompts: pl.DataFrame) -> pa.Schema:
-    """The prompt table's columns (large strings as strings) followed by the trace columns."""
-    columns = []
-    for f in prompts.head(0).to_arrow().schema:
-        t = pa.string() if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f.type
-        columns.append(pa.field(f.name, t))
-    return pa.schema(columns + TRACE_FIELDS)
-
-
-def check_prompts(prompts: pl.DataFrame, source: str) -> None:
-    """Required columns present, ids unique and non-null."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in prompts.columns]
-    if missing:
-        raise InputError(f"{source}: missing columns {missing}")
-    if prompts["id"].null_count() or prompts["id"].n_unique() != prompts.height:
-        raise InputError(f"{source}: column 'id' has nulls or duplicates")
-    for col in ("system_prompt", "question"):
-        if prompts[col].null_count():
-            raise InputError(f"{source}: column '{col}' has nulls")
+def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
+    """meta/<teacher>.json: the teacher's model, revision, sampling and token totals."""
+    t = plan.teacher
+    return TeacherRecord(
+        teacher=t.name,
+        model=t.model,
+        revision=plan.revision,
+        requested_revision=t.revision,
+        backend=t.backend,
+        vllm_version=vllm_version(),
+        sampling=t.sampling.model_dump(mode="json"),
+        max_model_len=t.max_model_len,
+        fraction=t.fraction,
+        prompt_tokens_total=plan.prompt_tokens,
+        completion_tokens_total=plan.completion_tokens,
+    ).dump()
 
 
 def run_traces(
-    prompts: pl.DataFrame,
+    prompts: pl.DataFrame | Path,
     cfg: TracesConfig,
     seed: int,
     out_dir: str | Path,
@@ -313,43 +282,39 @@ def run_traces(
     source: str = "prompts",
 ) -> dict[str, Any]:
     """Run every teacher and write traces.parquet, removed.parquet, stats.json, meta/<teacher>.json
-    (all a function of the data) and run.json (what this run sent, its tokens and wall time)."""
-    check_prompts(prompts, source)
+    (all a function of the data) and run.json (what this run sent, its tokens and wall time).
+    `prompts` is the prompt table's Parquet file (read a batch at a time) or a frame."""
+    table = PromptSource(prompts, source)
+    prompts_in = table.check()
     out_dir = Path(out_dir)
     cache = GenerationCache(cache_dir)
-    factory = backend_factory or (lambda t: make_backend(t, cfg.shard_size))
-    frames, removed, per_teacher, metas, runs = [], [], {}, {}, {}
-    for teacher in cfg.teachers:
-        rows, rem, stats, meta, run = run_teacher(prompts, teacher, cfg, cache, seed, factory)
-        frames.append(rows)
-        removed.extend(rem)
-        per_teacher[teacher.name] = stats
-        metas[teacher.name] = meta
-        runs[teacher.name] = run
-    schema = trace_schema(prompts)
-    traces = pl.concat(frames, how="vertical_relaxed").sort(["id", "teacher"])
-    removed_df = pl.DataFrame(
-        removed,
-        schema={
-            "id": pl.String,
-            "stage": pl.String,
-            "reason": pl.String,
-            "detail": pl.String,
-            "teacher": pl.String,
-        },
-    ).sort(["id", "teacher", "reason"])
-    rows_in = sum(s["prompts_selected"] for s in per_teacher.values())
-    counts = dict(sorted(Counter(removed_df["reason"].to_list()).items()))
+    factory = backend_factory or make_backend
+    planned = plan_teachers(table, cfg.teachers, cache, seed)
+    for plan, todo in planned:
+        run_teacher(table, plan, todo, cfg, cache, factory)
+    plans = [plan for plan, _ in planned]
+    removed = write_traces(table, plans, cache, cfg, out_dir / "traces.parquet")
+    per_teacher = {}
+    for plan in plans:
+        mine = removed.filter(pl.col("teacher") == plan.teacher.name)
+        per_teacher[plan.teacher.name] = {
+            "prompts_selected": plan.keys.height,
+            "rows_out": plan.rows_out,
+            "removed": dict(sorted(mine.group_by("reason").len().iter_rows())),
+        }
+    rows_out = sum(p.rows_out for p in plans)
+    counts = dict(sorted(removed.group_by("reason").len().iter_rows()))
     stats = {
-        "funnel": Funnel(stage=STAGE, rows_in=rows_in, rows_out=traces.height, removed=counts).dump(),
+        "funnel": Funnel(
+            stage=STAGE, rows_in=sum(p.keys.height for p in plans), rows_out=rows_out, removed=counts
+        ).dump(),
         "funnel_unit": "(prompt, teacher) pairs",
-        "prompts_in": prompts.height,
+        "prompts_in": prompts_in,
         "teachers": per_teacher,
     }
-    write_parquet(traces, out_dir / "traces.parquet", schema)
-    write_parquet(removed_df, out_dir / "removed.parquet", REMOVED_TRACES_SCHEMA)
-    for name, meta in metas.items():
-        write_json(meta, out_dir / "meta" / f"{name}.json")
+    write_parquet(removed, out_dir / "removed.parquet", REMOVED_TRACES_SCHEMA)
+    for plan in plans:
+        write_json(teacher_meta(plan), out_dir / "meta" / f"{plan.teacher.name}.json")
     write_json(stats, out_dir / "stats.json")
-    write_json({"teachers": runs}, out_dir / "run.json")
+    write_json({"teachers": {p.teacher.name: p.run for p in plans}}, out_dir / "run.json")
     return stats
