@@ -10,6 +10,8 @@ import contextlib
 import logging
 from pathlib import Path
 
+import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 RESERVED_CONFIGS = ("default", "heldout")
 FUNNEL_PNG = "funnel.png"
+ORIGINAL_SYSTEM_PROMPT = "original_system_prompt"
+GENERIC_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 class ReleaseConfig(StageConfig):
@@ -37,6 +41,15 @@ class ReleaseConfig(StageConfig):
     source_datasets: list[str] = Field(default_factory=list)
     shard_max_bytes: int = Field(500_000_000, gt=0, description="Arrow-size estimate per shard, see shards")
     extra_limitations: list[str] = Field(default_factory=list)
+    # Orca 2's prompt erasing: the student sees a generic system message, not the detailed one the
+    # teacher answered (kept in `original_system_prompt`), so it learns the strategy untold.
+    erase_system_prompt: bool = False
+    generic_system_prompt: str = GENERIC_SYSTEM_PROMPT
+
+    @property
+    def erased_with(self) -> str | None:
+        """The generic system message replacing each trace's, or None when nothing is erased."""
+        return self.generic_system_prompt if self.erase_system_prompt else None
 
     @field_validator("language")
     @classmethod
@@ -47,23 +60,48 @@ class ReleaseConfig(StageConfig):
         return v
 
 
-def write_trace_configs(inputs: ReleaseInputs, root: Path, shard_max_bytes: int) -> list[ConfigShards]:
+def erased_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` with `original_system_prompt` right after `system_prompt`."""
+    field = schema.field("system_prompt").with_name(ORIGINAL_SYSTEM_PROMPT)
+    return schema.insert(schema.get_field_index("system_prompt") + 1, field)
+
+
+def erase_system_prompt(batch: pa.RecordBatch, generic: str) -> pa.RecordBatch:
+    """`batch` with each `system_prompt` replaced by `generic`, the original in `original_system_prompt`."""
+    i = batch.schema.get_field_index("system_prompt")
+    original = batch.column(i)
+    batch = batch.set_column(i, "system_prompt", pa.array([generic] * batch.num_rows, original.type))
+    return batch.add_column(i + 1, ORIGINAL_SYSTEM_PROMPT, original)
+
+
+def write_trace_configs(
+    inputs: ReleaseInputs, root: Path, shard_max_bytes: int, erase_with: str | None = None
+) -> list[ConfigShards]:
     """Configs `default` (every row) and one per teacher, in one streaming pass over the trace table.
 
     Each batch goes to the `default` writer and, filtered on `teacher`, to that teacher's writer, so
     the table is read once whatever the number of teachers; shard counts come from one size estimate.
+    With `erase_with`, every row's system prompt is replaced by that text (`erase_system_prompt`).
     """
     traces = inputs.traces
+    schema, rows = traces.schema, traces.lazy()
+    if erase_with is not None:
+        schema = erased_schema(schema)
+        rows = rows.with_columns(pl.col("system_prompt").alias(ORIGINAL_SYSTEM_PROMPT)).with_columns(
+            pl.lit(erase_with).alias("system_prompt")
+        )
     with reading(traces.path):
-        sizes = arrow_size_estimate(traces.lazy(), traces.schema, by="teacher")
+        sizes = arrow_size_estimate(rows, schema, by="teacher")
     plan = {"default": (traces.rows, sum(sizes.values()))}
     plan |= {t: (traces.rows_per_teacher[t], sizes[t]) for t in inputs.teachers}
     with contextlib.ExitStack() as stack:
         writers = {}
-        for name, (rows, size) in plan.items():
-            writer = ShardWriter(root, name, "train", traces.schema, rows, size, shard_max_bytes)
+        for name, (count, size) in plan.items():
+            writer = ShardWriter(root, name, "train", schema, count, size, shard_max_bytes)
             writers[name] = stack.enter_context(writer)
         for batch in traces.batches():
+            if erase_with is not None:
+                batch = erase_system_prompt(batch, erase_with)
             writers["default"].write(batch)
             teacher = batch.column("teacher")
             for name in inputs.teachers:
@@ -94,7 +132,7 @@ def build_release(
         )
     with atomic_path(out, is_dir=True) as tmp:
         tmp.mkdir(parents=True, exist_ok=True)
-        shards = write_trace_configs(inputs, tmp, cfg.shard_max_bytes)
+        shards = write_trace_configs(inputs, tmp, cfg.shard_max_bytes, cfg.erased_with)
         shards.append(write_heldout(inputs, tmp, cfg.shard_max_bytes))
         funnel_chart(inputs.funnel, tmp / FUNNEL_PNG)
         settings = CardSettings(
@@ -107,6 +145,7 @@ def build_release(
             version=pub.version,
             funnel_png=FUNNEL_PNG,
             extra_limitations=cfg.extra_limitations,
+            erased_system_prompt=cfg.erased_with,
         )
         card = render_card(inputs, shards, settings)
         card.save(tmp / "README.md")

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from cards.checks import accuracy_rows, checks_summary, judge_text, policy_text
 from cards.funnel import funnel_table
 from cards.inputs import ReleaseInputError, ReleaseInputs
 from cards.shards import ConfigShards
@@ -40,6 +41,7 @@ class CardSettings:
     version: str
     funnel_png: str
     extra_limitations: list[str]
+    erased_system_prompt: str | None = None  # the generic system message of every trace, if erased
 
 
 def size_category(n: int) -> str:
@@ -243,6 +245,11 @@ def render_card(inputs: ReleaseInputs, shards: list[ConfigShards], settings: Car
         attribution_table=attribution_md,
         teacher_terms=json_block(terms) if terms else "No teacher terms were declared (`license.teachers`).",
         dedup_stats=other_stats(inputs.stats["dedup"]),
+        checks=checks_summary(inputs.answer_checks),
+        accuracy_by_submix=table(*accuracy_rows(inputs.answer_checks, "submix")),
+        accuracy_by_kind=table(*accuracy_rows(inputs.answer_checks, "answer_kind")),
+        judge_text=judge_text(inputs.answer_checks),
+        policy_text=policy_text(inputs.answer_checks),
         stage_stats={stage: other_stats(st) for stage, st in inputs.stats.items()},
         git_commit=inputs.git_commit,
         dvc_lock_sha256=inputs.dvc_lock_sha256,

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 
 from core.io import atomic_path
 
-PIPELINE_ORDER = ("prompts", "license", "dedup", "traces")
+PIPELINE_ORDER = ("prompts", "license", "dedup", "traces", "verify")
 
 
 class FunnelError(InputError):

@@ -17,12 +17,22 @@ import yaml
 
 from cards.funnel import PIPELINE_ORDER, parse_funnel
 from core.config import load_params
-from core.contracts import Funnel, LicenseSummary, TeacherRecord, read_contract
+from core.contracts import AnswerChecks, Funnel, LicenseSummary, TeacherRecord, parse_contract, read_contract
 from core.errors import InputError
-from core.io import read_document, read_parquet, reading
+from core.io import BATCH_ROWS, iter_batches, read_document, read_parquet, reading
 from core.lockfile import lock_problem
 
-TRACE_REQUIRED = ("id", "teacher", "teacher_model", "submix", "system_prompt_id", "question", "response")
+TRACE_REQUIRED = (
+    "id",
+    "teacher",
+    "teacher_model",
+    "submix",
+    "system_prompt_id",
+    "system_prompt",
+    "question",
+    "response",
+    "answer_check",  # the release reads the `verify` stage's table, not the raw traces
+)
 HELDOUT_REQUIRED = ("id", "submix", "task_name", "question", "reference")
 
 
@@ -31,7 +41,6 @@ class ReleaseInputError(InputError):
 
 
 # Rows per batch of the streaming passes over the trace table (the traces stage's row group size).
-BATCH_ROWS = 65_536
 # The columns the check pass reads: the sort key and what the card counts per distinct prompt.
 SCAN_COLUMNS = ["id", "teacher", "submix", "system_prompt_id"]
 
@@ -57,19 +66,7 @@ class TraceTable:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows in file order, `BATCH_ROWS` at a time."""
-        return iter_batches(self.path)
-
-
-def iter_batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """The rows of a Parquet file in file order, `BATCH_ROWS` at a time; a read failure names the file.
-
-    One row group at a time: pyarrow's `iter_batches` over a whole file reads ahead across row
-    groups (about 6 GB held for a 5M-row trace table), over one row group it holds about a batch.
-    """
-    with reading(path):
-        parquet = pq.ParquetFile(path)
-        for group in range(parquet.num_row_groups):
-            yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
+        return iter_batches(self.path, rows=BATCH_ROWS)
 
 
 def read_schema(path: Path, required: tuple[str, ...]) -> pa.Schema:
@@ -118,7 +115,7 @@ def scan_traces(path: Path) -> TraceTable:
     last: dict[str, Any] = {"id": None, "teacher": None}
     per_teacher: list[pl.DataFrame] = []
     mix: list[pl.DataFrame] = []
-    for batch in iter_batches(path, SCAN_COLUMNS):
+    for batch in iter_batches(path, SCAN_COLUMNS, BATCH_ROWS):
         df = pl.from_arrow(batch).with_columns(
             prev_id=pl.col("id").shift(1, fill_value=last["id"]),
             prev_teacher=pl.col("teacher").shift(1, fill_value=last["teacher"]),
@@ -155,6 +152,7 @@ class ReleaseInputs:
     funnel: list[Funnel]
     teacher_meta: dict[str, TeacherRecord]
     license_summary: LicenseSummary
+    answer_checks: AnswerChecks
     dvc_lock_sha256: str
     params_excerpt: str
     params_sha256: str
@@ -183,8 +181,9 @@ def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tup
 
 
 # Outs that record how a run went, not what it produced: a stage's `run.json` (wall times, requests
-# sent) and the generation cache (its shard files depend on how many runs and kills it took).
-RUN_RECORDS = ("run.json", "traces_cache")
+# sent) and the generation and judging caches (their shard files depend on how many runs and kills
+# it took).
+RUN_RECORDS = ("run.json", "traces_cache", "verify_cache")
 
 
 def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
@@ -243,7 +242,7 @@ def git_commit(cwd: Path | None = None) -> str:
 
 # The params the card prints, and so the release stage's params in dvc.yaml: the data stages'
 # sections and the Hub coordinates; never `train`/`eval`, which consume the release.
-CARD_SECTIONS = ("base", "prompts", "license", "dedup", "traces", "release")
+CARD_SECTIONS = ("base", "prompts", "license", "dedup", "traces", "verify", "release")
 CARD_KEYS = ("publish.repo_id", "publish.version")
 
 
@@ -256,6 +255,18 @@ def params_excerpt(params_path: Path) -> str:
         if name in (params.get(section) or {}):
             keep.setdefault(section, {})[name] = params[section][name]
     return yaml.safe_dump(keep, sort_keys=False, allow_unicode=True).strip()
+
+
+def read_answer_checks(stats: dict[str, Any], source: str, funnel: Funnel) -> AnswerChecks:
+    """The `answer_checks` block of the verify stage's stats; its counts cover the stage's rows in."""
+    checks = parse_contract(AnswerChecks, stats.get("answer_checks"), f"{source}: answer_checks")
+    counted = sum(c.correct + c.wrong + c.unverifiable for c in checks.counts)
+    if counted != funnel.rows_in:
+        raise ReleaseInputError(
+            f"{source}: answer_checks.counts add up to {counted} rows, "
+            f"the funnel has rows_in {funnel.rows_in}"
+        )
+    return checks
 
 
 def load_inputs(
@@ -277,6 +288,10 @@ def load_inputs(
     stage_stats = {stage: read_json(stats[stage]) for stage in PIPELINE_ORDER}
     funnel = [parse_funnel(stage_stats[s], str(stats[s])) for s in PIPELINE_ORDER]
 
+    checks = read_answer_checks(
+        stage_stats["verify"], str(stats["verify"]), funnel[PIPELINE_ORDER.index("verify")]
+    )
+
     teacher_meta = {}
     for teacher in trace_table.teachers:
         teacher_meta[teacher] = read_contract(TeacherRecord, traces_meta / f"{teacher}.json")
@@ -297,6 +312,7 @@ def load_inputs(
         funnel=funnel,
         teacher_meta=teacher_meta,
         license_summary=summary,
+        answer_checks=checks,
         dvc_lock_sha256=lock_digest(dvc_lock),
         params_excerpt=excerpt,
         params_sha256=hashlib.sha256(excerpt.encode("utf-8")).hexdigest(),

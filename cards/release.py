@@ -1,6 +1,6 @@
 """DVC stage `release`: a folder laid out like a Hub dataset repository, with its card.
 
-    python -m cards.release --params params.yaml --traces data/traces/traces.parquet ... --out release
+    python -m cards.release --params params.yaml --traces data/verify/traces.parquet ... --out release
 
 Writes `data/<config>/train-0000k-of-0000n.parquet` for config `default` (all teachers) and one
 config per teacher, `data/heldout/test-...parquet`, `README.md` (the card) and `funnel.png`
@@ -31,14 +31,22 @@ def run(
     license_stats: Path,
     license_summary: Path,
     dedup_stats: Path,
+    verify_stats: Path,
     dvc_lock: Path = Path("dvc.lock"),
     out: Path = Path("release"),
 ) -> None:
-    """Load params and every upstream output; write the release folder."""
+    """Load params and every upstream output; write the release folder (`traces` is the verified
+    trace table, `data/verify/traces.parquet`)."""
     cfg = load_section(ReleaseConfig, params, "release")
     pub = load_section(PublishConfig, params, "publish")
     logger.info("release params: %s", cfg.model_dump())
-    stats = {"prompts": prompts_stats, "license": license_stats, "dedup": dedup_stats, "traces": traces_stats}
+    stats = {
+        "prompts": prompts_stats,
+        "license": license_stats,
+        "dedup": dedup_stats,
+        "traces": traces_stats,
+        "verify": verify_stats,
+    }
     loaded = load_inputs(traces, traces_meta, heldout, stats, license_summary, dvc_lock, params)
     build_release(loaded, cfg, pub, out)
     logger.info("release written to %s", out)

@@ -115,6 +115,52 @@ class TeacherRecord(Contract):
     completion_tokens_total: NonNegativeInt
 
 
+class JudgeRecord(Contract):
+    """The judge of open answers in `data/verify/stats.json` (`answer_checks.judge`), written by `verify`."""
+
+    model: str
+    revision: str
+    requested_revision: str | None
+    backend: str
+    vllm_version: str | None
+    sampling: dict[str, Any]
+    max_model_len: int
+    prompt_file: str
+    prompt_sha256: str
+
+
+class CheckCounts(Contract):
+    """Verdicts of one (teacher, submix, answer kind) over the traces `verify` received."""
+
+    teacher: str
+    submix: str
+    answer_kind: str
+    correct: NonNegativeInt
+    wrong: NonNegativeInt
+    unverifiable: NonNegativeInt
+
+
+class JudgeCounts(Contract):
+    """What became of the rows sent to the judge: a verdict, or why none (left unverifiable)."""
+
+    rows: NonNegativeInt
+    correct: NonNegativeInt
+    wrong: NonNegativeInt
+    unparseable: NonNegativeInt
+    prompt_too_long: NonNegativeInt
+    request_error: NonNegativeInt
+
+
+class AnswerChecks(Contract):
+    """`answer_checks` of `data/verify/stats.json`: the policy, the verdict counts and the judge."""
+
+    drop_wrong: bool
+    drop_unverifiable: bool
+    counts: list[CheckCounts]
+    judge: JudgeRecord | None
+    judged: JudgeCounts | None
+
+
 def parse_contract(model: type[C], data: Any, source: str) -> C:
     """Validate `data` into `model`; errors name `source` and the dotted key."""
     try:

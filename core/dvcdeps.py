@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "builders", "dedup", "cards", "train")
+PACKAGES = ("core", "builders", "dedup", "cards", "train", "answers")
 _ENTRY = re.compile(r"(?:^|\s)-m\s+([\w.]+)")
 
 

@@ -46,3 +46,7 @@ LICENSE_FIELDS = fields(
 TRACE_FIELDS = fields(
     "teacher teacher_model response finish_reason prompt_tokens:int32 completion_tokens:int32"
 )
+
+# Appended by the `verify` stage to the trace columns: the answer kind (multiple_choice, closed,
+# open), the verdict (correct, wrong, unverifiable) and the final answer extracted (null if none).
+VERIFY_FIELDS = fields("answer_kind answer_check extracted_answer?")

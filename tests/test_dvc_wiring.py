@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from cards.inputs import CARD_KEYS, CARD_SECTIONS
-from core.dvcdeps import closure, differences, entry_module, main
+from core.dvcdeps import PACKAGES, closure, differences, entry_module, main
 from tests.dvcutil import resolved_stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,12 +33,15 @@ def test_closure_follows_imports_inside_functions() -> None:
     assert "builders/teachers/openai_backend.py" in closure("builders.traces")
     assert "core/__init__.py" in closure("builders.prompts")
     assert not any(p.startswith("train/") for p in closure("cards.release"))
+    # verify reuses the teachers' backends and cache (one copy), and the answer checker eval uses
+    assert {"builders/teachers/run.py", "builders/teachers/cache.py"} <= closure("builders.verify")
+    assert "answers/check.py" in closure("builders.verify")
 
 
 def test_a_missing_module_is_reported(tmp_path: Path) -> None:
     text = (ROOT / "dvc.yaml").read_text().replace("      - dedup/lsh.py\n", "", 1)
     (tmp_path / "dvc.yaml").write_text(text)
-    for pkg in ("core", "builders", "dedup", "cards", "train"):
+    for pkg in PACKAGES:
         (tmp_path / pkg).symlink_to(ROOT / pkg)
     assert differences(tmp_path / "dvc.yaml") == {"dedup": {"missing": ["dedup/lsh.py"], "extra": []}}
 
@@ -51,7 +54,7 @@ def test_params_deps_exist_and_release_lists_what_the_card_prints() -> None:
                 assert isinstance(node, dict) and part in node, (name, key)
                 node = node[part]
     assert STAGES["release"]["params"] == [*CARD_SECTIONS, *CARD_KEYS]
-    for stage in ("release", "train", "prompts", "license", "dedup", "traces"):
+    for stage in ("release", "train", "prompts", "license", "dedup", "traces", "verify"):
         assert not any(str(k).split(".")[0] == "eval" for k in STAGES[stage].get("params", [])), stage
 
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from answers.extract import extract_choice
+from answers.options import parse_options
+from answers.score import accuracy_table, score_one
+from answers.text import normalize
 from train.evaluation import markdown_table
-from train.score import accuracy_table, extract_choice, normalize, parse_options, score_one
 
 DATA = Path(__file__).parent / "data" / "train"
 BBH = Path(__file__).parent / "data" / "bbh"  # the multiple-choice tasks of BIG-Bench Hard, 10+ rows each
@@ -48,13 +51,13 @@ def test_hand_written_case_gives_the_right_accuracy() -> None:
 )
 def test_option_extraction_forms(reply: str, expected: int | None) -> None:
     options = parse_options("Pick one.\nOptions:\n(A) a feather\n(B) a brick\n(C) a stone")
-    assert options is not None and options.texts == ["a feather", "a brick", "a stone"]
+    assert options is not None and options.texts == ("a feather", "a brick", "a stone")
     assert extract_choice(reply, options) == expected
 
 
 def test_flan_dash_options_and_normalization() -> None:
     options = parse_options("Premise ...\nOPTIONS:\n- yes\n- it is not possible to tell\n- no")
-    assert options is not None and options.letters == []
+    assert options is not None and options.letters == ()
     assert extract_choice("It is not possible to tell.", options) == 1
     assert normalize("  The  Sun!! ") == "sun"
     assert parse_options("What is two plus two?") is None

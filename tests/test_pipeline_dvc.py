@@ -1,4 +1,5 @@
-"""The pipeline's head under real `dvc repro`: prompts → license → dedup → tiny_models → traces → release.
+"""The pipeline's head under real `dvc repro`: prompts → license → dedup → tiny_models → traces → verify
+→ release.
 
 After a license-policy change upstream, the rerun sends only the prompts not answered before to
 the teacher (the generation cache survives DVC's deletion of the stage's outs).
@@ -83,11 +84,14 @@ def test_policy_change_sends_only_new_prompts_to_the_teacher(tmp_path: Path) -> 
     first = json.loads((repo / "data" / "traces" / "run.json").read_text())["teachers"]["tiny-a"]
     assert first["sent"] == len(first_ids) and first["cached_before_run"] == 0
     before = pl.read_parquet(repo / "data" / "traces" / "traces.parquet")
-    assert load_dataset(str(repo / "release"), "tiny-a", split="train").num_rows == before.height
+    released = load_dataset(str(repo / "release"), "tiny-a", split="train")
+    assert released.num_rows == before.height  # the demo flags wrong answers, it does not drop them
+    assert set(released["answer_check"]) <= {"correct", "wrong", "unverifiable"}
 
     _a_second_clone_gives_the_same_release_and_publishing_it_is_a_no_op(repo, tmp_path, small_demo)
 
-    stats = {stage: repo / "data" / stage / "stats.json" for stage in ("prompts", "license", "traces")}
+    stages = ("prompts", "license", "traces", "verify")
+    stats = {stage: repo / "data" / stage / "stats.json" for stage in stages}
     written = {stage: path.stat().st_mtime_ns for stage, path in stats.items()}
 
     _edit_params(repo, lambda p: p["license"].update(allow_unspecified=True))
@@ -96,7 +100,7 @@ def test_policy_change_sends_only_new_prompts_to_the_teacher(tmp_path: Path) -> 
     run_dvc(repo, "repro", "release")
     assert dvc_status(repo, "release") == {}
     rerun = {stage for stage, path in stats.items() if path.stat().st_mtime_ns != written[stage]}
-    assert rerun == {"license", "traces"}  # prompts did not run again
+    assert rerun == {"license", "traces", "verify"}  # prompts did not run again
 
     second_ids = set(pl.read_parquet(repo / "data" / "dedup" / "prompts.parquet")["id"])
     new_ids = second_ids - first_ids

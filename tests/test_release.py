@@ -58,6 +58,7 @@ def argv(inp: Path, out: Path, **extra: str) -> list[str]:
         "--license-stats": inp / "license_stats.json",
         "--license-summary": inp / "license_summary.json",
         "--dedup-stats": inp / "dedup_stats.json",
+        "--verify-stats": inp / "verify_stats.json",
         "--dvc-lock": inp / "dvc.lock",
         "--out": out,
         **extra,
@@ -102,6 +103,8 @@ def test_load_dataset_configs(built: tuple[Path, Path], tmp_path: Path) -> None:
     assert list(default) == ["train"]
     assert default["train"].num_rows == traces.height == 21
     assert default["train"].column_names == schema.names
+    assert {"answer_kind", "answer_check", "extracted_answer"} <= set(default["train"].column_names)
+    assert default["train"]["answer_check"] == traces.sort("id", "teacher")["answer_check"].to_list()
     assert default["train"].features["system_prompt_id"].dtype == "int32"
     assert default["train"].features["has_options"].dtype == "bool"
     assert list(default["train"]["id"]) == traces.sort("id", "teacher")["id"].to_list()
@@ -151,7 +154,7 @@ def _numbers(obj: Any) -> list[int | float]:
 def test_card_names_every_number_and_funnel_adds_up(built: tuple[Path, Path]) -> None:
     inp, out = built
     text = (out / "README.md").read_text(encoding="utf-8")
-    for stage in ("prompts", "license", "dedup", "traces"):
+    for stage in ("prompts", "license", "dedup", "traces", "verify"):
         stats = json.loads((inp / f"{stage}_stats.json").read_text())
         f = stats["funnel"]
         assert f["rows_in"] == f["rows_out"] + sum(f["removed"].values()), stage

@@ -25,10 +25,10 @@ def _golden_inputs(repo: Path) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump({**params, **PARAMS}, sort_keys=False))
     (repo / "dvc.lock").write_text((GOLDEN / "dvc.lock").read_text())
     data = repo / "data"
-    for stage in ("prompts", "license", "dedup", "traces"):
+    for stage in ("prompts", "license", "dedup", "traces", "verify"):
         (data / stage).mkdir(parents=True)
         shutil.copy(GOLDEN / f"{stage}_stats.json", data / stage / "stats.json")
-    shutil.copy(GOLDEN / "traces.parquet", data / "traces" / "traces.parquet")
+    shutil.copy(GOLDEN / "traces.parquet", data / "verify" / "traces.parquet")  # the verified table
     shutil.copytree(GOLDEN / "meta", data / "traces" / "meta")
     shutil.copy(GOLDEN / "heldout.parquet", data / "prompts" / "heldout.parquet")
     shutil.copy(GOLDEN / "license_summary.json", data / "license" / "license_summary.json")
@@ -48,7 +48,7 @@ def test_dvc_repro_release_and_publish(tmp_path: Path) -> None:
     published = json.loads(published_path.read_text())
     assert published["published"] is False and published["reason"] == "publish.enabled is false"
     ds = load_dataset(str(repo / "release"), split="train", cache_dir=str(tmp_path / "cache"))
-    assert ds.num_rows == 21
+    assert ds.num_rows == 21 and "answer_check" in ds.column_names
 
     # A second repro has nothing to do.
     written = {p: p.stat().st_mtime_ns for p in (card, published_path)}

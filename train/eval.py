@@ -2,7 +2,7 @@
 
 The held-out split is read with `datasets.load_dataset(<release>, "heldout", split="test")`. Each
 model answers every prompt with the same chat formatting training used (system omitted when
-empty), greedy by default; replies are scored against the FLAN references (`train.score`) per
+empty), greedy by default; replies are scored against the FLAN references (`answers.score`) per
 submix and overall. Outputs: `metrics.json`, a Markdown table (the card and README show it) and
 the per-row predictions (library: `train.evaluation`).
 

@@ -1,7 +1,7 @@
 """Evaluation of the base and fine-tuned students on the held-out FLAN tasks (library of `eval`).
 
 Each model answers every held-out prompt with vLLM, with the same chat formatting training used;
-replies are scored against the FLAN references (`train.score`) per submix and overall.
+replies are scored against the FLAN references (`answers`) per submix and overall.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import pyarrow as pa
 from datasets import load_dataset
 from transformers import AutoTokenizer
 
+from answers.score import accuracy_table, score_one
 from core.errors import PipelineError
 from core.schema import fields
 from core.vllm_env import cpu_engine_kwargs
 from train.config import EvalConfig
 from train.format import prompt_ids
-from train.score import accuracy_table, score_one
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,11 @@ from builders.teachers.cache import GenerationCache
 from builders.teachers.config import TeacherConfig, TracesConfig
 from builders.teachers.filters import response_problems
 from core.errors import InputError, PipelineError
-from core.io import PARQUET_WRITE_OPTS, atomic_path, reading, to_arrow
+from core.io import BATCH_ROWS, PARQUET_WRITE_OPTS, atomic_path, iter_batches, reading, to_arrow
 from core.schema import TRACE_FIELDS
 
 REQUIRED_COLUMNS = ("id", "system_prompt", "question")
 LONG_TEXT = ("question", "response", "reference")
-BATCH_ROWS = 65_536
 STAGE = "traces"
 REMOVED_COLUMNS = {"id": pl.String, "stage": pl.String, "reason": pl.String, "detail": pl.String}
 
@@ -51,9 +50,8 @@ class PromptSource:
         if self.frame is not None:
             yield from self.frame.select(columns).iter_slices(rows)
             return
-        with reading(self.path):
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=rows, columns=columns):
-                yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+        for batch in iter_batches(self.path, columns, rows):
+            yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
 
     def check(self) -> int:
         """Required columns present, ids unique, non-null and sorted, no null text; the row count."""

@@ -1,15 +1,22 @@
 """Rebuild the golden inputs of the release tests (run from the repo root:
-`.venv/bin/python tests/data/release/make_golden.py`). They follow docs/CONTRACTS.md."""
+`.venv/bin/python tests/data/release/make_golden.py`). They follow docs/CONTRACTS.md.
+
+`traces.parquet` and `verify_stats.json` are what the `verify` stage makes of the raw traces built
+here (wrong answers flagged, not dropped, so every trace reaches the release)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builders.verification.config import VerifyConfig
+from builders.verification.run import run_verify
 from core.contracts import (
     Attribution,
     Funnel,
@@ -46,6 +53,13 @@ def pid(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
+def reference(submix: str, i: int) -> str:
+    """A short answer; a sentence for niv2 (an open answer no rule can check)."""
+    if submix == "niv2":
+        return f"Adding the number to itself gives {2 * i}, which is the sum the question asks for."
+    return str(2 * i)
+
+
 def prompts(n_per_submix: int, task_suffix: str = "") -> list[dict]:
     rows = []
     for submix, task, sid in SUBMIXES:
@@ -61,10 +75,27 @@ def prompts(n_per_submix: int, task_suffix: str = "") -> list[dict]:
                     "system_prompt_id": sid + i % 2,
                     "system_prompt": f"system message {sid + i % 2}",
                     "question": q,
-                    "reference": str(2 * i),
+                    "reference": reference(submix, i),
                 }
             )
     return sorted(rows, key=lambda r: r["id"])
+
+
+def response(teacher: str, row: dict) -> str:
+    """The teacher's explanation: right, except the large teacher's on cot."""
+    if teacher == "large" and row["submix"] == "cot":
+        return f"Let me explain step by step. {row['reference']} is tempting, but the answer is 99."
+    return f"Let me explain step by step. The answer is {row['reference']}."
+
+
+def verify(traces: list[dict]) -> None:
+    """Run the verify stage's code on the raw traces; keep its table and stats as golden inputs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.parquet"
+        pq.write_table(pa.Table.from_pylist(traces, schema=TRACE_SCHEMA), raw)
+        run_verify(raw, VerifyConfig(drop_wrong=False), Path(tmp) / "verify", Path(tmp) / "cache")
+        shutil.copy(Path(tmp) / "verify" / "traces.parquet", HERE / "traces.parquet")
+        shutil.copy(Path(tmp) / "verify" / "stats.json", HERE / "verify_stats.json")
 
 
 def main() -> None:
@@ -87,14 +118,14 @@ def main() -> None:
                     "cluster_id": r["id"],
                     "teacher": teacher,
                     "teacher_model": model,
-                    "response": f"Let me explain step by step. The answer is {r['reference']}.",
+                    "response": response(teacher, r),
                     "finish_reason": "stop",
                     "prompt_tokens": 20,
                     "completion_tokens": 12,
                 }
             )
     traces.sort(key=lambda r: (r["id"], r["teacher"]))
-    pq.write_table(pa.Table.from_pylist(traces, schema=TRACE_SCHEMA), HERE / "traces.parquet")
+    verify(traces)
     heldout = prompts(1, task_suffix="_heldout")
     pq.write_table(pa.Table.from_pylist(heldout, schema=HELDOUT_SCHEMA), HERE / "heldout.parquet")
     n_prompts = len(base)
@@ -193,7 +224,7 @@ def main() -> None:
         "schema": "2.0",
         "stages": {
             s: {"cmd": f"python -m x.{s}", "outs": [{"path": f"data/{s}", "md5": pid(s)}]}
-            for s in ("prompts", "license", "dedup", "traces")
+            for s in ("prompts", "license", "dedup", "traces", "verify")
         },
     }
     import yaml
