@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -60,25 +60,32 @@ class TeacherConfig(StageConfig):
         return self
 
 
-class TracesConfig(StageConfig):
-    """The `traces:` section."""
+class GenerationRunConfig(StageConfig):
+    """How a run sends requests and caches answers (`traces:`, and `verify:` for its judge)."""
 
-    teachers: list[TeacherConfig]
-    min_new_tokens: int = Field(16, ge=1, description="a prompt needs room for this many new tokens")
+    SECTION: ClassVar[str]  # the params section, named in messages
     shard_size: int = Field(256, ge=1, description="completed generations per cache shard")
     flush_s: float = Field(5.0, gt=0.0, description="an answer is cached at most this long after it came")
     cache_pack_bytes: int = Field(
         256_000_000, gt=0, description="cache shards are compacted into files of about this size"
     )
+    max_failure_rate: float = Field(
+        0.1, ge=0.0, le=1.0, description="a run stops when more of its results are request errors"
+    )
+    min_results_for_rate: int = Field(
+        20, ge=1, description="results a run needs before max_failure_rate applies"
+    )
+
+
+class TracesConfig(GenerationRunConfig):
+    """The `traces:` section."""
+
+    SECTION: ClassVar[str] = "traces"
+    teachers: list[TeacherConfig]
+    min_new_tokens: int = Field(16, ge=1, description="a prompt needs room for this many new tokens")
     remove_truncated: bool = True
     min_response_chars: int = Field(1, ge=0)
     refusal_phrases: list[str] = Field(default_factory=list)
-    max_failure_rate: float = Field(
-        0.1, ge=0.0, le=1.0, description="a teacher's run stops when more of its results are request errors"
-    )
-    min_results_for_rate: int = Field(
-        20, ge=1, description="results a teacher's run needs before max_failure_rate applies"
-    )
 
     @field_validator("teachers")
     @classmethod

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from builders.teachers.base import Backend, GenError, GenRequest, GenResult
 from builders.teachers.cache import GenerationCache
-from builders.teachers.config import TeacherConfig, TracesConfig
+from builders.teachers.config import GenerationRunConfig, TeacherConfig, TracesConfig
 from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
 from builders.teachers.keys import cache_keys, request_seeds, selected_mask
 from builders.teachers.provenance import resolve_revision, vllm_version
@@ -76,15 +76,15 @@ def make_backend(teacher: TeacherConfig) -> Backend:
     return OpenAIBackend(teacher)
 
 
-def check_failure_rate(teacher: str, cfg: TracesConfig, failed: int, results: int, last: str) -> None:
+def check_failure_rate(teacher: str, cfg: GenerationRunConfig, failed: int, results: int, last: str) -> None:
     """Stop the run when, over at least `min_results_for_rate` results, too many are request errors."""
     if results < cfg.min_results_for_rate or failed <= cfg.max_failure_rate * results:
         return
     raise PipelineError(
         f"teacher {teacher}: {failed} of {results} requests failed in this run "
-        f"({failed / results:.0%} > traces.max_failure_rate {cfg.max_failure_rate:g}; last: {last}); "
+        f"({failed / results:.0%} > {cfg.SECTION}.max_failure_rate {cfg.max_failure_rate:g}; last: {last}); "
         "finished answers are cached and a rerun sends only the rest: fix the server, "
-        "or raise traces.max_failure_rate"
+        f"or raise {cfg.SECTION}.max_failure_rate"
     )
 
 
@@ -93,7 +93,7 @@ def generate(
     requests: Iterable[GenRequest],
     total: int,
     teacher: TeacherConfig,
-    cfg: TracesConfig,
+    cfg: GenerationRunConfig,
     cache: GenerationCache,
     revision: str,
 ) -> tuple[dict[str, GenError], int, int]:
@@ -112,7 +112,7 @@ def generate(
     last = ""
     stopped: PipelineError | None = None
     results = backend.generate(requests)
-    bar = tqdm(total=total, desc=f"traces {teacher.name}", unit="prompt")
+    bar = tqdm(total=total, desc=f"{cfg.SECTION} {teacher.name}", unit="prompt")
     flushed_at = time.monotonic()
     unpacked = 0  # bytes of shards written since the last compaction
     try:

@@ -26,7 +26,7 @@ import polars as pl
 
 from builders.teachers.base import GenError, GenRequest
 from builders.teachers.cache import GenerationCache
-from builders.teachers.config import TeacherConfig, TracesConfig
+from builders.teachers.config import GenerationRunConfig, TeacherConfig
 from builders.teachers.keys import cache_keys, request_seeds
 from builders.teachers.provenance import resolve_revision, vllm_version
 from builders.teachers.run import BackendFactory, count_prompt_tokens, generate, load_tokenizer
@@ -182,7 +182,10 @@ class Judge:
                 yield GenRequest(key, item, conv, max_tokens, seed)
 
     def send(
-        self, batches: Callable[[], Iterator[pl.DataFrame]], gen_cfg: TracesConfig, factory: BackendFactory
+        self,
+        batches: Callable[[], Iterator[pl.DataFrame]],
+        gen_cfg: GenerationRunConfig,
+        factory: BackendFactory,
     ) -> None:
         """Judge every planned row not in the cache yet; `batches()` reads the trace table again."""
         keys = self.keys

@@ -206,9 +206,7 @@ def run_verify(
         for batch in table.batches([*CHECK_INPUT, "id", "teacher"]):
             checked = pl.concat([batch, check_frame(batch.select(CHECK_INPUT))], how="horizontal")
             judge.plan(checked.filter(to_judge()).select(JUDGE_INPUT))
-        judge.send(
-            lambda: table.batches(JUDGE_INPUT), cfg.generation_config(), backend_factory or make_backend
-        )
+        judge.send(lambda: table.batches(JUDGE_INPUT), cfg, backend_factory or make_backend)
     schema = table.out_schema()
     opts = {**WRITER_OPTS, "use_dictionary": [n for n in schema.names if n not in LONG_TEXT]}
     counts, judged, rows_out = [], [], 0
