@@ -150,9 +150,9 @@ def _span_verdict(reference: str, response: str, asked: frozenset[str]) -> tuple
     is correct; a final span whose new words (not the question's) are some of the reference's is
     unverifiable (a partial answer: "Orwell" for "George Orwell"); anything else is wrong."""
     span = final_span(response)
-    if span is None:
-        return "unverifiable", None
     ref = tuple(reference.split())
+    if span is None or not ref:  # no answer, or a reference of articles only ("a", "an.")
+        return "unverifiable", None
     first = first_line(clean(response)) or span
     candidates = [span] if first == span or len(first.split()) > CLOSED_MAX_WORDS + 2 else [span, first]
     for cand in candidates:

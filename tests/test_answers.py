@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -193,14 +192,13 @@ def test_check_frame_keeps_height_order_and_types() -> None:
     assert check_frame(df.clear()).height == 0
 
 
-def test_check_frame_speed() -> None:
-    cases = _golden()
-    df = pl.DataFrame(
-        {k: [c[k] for c in cases] for k in ("question", "reference", "response", "has_options")}
+def test_a_reference_of_articles_only_is_unverifiable() -> None:
+    # real NIV2 task039 (qasc overlapping words) has targets "A.", "a", "an.": empty once normalised
+    q = (
+        "Definition: Generate an overlapping word between the given two sentences.\n"
+        "input: Sentence1: A seed is the first stage of a plant. \n"
+        "Sentence2: Plants grow from a seed.\noutput:"
     )
-    big = pl.concat([df] * 10)
-    start = time.perf_counter()
-    check_frame(big)
-    rate = big.height / (time.perf_counter() - start)
-    print(f"\ncheck_frame: {rate:,.0f} rows/s")
-    assert rate > 500
+    for reference in ("A.", "a", "an."):
+        for response in ("a", "The overlapping word is seed.", ""):
+            assert check_answer(q, reference, response, False).verdict == "unverifiable"
