@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -251,8 +252,8 @@ def render_card(inputs: ReleaseInputs, shards: list[ConfigShards], settings: Car
         judge_text=judge_text(inputs.answer_checks),
         policy_text=policy_text(inputs.answer_checks),
         stage_stats={stage: other_stats(st) for stage, st in inputs.stats.items()},
-        git_commit=inputs.git_commit,
-        dvc_lock_sha256=inputs.dvc_lock_sha256,
+        inputs_table=table(["input", "md5"], [[f"`{k}`", f"`{v}`"] for k, v in inputs.input_md5.items()]),
+        inputs_sha256=hashlib.sha256(json.dumps(inputs.input_md5, sort_keys=True).encode()).hexdigest(),
         params_sha256=inputs.params_sha256,
         params_excerpt=inputs.params_excerpt,
     )

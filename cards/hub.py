@@ -124,12 +124,30 @@ def plan_summary(cfg: PublishConfig, files: list[ReleaseFile]) -> dict[str, Any]
     }
 
 
-def publish(folder: Path, cfg: PublishConfig, token: str, endpoint: str | None = None) -> dict[str, Any]:
-    """Upload `folder` as one commit on `main` and tag it; returns what published.json records."""
+def with_card(files: list[ReleaseFile], card: str, folder: Path) -> list[ReleaseFile]:
+    """`files` with README.md replaced by `card`, written into `folder`."""
+    path = folder / "README.md"
+    data = card.encode("utf-8")
+    path.write_bytes(data)
+    git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    readme = ReleaseFile("README.md", path, len(data), git_sha1, hashlib.sha256(data).hexdigest())
+    return [readme if f.path == "README.md" else f for f in files]
+
+
+def publish(
+    files: list[ReleaseFile],
+    cfg: PublishConfig,
+    token: str,
+    endpoint: str | None = None,
+    source: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """Upload `files` as one commit on `main` and tag it; returns what published.json records.
+
+    `source`: (short, long) descriptions of what built the release, added to the commit's message
+    and description."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    files = scan_release(folder)
     api = HfApi(endpoint=endpoint, token=token)
     repo_type = "dataset"
     base = api.endpoint.rstrip("/")
@@ -181,8 +199,9 @@ def publish(folder: Path, cfg: PublishConfig, token: str, endpoint: str | None =
     info = api.create_commit(
         cfg.repo_id,
         operations=operations,
-        commit_message=f"Release {cfg.tag}",
-        commit_description=f"Dataset release {cfg.tag}: {len(files)} file(s), {len(deletions)} deletion(s).",
+        commit_message=f"Release {cfg.tag}" + (f" ({source[0]})" if source else ""),
+        commit_description=f"Dataset release {cfg.tag}: {len(files)} file(s), {len(deletions)} deletion(s)."
+        + (f" {source[1]}" if source else ""),
         repo_type=repo_type,
         revision="main",
         parent_commit=head,

@@ -1,10 +1,9 @@
-"""Read and check everything the release is built from: tables, stats, meta, lock file, commit."""
+"""Read and check everything the release is built from: tables, stats, meta, and their digests."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,7 @@ from cards.funnel import PIPELINE_ORDER, parse_funnel
 from core.config import load_params
 from core.contracts import AnswerChecks, Funnel, LicenseSummary, TeacherRecord, parse_contract, read_contract
 from core.errors import InputError
-from core.io import BATCH_ROWS, iter_batches, read_document, read_parquet, reading
-from core.lockfile import lock_problem
+from core.io import BATCH_ROWS, file_md5, iter_batches, read_document, read_parquet, reading
 
 TRACE_REQUIRED = (
     "id",
@@ -153,10 +151,9 @@ class ReleaseInputs:
     teacher_meta: dict[str, TeacherRecord]
     license_summary: LicenseSummary
     answer_checks: AnswerChecks
-    dvc_lock_sha256: str
+    input_md5: dict[str, str]  # input file (relative to the project root) -> md5, as dvc.lock has it
     params_excerpt: str
     params_sha256: str
-    git_commit: str
 
     @property
     def teachers(self) -> list[str]:
@@ -180,64 +177,21 @@ def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tup
     return df.sort(sort_by), schema
 
 
-# Outs that record how a run went, not what it produced: a stage's `run.json` (wall times, requests
-# sent) and the generation and judging caches (their shard files depend on how many runs and kills
-# it took).
-RUN_RECORDS = ("run.json", "traces_cache", "verify_cache")
+def input_digests(paths: list[Path], root: Path) -> dict[str, str]:
+    """md5 of each input file (each file of an input folder), named relative to `root`, sorted.
 
-
-def lock_digest(path: Path, stages: tuple[str, ...] = PIPELINE_ORDER) -> str:
-    """sha256 of the `dvc.lock` entries of `stages` (canonical JSON).
-
-    Only the stages the release is built from: the lock file also records the release stage itself,
-    which would make the digest change with every run of it; and without the outs in
-    `RUN_RECORDS`, which record how a run went, not the data.
+    DVC records the same md5 for a file in the stage's `dvc.lock` entry, so a reader can match a
+    card to a lock; unlike the lock, these are a function of the stage's declared deps alone.
     """
-    if not path.is_file():
-        raise ReleaseInputError(f"{path}: file not found")
-    problem = lock_problem(path)
-    if problem:
-        raise ReleaseInputError(f"{path} {problem}: run `python -m core.lockfile --restore`")
-    entries = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
-    missing = [s for s in stages if s not in entries]
-    if missing:
-        raise ReleaseInputError(f"{path}: no lock entries for stages {missing}; run `dvc repro` first")
-    picked = {s: _without_run_records(entries[s]) for s in stages}
-    return hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _without_run_records(entry: Any) -> Any:
-    """A lock entry without its `RUN_RECORDS` outs."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("outs"), list):
-        return entry
-    outs = [o for o in entry["outs"] if not str((o or {}).get("path", "")).endswith(RUN_RECORDS)]
-    return {**entry, "outs": outs}
-
-
-def git_commit(cwd: Path | None = None) -> str:
-    """The project's git commit (`git rev-parse HEAD`), or "unknown" when there is none.
-
-    `-dirty` is appended (as `git describe --dirty` does) when tracked files other than
-    `dvc.lock`, which the running pipeline itself rewrites, differ from that commit.
-    """
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    sha = out.stdout.strip()
-    if out.returncode != 0 or len(sha) != 40:
-        return "unknown"
-    return f"{sha}-dirty" if status.returncode == 0 and status.stdout.strip() else sha
+    files = [
+        f for p in paths for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])
+    ]
+    digests = {}
+    for f in files:
+        if not f.is_file():
+            raise ReleaseInputError(f"{f}: file not found")
+        digests[Path(os.path.relpath(f.resolve(), root.resolve())).as_posix()] = file_md5(f)
+    return dict(sorted(digests.items()))
 
 
 # The params the card prints, and so the release stage's params in dvc.yaml: the data stages'
@@ -275,7 +229,6 @@ def load_inputs(
     heldout: Path,
     stats: dict[str, Path],
     license_summary: Path,
-    dvc_lock: Path,
     params: Path,
 ) -> ReleaseInputs:
     """Load and check every input; raises ReleaseInputError naming the file and key."""
@@ -313,8 +266,9 @@ def load_inputs(
         teacher_meta=teacher_meta,
         license_summary=summary,
         answer_checks=checks,
-        dvc_lock_sha256=lock_digest(dvc_lock),
+        input_md5=input_digests(
+            [traces, traces_meta, heldout, *stats.values(), license_summary], params.parent
+        ),
         params_excerpt=excerpt,
         params_sha256=hashlib.sha256(excerpt.encode("utf-8")).hexdigest(),
-        git_commit=git_commit(params.parent),
     )

@@ -32,7 +32,6 @@ def run(
     license_summary: Path,
     dedup_stats: Path,
     verify_stats: Path,
-    dvc_lock: Path = Path("dvc.lock"),
     out: Path = Path("release"),
 ) -> None:
     """Load params and every upstream output; write the release folder (`traces` is the verified
@@ -47,7 +46,7 @@ def run(
         "traces": traces_stats,
         "verify": verify_stats,
     }
-    loaded = load_inputs(traces, traces_meta, heldout, stats, license_summary, dvc_lock, params)
+    loaded = load_inputs(traces, traces_meta, heldout, stats, license_summary, params)
     build_release(loaded, cfg, pub, out)
     logger.info("release written to %s", out)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -178,6 +179,12 @@ def read_document(path: str | Path, *, what: str = "file", error: type[PipelineE
         return json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise error(f"{path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
+
+
+def file_md5(path: str | Path) -> str:
+    """The md5 of a file's bytes, as DVC records it in dvc.lock."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def write_json(obj: Any, path: str | Path) -> None:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from cards.hub import PublishConfig, PublishError, scan_release
+from cards.provenance import ProvenanceError, collect, public_url
 from cards.publish import main
 from cards.release import main as release_main
 from tests.hubserver import HubServer
@@ -80,11 +81,43 @@ def hub_env(hub: HubServer, home: Path, token: str | None = SECRET) -> dict[str,
     return env
 
 
-def run_publish(env: dict[str, str], params: Path, release: Path, out: Path) -> subprocess.CompletedProcess:
-    """Run the stage in a subprocess; its stdout and stderr are also kept beside `out` (`.log`)."""
+REMOTE_URL = "https://dvcuser:REMOTEPASSWORD@storage.example.com/team/dvc"
+
+
+def make_project(root: Path, remote: str | None = REMOTE_URL) -> Path:
+    """A git checkout whose committed dvc.lock built a release (upstream: verify), with a default DVC
+    remote `team` at `remote` (none when None); returns its dvc.lock."""
+    root.mkdir(parents=True)
+    stages = {
+        "verify": {"cmd": "v", "deps": [{"path": "data/traces/traces.parquet", "md5": "11"}],
+                   "outs": [{"path": "data/verify/traces.parquet", "md5": "22"}]},
+        "release": {"cmd": "r", "deps": [{"path": "data/verify/traces.parquet", "md5": "22"}],
+                    "outs": [{"path": "release", "md5": "33.dir"}]},
+        "train": {"cmd": "t", "deps": [{"path": "release", "md5": "33.dir"}],
+                  "outs": [{"path": "models/student-sft", "md5": "44.dir"}]},
+    }  # fmt: skip
+    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}), encoding="utf-8")
+    (root / ".dvc").mkdir()
+    config = f"[core]\n    remote = team\n['remote \"team\"']\n    url = {remote}\n" if remote else ""
+    (root / ".dvc" / "config").write_text(config, encoding="utf-8")
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "release 1.0.0"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+    return root / "dvc.lock"
+
+
+def run_publish(
+    env: dict[str, str], params: Path, release: Path, out: Path, lock: Path
+) -> subprocess.CompletedProcess:
+    """Run the stage in a subprocess for the project of `lock`; its output is also kept beside `out`."""
     cmd = [sys.executable, "-m", "cards.publish", "--params", str(params), "--release", str(release)]
     r = subprocess.run(
-        [*cmd, "--out", str(out)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+        [*cmd, "--out", str(out), "--lock", str(lock)],
+        env=env,
+        cwd=lock.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     out.with_suffix(".log").write_text(r.stdout + r.stderr, encoding="utf-8")
     return r
@@ -144,17 +177,33 @@ def release_rows(release: Path, config: str) -> tuple[list[str], list[str]]:
 @pytest.mark.slow
 def test_versions_end_to_end_over_http(hub: HubServer, releases: dict[str, Path], tmp_path: Path) -> None:
     env = hub_env(hub, tmp_path)
+    lock = make_project(tmp_path / "project")
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=lock.parent, capture_output=True, text=True
+    ).stdout.strip()
     p1 = write_params(tmp_path / "p1.yaml", version="1.0.0")
     p2 = write_params(tmp_path / "p2.yaml", version="1.1.0")
 
-    r = run_publish(env, p1, releases["v1"], tmp_path / "pub1.json")
+    r = run_publish(env, p1, releases["v1"], tmp_path / "pub1.json", lock)
     assert r.returncode == 0, r.stderr
     pub1 = json.loads((tmp_path / "pub1.json").read_text())
     assert pub1["published"] is True and pub1["tag"] == "v1.0.0" and pub1["repo_id"] == "org/name"
     assert pub1["url"] == f"{hub.url}/datasets/org/name/tree/v1.0.0"
     assert git(hub, "rev-parse", "v1.0.0").strip() == pub1["commit"]
+    # The project commit and DVC remote that rebuild the version: in published.json, the Hub commit
+    # and the uploaded card (the local card has the unfilled block); the remote's password nowhere.
+    public = "https://storage.example.com/team/dvc"
+    assert pub1["provenance"] == {"git_commit": sha, "git_remote": None, "dvc_remote": "team",
+                                  "dvc_remote_url": public, "release_md5": "33.dir"}  # fmt: skip
+    message = git(hub, "log", "-1", "--format=%B", "v1.0.0")
+    assert f"project {sha[:12]}" in message and f"git commit {sha}" in message and public in message
+    hub_card = git(hub, "show", "v1.0.0:README.md")
+    assert f"git checkout {sha}\n" in hub_card and f"DVC remote `team` (`{public}`)" in hub_card
+    local_card = (releases["v1"] / "README.md").read_text()
+    assert "git checkout <commit>\n" in local_card and sha not in local_card
+    assert hub_card.replace(sha, "") != hub_card and len(hub_card.splitlines()) > 100
 
-    r = run_publish(env, p2, releases["v2"], tmp_path / "pub2.json")
+    r = run_publish(env, p2, releases["v2"], tmp_path / "pub2.json", lock)
     assert r.returncode == 0, r.stderr
     pub2 = json.loads((tmp_path / "pub2.json").read_text())
     assert pub2["commit"] != pub1["commit"]
@@ -182,7 +231,7 @@ def test_versions_end_to_end_over_http(hub: HubServer, releases: dict[str, Path]
     refs_before = git(hub, "for-each-ref")
     n_requests = len(hub.requests)
     p1_other = write_params(tmp_path / "p1o.yaml", version="1.0.0")
-    r = run_publish(env, p1_other, releases["v2"], tmp_path / "pub_bad.json")
+    r = run_publish(env, p1_other, releases["v2"], tmp_path / "pub_bad.json", lock)
     assert r.returncode == 2
     assert "tag v1.0.0 already exists on org/name with different content" in r.stderr
     assert git(hub, "for-each-ref") == refs_before
@@ -192,7 +241,7 @@ def test_versions_end_to_end_over_http(hub: HubServer, releases: dict[str, Path]
     assert writes == []
 
     # Re-running v1.0.0 with the same release is a no-op.
-    r = run_publish(env, p1, releases["v1"], tmp_path / "pub1b.json")
+    r = run_publish(env, p1, releases["v1"], tmp_path / "pub1b.json", lock)
     assert r.returncode == 0, r.stderr
     again = json.loads((tmp_path / "pub1b.json").read_text())
     assert again["commit"] == pub1["commit"] and again["already_published"] is True
@@ -206,7 +255,7 @@ def test_versions_end_to_end_over_http(hub: HubServer, releases: dict[str, Path]
     reads = json.loads(r.stdout.strip().splitlines()[-1])
     assert reads["user"] == "tester"
     assert reads["paths"] == {"README.md": "file", "data": "directory"}
-    assert reads["readme_v1"] == (releases["v1"] / "README.md").read_text()
+    assert reads["readme_v1"] == hub_card
     assert reads["tags"] == ["v1.0.0", "v1.1.0"]
     assert hub.unknown == []
 
@@ -222,12 +271,14 @@ def test_versions_end_to_end_over_http(hub: HubServer, releases: dict[str, Path]
         for path in folder.rglob("*"):
             if path.is_file():
                 assert SECRET.encode() not in path.read_bytes(), path
+                assert b"REMOTEPASSWORD" not in path.read_bytes() or path.name == "config", path
     assert len(list(tmp_path.glob("*.log"))) == 4
 
 
 @pytest.mark.slow
 def test_bad_input_uploads_nothing(hub: HubServer, releases: dict[str, Path], tmp_path: Path) -> None:
     env = hub_env(hub, tmp_path)
+    lock = make_project(tmp_path / "project")
     empty = tmp_path / "empty"
     empty.mkdir()
     cases = [
@@ -239,7 +290,7 @@ def test_bad_input_uploads_nothing(hub: HubServer, releases: dict[str, Path], tm
         (write_params(tmp_path / "f.yaml"), empty, "no README.md"),
     ]
     for params, release, message in cases:
-        r = run_publish(env, params, release, tmp_path / "out.json")
+        r = run_publish(env, params, release, tmp_path / "out.json", lock)
         assert r.returncode == 2, (params, r.stderr)
         assert message in r.stderr, (message, r.stderr)
     assert hub.requests == []
@@ -289,3 +340,51 @@ def test_scan_release_rejects_hidden_files(releases: dict[str, Path], tmp_path: 
     (folder / ".env").write_text("x")
     with pytest.raises(PublishError, match="hidden file"):
         scan_release(folder)
+
+
+def _edit_lock(lock: Path, edit) -> None:
+    doc = yaml.safe_load(lock.read_text())
+    edit(doc["stages"])
+    lock.write_text(yaml.safe_dump(doc))
+
+
+def test_provenance_names_the_commit_and_remote_and_refuses_what_cannot_be_rebuilt(tmp_path: Path) -> None:
+    lock = make_project(tmp_path / "p")
+    prov = collect(lock.parent, lock)
+    assert prov.dvc_remote == "team" and prov.dvc_remote_url == "https://storage.example.com/team/dvc"
+    assert len(prov.git_commit) == 40 and prov.release_md5 == "33.dir" and prov.git_remote is None
+
+    # A stage downstream of the release (train) may change; the release or its inputs may not.
+    _edit_lock(lock, lambda st: st["train"]["outs"][0].update(md5="55.dir"))
+    assert collect(lock.parent, lock) == prov
+    _edit_lock(lock, lambda st: st["verify"]["deps"][0].update(md5="99"))
+    with pytest.raises(ProvenanceError, match=r"entries of \['verify'\] are not those of git commit"):
+        collect(lock.parent, lock)
+
+    bare = make_project(tmp_path / "bare", remote=None)
+    with pytest.raises(ProvenanceError, match="no default DVC remote"):
+        collect(bare.parent, bare)
+    nogit = tmp_path / "nogit"
+    nogit.mkdir()
+    (nogit / "dvc.lock").write_text(lock.read_text())
+    with pytest.raises(ProvenanceError, match="not a git checkout"):
+        collect(nogit, nogit / "dvc.lock")
+    assert public_url("s3://bucket/dvc") == "s3://bucket/dvc"
+    assert public_url("ssh://me:pw@host:22/srv/dvc") == "ssh://host:22/srv/dvc"
+
+
+def test_publish_refuses_before_any_upload_when_the_lock_is_not_committed(
+    releases: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lock = make_project(tmp_path / "p")
+    _edit_lock(lock, lambda st: st["release"]["outs"][0].update(md5="77.dir"))
+    monkeypatch.setenv("HF_TOKEN", SECRET)  # offline (HF_HUB_OFFLINE): a request would fail loudly
+    out = tmp_path / "published.json"
+    args = ["--params", str(write_params(tmp_path / "p.yaml")), "--release", str(releases["v1"])]
+    assert main([*args, "--out", str(out), "--lock", str(lock)]) == 2
+    err = capsys.readouterr().err
+    assert "entries of ['release'] are not those of git commit" in err and "git add dvc.lock" in err
+    assert not out.exists()

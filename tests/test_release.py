@@ -21,9 +21,10 @@ import cards.inputs as inputs_module
 import cards.shards as shards_module
 from cards.card import release_license
 from cards.funnel import FunnelError, parse_funnel
-from cards.inputs import ReleaseInputError, git_commit
+from cards.inputs import ReleaseInputError
 from cards.release import main
 from core.contracts import ReleaseLicense
+from core.io import file_md5
 
 GOLDEN = Path(__file__).parent / "data" / "release"
 PARAMS = {
@@ -59,7 +60,6 @@ def argv(inp: Path, out: Path, **extra: str) -> list[str]:
         "--license-summary": inp / "license_summary.json",
         "--dedup-stats": inp / "dedup_stats.json",
         "--verify-stats": inp / "verify_stats.json",
-        "--dvc-lock": inp / "dvc.lock",
         "--out": out,
         **extra,
     }
@@ -240,12 +240,7 @@ def _drop_terms_of_large(inputs: Path) -> None:
     [
         (lambda d: (d / "meta" / "large.json").unlink(), "large.json: file not found"),
         (lambda d: (d / "prompts_stats.json").write_text("{}"), "missing 'funnel' block"),
-        (lambda d: (d / "dvc.lock").write_text("stages: {}\n"), "no lock entries"),
         (lambda d: (d / "license_summary.json").write_text("{}"), "license_summary.json: registry: Field"),
-        (
-            lambda d: (d / "dvc.lock").write_text(""),
-            "dvc.lock is empty: run `python -m core.lockfile --restore`",
-        ),
         (
             _drop_terms_of_large,
             "teachers ['large'] have traces but no terms of use; add license.teachers.large",
@@ -318,7 +313,12 @@ def test_streamed_shards_over_many_row_groups(tmp_path: Path, monkeypatch: pytes
         releases.append(tmp_path / f"release{row_group_size}")
         assert main(argv(inp, releases[-1])) == 0
     out = releases[0]
-    assert _files(out) == _files(releases[1])
+
+    def rows_only(files: dict[str, bytes]) -> dict[str, bytes]:  # the card digests the input's bytes
+        card = [line for line in files["README.md"].splitlines() if b"traces.parquet" not in line]
+        return {**files, "README.md": b"\n".join(line for line in card if b"that table's JSON" not in line)}
+
+    assert rows_only(_files(out)) == rows_only(_files(releases[1]))
     traces = pl.read_parquet(GOLDEN / "traces.parquet")
     cache = str(tmp_path / "cache")
     for config, expected in [
@@ -344,30 +344,20 @@ def test_release_license_forms() -> None:
         release_license(lic("other", []))
 
 
-def test_git_commit_never_fails(tmp_path: Path) -> None:
-    assert git_commit(tmp_path) == "unknown"
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    run = {"cwd": repo, "check": True, "capture_output": True}
+def test_card_digests_its_declared_inputs_and_nothing_of_the_working_tree(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The card lists the md5 of each input as dvc.lock does, and no git commit: built from a copy of
+    the inputs inside a git checkout, it is byte-identical."""
+    inp, out = built
+    card = (out / "README.md").read_text()
+    for name in ("traces.parquet", "heldout.parquet", "meta/large.json", "verify_stats.json"):
+        assert f"| `{name}` | `{file_md5(inp / name)}` |" in card
+    assert "git checkout <commit>\n" in card and "<!-- provenance -->" in card
+    copy = copy_inputs(tmp_path / "checkout" / "inputs")
+    run = {"cwd": tmp_path / "checkout", "check": True, "capture_output": True}
     subprocess.run(["git", "init", "-q"], **run)
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
-        **run,
-    )
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], text=True, **run).stdout.strip()
-    assert git_commit(repo) == sha
-
-
-def test_git_commit_marks_uncommitted_changes(tmp_path: Path) -> None:
-    run = {"cwd": tmp_path, "check": True, "capture_output": True}
-    subprocess.run(["git", "init", "-q"], **run)
-    (tmp_path / "code.py").write_text("x = 1\n")
-    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
     subprocess.run(["git", "add", "."], **run)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x"], **run)
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], text=True, **run).stdout.strip()
-    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")  # the pipeline rewrites it
-    (tmp_path / "notes.txt").write_text("untracked\n")
-    assert git_commit(tmp_path) == sha
-    (tmp_path / "code.py").write_text("x = 2\n")
-    assert git_commit(tmp_path) == f"{sha}-dirty"
+    assert main(argv(copy, tmp_path / "again")) == 0
+    assert (tmp_path / "again" / "README.md").read_text() == card

@@ -149,3 +149,33 @@ def test_prompts_not_sorted_by_id_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"prompts\.parquet: rows are not sorted by id"):
         run_traces(path, cfg, 3, tmp_path / "out", tmp_path / "cache", source=str(path))
     assert not (tmp_path / "out").exists()
+
+
+def test_one_run_leaves_the_same_files_however_its_answers_were_flushed(tmp_path: Path) -> None:
+    """Two machines flush the same answers at different moments (flush_s is a time): after the end
+    of run compaction both hold the same files, names and bytes, so DVC records the same cache."""
+    rows = results(0, 60)
+    one, many = GenerationCache(tmp_path / "one"), GenerationCache(tmp_path / "many")
+    one.write_shard(rows, "m", "r")
+    assert one.compact() == 1  # a lone part is packed too
+    for start in (45, 0, 30, 15):
+        many.write_shard(rows[start : start + 15], "m", "r")
+    assert many.compact() == 4
+    files = {p.name: p.read_bytes() for p in one.shards()}
+    assert [n.split("-")[:2] for n in files] == [["pack", f"{1:020d}"]]
+    assert files == {p.name: p.read_bytes() for p in many.shards()}
+    assert one.compact() == 0
+
+
+def test_later_parts_follow_the_packs_and_the_first_written_row_wins(tmp_path: Path) -> None:
+    cache = fill(tmp_path / "c", 3, 10)
+    cache.compact()
+    cache.write_shard(results(5, 2, tag=" again"), "m", "r")  # same keys, answered again later
+    reopened = GenerationCache(tmp_path / "c")
+    reopened.write_shard(results(100, 2), "m", "r")
+    assert [p.name.split("-")[0] for p in reopened.shards()] == ["pack", "part", "part"]
+    assert [int(p.name.split("-")[1]) for p in reopened.shards()] == [1, 4, 5]
+    got = reopened.load(["k000005"])["response"].item()
+    assert not got.endswith(" again")
+    reopened.compact()
+    assert reopened.load(["k000005"])["response"].item() == got

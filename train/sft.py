@@ -130,8 +130,9 @@ def training_args(cfg: TrainConfig, phase: PhaseConfig, seed: int, work_dir: Pat
 
 def train_progressive(
     cfg: TrainConfig, seed: int, out_dir: Path
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run every phase in order on one model; save it to `out_dir`. Returns (metrics, loss rows)."""
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Run every phase in order on one model; save it to `out_dir`. Returns (metrics, loss rows,
+    run record of wall times)."""
     tokenizer, model = load_student(cfg)
     phase_rows = []
     for phase in cfg.phases:  # load and format everything first: bad data fails before training
@@ -162,6 +163,7 @@ def train_progressive(
     collator = PackedCollator(tokenizer.pad_token_id, packed=cfg.packing, flatten=flatten)
     recorder = LossRecorder()
     phases_out = []
+    timings: list[dict[str, Any]] = []
     work = tempfile.TemporaryDirectory(
         prefix=".train-", dir=out_dir.parent if out_dir.parent.exists() else None
     )
@@ -203,15 +205,13 @@ def train_progressive(
                 "last_loss": losses[-1] if losses else math.nan,
                 "tokens": tokens,
                 "label_tokens": int(n_labels * phase.epochs),
-                "runtime_s": round(runtime, 3),
-                "tokens_per_s": round(tokens / runtime, 1) if runtime > 0 else None,
             }
         )
+        timings.append({"teacher": phase.teacher, "runtime_s": round(runtime, 3), "tokens": tokens})
     work.cleanup()
     model.config.use_cache = True
     save_student(trainer, tokenizer, out_dir)
     total_tokens = sum(p["tokens"] for p in phases_out)
-    total_time = sum(p["runtime_s"] for p in phases_out)
     metrics = {
         "base_model": cfg.base_model,
         "release": cfg.release,
@@ -222,10 +222,22 @@ def train_progressive(
         "packing_isolated": isolated,
         "max_length": cfg.max_length,
         "tokens": total_tokens,
-        "tokens_per_s": round(total_tokens / total_time, 1) if total_time > 0 else None,
         "final_loss": phases_out[-1]["last_loss"],
     }
-    return metrics, recorder.rows
+    return metrics, recorder.rows, run_record(timings)
+
+
+def run_record(timings: list[dict[str, Any]]) -> dict[str, Any]:
+    """run.json: each phase's wall time and tokens/s (this run's, never in the metrics DVC locks)."""
+    for t in timings:
+        t["tokens_per_s"] = round(t["tokens"] / t["runtime_s"], 1) if t["runtime_s"] > 0 else None
+    total = sum(t["runtime_s"] for t in timings)
+    tokens = sum(t["tokens"] for t in timings)
+    return {
+        "phases": timings,
+        "runtime_s": round(total, 3),
+        "tokens_per_s": round(tokens / total, 1) if total else None,
+    }
 
 
 def save_student(trainer: Trainer, tokenizer: Any, out_dir: Path) -> None:

@@ -3,8 +3,9 @@
     python -m train.train --params params.yaml --out models/student-sft \
         --metrics data/train/metrics.json --plots data/train/loss.csv
 
-Outputs: the model folder, `metrics.json` (phases in order, loss, tokens, tokens/s) and a per-step
-loss CSV that dvc.yaml declares as a plot (library: `train.sft`).
+Outputs: the model folder, `metrics.json` (phases in order, loss, tokens), a per-step loss CSV that
+dvc.yaml declares as a plot, and `run.json` beside the metrics (wall time and tokens/s of this run,
+not a stage out: dvc.yaml lists it as a top-level metric) (library: `train.sft`).
 
 Real hardware: set `train.bf16` and `train.gradient_checkpointing`, and start it with
 `accelerate launch --config_file train/accelerate_fsdp.yaml -m train.train ...` for multi-GPU FSDP.
@@ -29,11 +30,12 @@ logger = logging.getLogger(__name__)
 def run(params: Path, out: Path, metrics: Path, plots: Path) -> None:
     """Train every phase; the main process writes the metrics and the loss curve."""
     cfg, seed = load_stage(TrainConfig, params, "train")
-    figures, rows = train_progressive(cfg, seed, out)
+    figures, rows, timings = train_progressive(cfg, seed, out)
     if not PartialState().is_main_process:
         return
     write_loss_csv(rows, plots)
     write_json(figures, metrics)
+    write_json(timings, metrics.parent / "run.json")
     logger.info("phases %s, final loss %.4f", figures["phase_order"], figures["final_loss"])
 
 

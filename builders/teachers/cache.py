@@ -1,9 +1,9 @@
 """The generation cache: completed generations in atomically written Parquet files.
 
-It lives outside the stage's DVC outs (a `persist: true` folder), so DVC's deletion of outs before a
-run does not touch it. A generation is keyed by sha256 of (prompt id, system prompt, question,
-teacher model, resolved revision, sampling params) (`builders.teachers.keys`); a prompt whose key is
-present is never sent again.
+It is a `persist: true` out of its stage (DVC does not delete it before a run) that DVC caches, so
+`dvc push` and `dvc pull` carry it to other machines. A generation is keyed by sha256 of (prompt
+id, system prompt, question, teacher model, resolved revision, sampling params)
+(`builders.teachers.keys`); a prompt whose key is present is never sent again.
 
 A run writes small `part-*.parquet` shards as answers arrive; `compact` merges them into
 `pack-*.parquet` files of about `pack_bytes` (a 5M-prompt run leaves tens of files, not twenty
@@ -12,13 +12,18 @@ inputs only after the pack is in place, so a kill at any moment leaves each gene
 one file; a key found twice (a kill between rename and delete, or two runs racing) is read once,
 from the first file in name order. Rows of every file are sorted by prompt id, so a reader of an id
 range skips the row groups outside it by their statistics.
+
+A file is named `<kind>-<seq>-<sha256 of its bytes>.parquet` and read in `seq` order: a part takes
+the next number, a pack the smallest of the files it merges, so the first-written row of a key
+keeps winning. Nothing in a name depends on time or process, and the end of a run packs even a lone
+part, so one run from an empty cache leaves the same files on every machine (the same dvc.lock entry).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,11 +55,13 @@ class GenerationCache:
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.root, ".part")  # files a killed writer never finished
         remove_stale_temps(self.root, ".pack")
-        self._seq = 0
+        self._seq = max((_seq(p) for p in self.shards()), default=0)
+        self._tmp = 0
 
     def shards(self) -> list[Path]:
-        """Every cache file, packs and parts, in name order (the order duplicates are resolved in)."""
-        return sorted([*self.root.glob("pack-*.parquet"), *self.root.glob("part-*.parquet")])
+        """Every cache file, packs and parts, in `seq` order (the order duplicates are resolved in)."""
+        files = [*self.root.glob("pack-*.parquet"), *self.root.glob("part-*.parquet")]
+        return sorted(files, key=lambda p: (_seq(p), p.name))
 
     def _scan(self) -> pl.LazyFrame | None:
         files = self.shards()
@@ -89,17 +96,16 @@ class GenerationCache:
         )
         return lf.collect().unique(subset="key", keep="first", maintain_order=True)
 
-    def _name(self, kind: str) -> str:
-        self._seq += 1
-        return f"{kind}-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.parquet"
-
-    def _write(self, table: pa.Table, kind: str) -> Path:
-        target = self.root / self._name(kind)
-        tmp = self.root / f".{kind}.{os.getpid()}.{target.name}.tmp"
-        with open(tmp, "wb") as fh:
+    def _write(self, table: pa.Table, kind: str, seq: int) -> Path:
+        self._tmp += 1
+        tmp = self.root / f".{kind}.{os.getpid()}.{self._tmp:06d}.tmp"
+        with open(tmp, "w+b") as fh:
             pq.write_table(table, fh, compression="zstd", row_group_size=CACHE_ROW_GROUP)
             fh.flush()
             os.fsync(fh.fileno())
+            fh.seek(0)
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        target = self.root / f"{kind}-{seq:020d}-{digest[:32]}.parquet"
         os.replace(tmp, target)
         _fsync_dir(self.root)
         return target
@@ -121,11 +127,12 @@ class GenerationCache:
             },
             schema=CACHE_SCHEMA,
         )
-        return self._write(table.sort_by([("id", "ascending"), ("key", "ascending")]), "part")
+        self._seq += 1
+        return self._write(table.sort_by([("id", "ascending"), ("key", "ascending")]), "part", self._seq)
 
     def small_files(self, pack_bytes: int) -> list[Path]:
         """Parts, and packs under a quarter of `pack_bytes`: what `compact` would merge."""
-        return [p for p in self.shards() if p.name.startswith("part-") or p.stat().st_size < pack_bytes // 4]
+        return [p for p in self.shards() if _is_part(p) or p.stat().st_size < pack_bytes // 4]
 
     def compact(self, pack_bytes: int = PACK_BYTES) -> int:
         """Merge the small files into packs of about `pack_bytes`; returns the files merged.
@@ -134,7 +141,7 @@ class GenerationCache:
         generation in a pack, in its part, or in both (read once).
         """
         small = self.small_files(pack_bytes)
-        if len(small) < 2:
+        if len(small) < 2 and not any(_is_part(p) for p in small):
             return 0
         groups: list[list[Path]] = [[]]
         size = 0
@@ -147,7 +154,7 @@ class GenerationCache:
             size += n
         merged = 0
         for group in groups:
-            if len(group) < 2:
+            if len(group) < 2 and not _is_part(group[0]):
                 continue
             table = (
                 pl.scan_parquet([str(p) for p in group])
@@ -156,14 +163,26 @@ class GenerationCache:
                 .collect()
                 .to_arrow()
                 .cast(CACHE_SCHEMA)
+                .combine_chunks()  # row groups then depend on the rows only, not on how they were read
             )
-            self._write(table, "pack")
+            pack = self._write(table, "pack", min(_seq(p) for p in group))
             for p in group:
-                p.unlink()
+                if p != pack:  # a pack whose rows the others only repeat comes out under its own name
+                    p.unlink()
             merged += len(group)
         _fsync_dir(self.root)
         logger.info("generation cache: merged %d files; %d files now", merged, len(self.shards()))
         return merged
+
+
+def _seq(path: Path) -> int:
+    """The write-order number in a cache file's name (earlier versions put a time there: same order)."""
+    field = path.name.split("-")[1]
+    return int(field) if field.isdigit() else 0
+
+
+def _is_part(path: Path) -> bool:
+    return path.name.startswith("part-")
 
 
 def _fsync_dir(folder: Path) -> None:
