@@ -191,18 +191,13 @@ def build_submix(
     return add_ids(sample), add_ids(heldout), pl.concat(removed, how="diagonal"), stats
 
 
-def finish(df: pl.DataFrame, cfg: PromptsConfig, messages: dict, seed: int, purpose: int) -> pl.DataFrame:
+def finish(df: pl.DataFrame, cfg: PromptsConfig, messages: dict, seed: int) -> pl.DataFrame:
     """Add `has_options` and a system message per row; sort by id."""
     if df.height == 0:
         return pl.DataFrame(schema=pl.Schema(PROMPT_SCHEMA))
     df = df.sort("id").with_columns(has_options(df.sort("id")))
-    parts = []
-    for submix in sorted(df["submix"].unique()):
-        part = df.filter(pl.col("submix") == submix)
-        parts.append(
-            assign_system_messages(part, cfg.system_message_weights, messages, _rng(seed, submix, purpose))
-        )
-    return pl.concat(parts).sort("id").select(PROMPT_SCHEMA.names)
+    out = assign_system_messages(df, cfg.system_message_weights, messages, f"{seed}:system_message")
+    return out.select(PROMPT_SCHEMA.names)
 
 
 def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
@@ -246,8 +241,8 @@ def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataF
             no_data,
             cfg.source,
         )
-    prompts_df = finish(pl.concat(prompts), cfg, messages, seed, 3)
-    heldout_df = finish(pl.concat(heldout), cfg, messages, seed, 4)
+    prompts_df = finish(pl.concat(prompts), cfg, messages, seed)
+    heldout_df = finish(pl.concat(heldout), cfg, messages, seed)
     removed_df = pl.concat(removed).sort(["reason", "submix", "id"], nulls_last=True)
 
     for reason, n in removed_df.group_by("reason").len().iter_rows():

@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.config import ParamsError, unique_by
+from core.hashing import unit_uniforms
 from core.io import read_document
 
 
@@ -65,16 +66,19 @@ def assign_system_messages(
     df: pl.DataFrame,
     weights: dict[str, dict[int, float]],
     messages: dict[int, SystemMessage],
-    rng: np.random.Generator,
+    seed: int | str,
 ) -> pl.DataFrame:
-    """Draw a system message per row from its submix's weights.
+    """Draw a system message per row from its submix's weights, by a seeded hash of the row's id.
 
-    Messages marked `mc_only` are drawn only for rows with `has_options`; for other rows the
-    remaining weights are renormalised. `df` must be sorted deterministically beforehand.
+    A row's message depends on its id alone, never on which other rows were sampled, so a larger
+    budget leaves every earlier prompt (and its cached generation) as it was. Messages marked
+    `mc_only` are drawn only for rows with `has_options`; for other rows the remaining weights are
+    renormalised.
     """
     ids = np.zeros(df.height, dtype=np.int32)
     submix = df["submix"].to_numpy()
     has_opt = df["has_options"].to_numpy()
+    uniforms = unit_uniforms(seed, df["id"])
     for name in sorted(set(submix.tolist())):
         w = weights.get(name)
         if not w:
@@ -84,8 +88,9 @@ def assign_system_messages(
             if rows.size == 0:
                 continue
             keys = sorted(i for i, v in w.items() if v > 0 and (opt or not messages[i].mc_only))
-            p = np.array([w[i] for i in keys], dtype=np.float64)
-            ids[rows] = rng.choice(np.array(keys, dtype=np.int32), size=rows.size, p=p / p.sum())
+            cdf = np.cumsum(np.array([w[i] for i in keys], dtype=np.float64))
+            pick = np.searchsorted(cdf / cdf[-1], uniforms[rows], side="right")
+            ids[rows] = np.array(keys, dtype=np.int32)[np.minimum(pick, len(keys) - 1)]
     texts = {i: m.text for i, m in messages.items()}
     return df.with_columns(
         pl.Series("system_prompt_id", ids, dtype=pl.Int32),

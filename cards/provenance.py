@@ -119,13 +119,23 @@ def dvc_remote(root: Path) -> tuple[str, str]:
 def collect(root: Path, lock: Path, stage: str = "release") -> Provenance:
     """The git commit and DVC remote that rebuild `stage`'s outputs as `lock` records them.
 
-    Refuses when `root` is not a git checkout, or when the commit's `dvc.lock` differs from `lock` in
-    the entries of `stage` and the stages upstream of it (commit `dvc.lock` first).
+    Refuses when `root` is not a git checkout, when tracked files other than `lock` have uncommitted
+    changes, or when the commit's `dvc.lock` differs from `lock` in the entries of `stage` and the
+    stages upstream of it (commit `dvc.lock` first).
     """
     head = (_git(root, "rev-parse", "HEAD") or "").strip()
     if len(head) != 40:
         raise ProvenanceError(
             f"{root}: not a git checkout with a commit: publish records the commit that rebuilds this version"
+        )
+    dirty = (
+        _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){lock.name}") or ""
+    )
+    if dirty.strip():
+        paths = [line[3:] for line in dirty.splitlines()]
+        raise ProvenanceError(
+            f"{root}: uncommitted changes to {paths[:5]}: commit them (and `dvc.lock`), `dvc push`, then "
+            "publish, so that the commit rebuilds this version"
         )
     working = _entries(lock.read_text(encoding="utf-8") if lock.is_file() else None, str(lock))
     if stage not in working:

@@ -87,6 +87,13 @@ def dvc_env(repo: Path) -> dict[str, str]:
     return env
 
 
+def write_site(repo: Path) -> None:
+    """The `sitecustomize` beside `repo` (see the module docstring)."""
+    site = site_dir(repo)
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
+
+
 def make_dvc_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> Path:
     """Copy the project into `dest`, call `prepare(dest)`, then `git init`, `dvc init` and commit.
 
@@ -99,9 +106,7 @@ def make_dvc_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> 
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
-    site = site_dir(dest)
-    site.mkdir(parents=True, exist_ok=True)
-    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
+    write_site(dest)
     if prepare is not None:
         prepare(dest)
     git(dest, "init", "-q")
@@ -109,6 +114,13 @@ def make_dvc_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> 
         run_dvc(dest, "init", "-q")
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "project")
+    return dest
+
+
+def clone_dvc_repo(src: Path, dest: Path) -> Path:
+    """`git clone src dest`: a teammate's fresh checkout (an empty DVC cache), importing from `dest`."""
+    subprocess.run(["git", "clone", "-q", str(src), str(dest)], check=True, capture_output=True)
+    write_site(dest)
     return dest
 
 

@@ -16,9 +16,10 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from tests.dvcutil import dvc_status, make_dvc_repo, run_dvc
+from tests.dvcutil import dvc_status, git, make_dvc_repo, run_dvc
 from tests.hubserver import HubServer
-from tests.test_publish import git, hub_env, run_publish, write_params
+from tests.test_publish import git as git_hub
+from tests.test_publish import hub_env, run_publish, write_params
 
 
 def _edit_params(repo: Path, edit) -> None:
@@ -34,21 +35,40 @@ def _files(folder: Path) -> dict[str, bytes]:
     }
 
 
+def _data_files(repo: Path) -> dict[str, bytes]:
+    """Every file under data/ and release/ but the run records (wall times: never in dvc.lock)."""
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for folder in (repo / "data", repo / "release")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
+
+
+def _commit_release(repo: Path, remote: Path) -> Path:
+    """What a maintainer does before publishing: a default DVC remote, dvc.lock committed."""
+    run_dvc(repo, "remote", "add", "-d", "team", str(remote))
+    git(repo, "add", "-A")  # dvc.lock, the remote, the edited params
+    git(repo, "commit", "-qm", "release")
+    return repo / "dvc.lock"
+
+
 def _a_second_clone_gives_the_same_release_and_publishing_it_is_a_no_op(
     repo: Path, tmp_path: Path, edit
 ) -> None:
-    """Another fresh clone, same params: the same `release/` bytes (its own generation, timings and
-    lock); publishing it under the version the first one took is a no-op."""
+    """Another fresh clone, same params: the same bytes under data/ (generation cache included) and
+    release/, the same dvc.lock; publishing it under the version the first one took is a no-op."""
     other = make_dvc_repo(tmp_path / "clone2")
     _edit_params(other, edit)
     run_dvc(other, "repro", "release")
-    ours, theirs = _files(repo / "release"), _files(other / "release")
+    ours, theirs = _data_files(repo), _data_files(other)
     assert ours.keys() == theirs.keys()
     for name in ours:
         diff = difflib.unified_diff(
             *(f[name].decode("utf-8", "replace").splitlines() for f in (ours, theirs))
         )
         assert ours[name] == theirs[name], f"{name} differs:\n" + "\n".join(list(diff)[:40])
+    assert (repo / "dvc.lock").read_bytes() == (other / "dvc.lock").read_bytes()
     assert (other / "data" / "traces" / "run.json").read_bytes() != (
         repo / "data" / "traces" / "run.json"
     ).read_bytes()
@@ -57,14 +77,16 @@ def _a_second_clone_gives_the_same_release_and_publishing_it_is_a_no_op(
     try:
         env = hub_env(hub, tmp_path)
         params = write_params(tmp_path / "publish.yaml", version="1.0.0")
-        first = run_publish(env, params, repo / "release", tmp_path / "pub1.json")
+        locks = [_commit_release(r, tmp_path / "remote") for r in (repo, other)]
+        first = run_publish(env, params, repo / "release", tmp_path / "pub1.json", locks[0])
         assert first.returncode == 0, first.stderr
-        refs = git(hub, "for-each-ref")
-        second = run_publish(env, params, other / "release", tmp_path / "pub2.json")
+        refs = git_hub(hub, "for-each-ref")
+        second = run_publish(env, params, other / "release", tmp_path / "pub2.json", locks[1])
         assert second.returncode == 0, second.stderr
         pub1, pub2 = (json.loads((tmp_path / f"pub{i}.json").read_text()) for i in (1, 2))
         assert pub2["already_published"] is True and pub2["commit"] == pub1["commit"]
-        assert git(hub, "for-each-ref") == refs
+        assert pub1["provenance"]["git_commit"] == pub2["provenance"]["git_commit"]
+        assert git_hub(hub, "for-each-ref") == refs
     finally:
         hub.stop()
 

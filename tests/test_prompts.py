@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,31 @@ def test_allocation_is_uniform_over_tasks() -> None:
     assert np.all(np.abs(alloc - 1000) < 5 * np.sqrt(1000))
 
 
+def test_a_larger_budget_keeps_every_prompt_a_smaller_one_chose(source: Path, tmp_path: Path) -> None:
+    """Raising a budget only adds prompts, each with the system message it had: its cached
+    generation stays valid, so the teacher is sent only the new ones."""
+    chosen, heldouts = [], []
+    for scale in (0.3, 0.6, 1.0):
+        cfg = make_cfg(source, tmp_path, recipe_budgets={"cot": 50, "t0": 40, "niv2": 70}, budget_scale=scale)
+        prompts, heldout, _, _ = build_prompts(cfg, seed=5)
+        chosen.append(prompts)
+        heldouts.append(heldout)
+    assert heldouts[0].equals(heldouts[1]) and heldouts[1].equals(heldouts[2])
+    for small, large in itertools.pairwise(chosen):
+        assert small.height < large.height
+        assert small.join(large, on="id", how="anti").height == 0
+        assert large.filter(pl.col("id").is_in(small["id"].implode())).equals(small)
+
+
+def test_allocation_is_nested_in_the_budget() -> None:
+    counts = np.array([5, 100, 3, 50, 1000, 1])
+    allocs = [allocate(counts, b, np.random.default_rng(7)) for b in (1, 10, 57, 158, 1000, 1159, 5000)]
+    assert [int(a.sum()) for a in allocs] == [1, 10, 57, 158, 1000, 1159, 1159]
+    for small, large in itertools.pairwise(allocs):
+        assert (small <= large).all()
+    assert (allocs[-1] == counts).all()
+
+
 def test_max_per_task_caps_each_task(source: Path, tmp_path: Path) -> None:
     cfg = make_cfg(source, tmp_path, recipe_budgets={"niv2": 1000}, max_per_task=7)
     prompts, _, _, _ = build_prompts(cfg, seed=1)
@@ -184,8 +210,12 @@ def test_system_messages_follow_weights_and_mc_rule() -> None:
     messages = load_system_messages(MESSAGES)
     n = 60_000
     rng = np.random.default_rng(0)
-    df = pl.DataFrame({"submix": ["flan2021"] * n, "has_options": rng.random(n) < 0.5}).with_row_index("id")
-    out = assign_system_messages(df, WEIGHTS, messages, np.random.default_rng(1))
+    df = (
+        pl.DataFrame({"submix": ["flan2021"] * n, "has_options": rng.random(n) < 0.5})
+        .with_row_index("id")
+        .with_columns(pl.col("id").cast(pl.String))
+    )
+    out = assign_system_messages(df, WEIGHTS, messages, 1)
     no_opt = out.filter(~pl.col("has_options"))
     assert not no_opt["system_prompt_id"].is_in([8, 10]).any()
     with_opt = out.filter(pl.col("has_options"))
@@ -202,8 +232,12 @@ def test_system_messages_follow_weights_and_mc_rule() -> None:
 def test_unequal_weights_are_followed() -> None:
     messages = load_system_messages(MESSAGES)
     n = 40_000
-    df = pl.DataFrame({"submix": ["cot"] * n, "has_options": [False] * n}).with_row_index("id")
-    out = assign_system_messages(df, {"cot": {6: 3, 11: 1}}, messages, np.random.default_rng(2))
+    df = (
+        pl.DataFrame({"submix": ["cot"] * n, "has_options": [False] * n})
+        .with_row_index("id")
+        .with_columns(pl.col("id").cast(pl.String))
+    )
+    out = assign_system_messages(df, {"cot": {6: 3, 11: 1}}, messages, 2)
     share = (out["system_prompt_id"] == 6).mean()
     assert abs(share - 0.75) < 5 * np.sqrt(0.75 * 0.25 / n)
 

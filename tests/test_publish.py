@@ -360,6 +360,12 @@ def test_provenance_names_the_commit_and_remote_and_refuses_what_cannot_be_rebui
     _edit_lock(lock, lambda st: st["verify"]["deps"][0].update(md5="99"))
     with pytest.raises(ProvenanceError, match=r"entries of \['verify'\] are not those of git commit"):
         collect(lock.parent, lock)
+    subprocess.run(["git", "checkout", "dvc.lock"], cwd=lock.parent, check=True)
+
+    (lock.parent / "params.yaml").write_text("x: 1\n")  # tracked files must be committed too
+    subprocess.run(["git", "add", "params.yaml"], cwd=lock.parent, check=True)
+    with pytest.raises(ProvenanceError, match=r"uncommitted changes to \['params.yaml'\]"):
+        collect(lock.parent, lock)
 
     bare = make_project(tmp_path / "bare", remote=None)
     with pytest.raises(ProvenanceError, match="no default DVC remote"):

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from builders.teachers.config import SamplingConfig
+from core.hashing import unit_hashes
 
 
 def json_string(expr: pl.Expr) -> pl.Expr:
@@ -27,14 +28,6 @@ def sha256_hex(texts: pl.Series) -> pl.Series:
     """Hex sha256 of each string's UTF-8 bytes."""
     sha = hashlib.sha256
     return pl.Series(texts.name, [sha(t.encode()).hexdigest() for t in texts.to_list()], dtype=pl.String)
-
-
-def unit_hashes(seed: int, ids: pl.Series) -> np.ndarray:
-    """The first 8 bytes (big-endian) of sha256(f"{seed}:{id}") for each id, as uint64."""
-    sha = hashlib.sha256
-    prefix = f"{seed}:"
-    digests = b"".join(sha((prefix + i).encode()).digest()[:8] for i in ids.to_list())
-    return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
 
 
 def selected_mask(ids: pl.Series, fraction: float, seed: int) -> pl.Series:
