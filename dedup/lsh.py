@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
@@ -22,6 +24,12 @@ def lsh_params(
         if bands is None or rows is None or bands * rows != num_perm:
             raise ValueError(f"bands x rows must equal num_perm: {bands} x {rows} != {num_perm}")
         return bands, rows
+    return _optimal(threshold, num_perm, false_negative_weight)
+
+
+@functools.cache
+def _optimal(threshold: float, num_perm: int, false_negative_weight: float) -> tuple[int, int]:
+    # datasketch integrates the error curves for every (bands, rows): ~20 ms, asked for several times a run
     return _optimal_param(threshold, num_perm, 1.0 - false_negative_weight, false_negative_weight)
 
 
@@ -46,7 +54,7 @@ def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:
 
 def bucket_pairs(keys: np.ndarray) -> np.ndarray:
     """Pairs of positions sharing a key in one band, as `u * len(keys) + v` (see `band_pairs`)."""
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)  # not stable: `band_pairs` orders each pair itself
     ordered = keys[order]
     bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
     size = np.diff(bounds)

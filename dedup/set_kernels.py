@@ -119,8 +119,8 @@ def doc_sets(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> tuple[np.ndarr
 def band_pairs(order: np.ndarray, bounds: np.ndarray, total: int) -> np.ndarray:
     """Pairs of positions in the same bucket, as `u * len(order) + v` with u < v.
 
-    `order` is a stable argsort of one band's keys (positions ascend inside a bucket) and bucket
-    k is `order[bounds[k]:bounds[k + 1]]`. A bucket of up to 16 positions gives all its pairs; a
+    `order` is an argsort of one band's keys (in any order inside a bucket) and bucket k is
+    `order[bounds[k]:bounds[k + 1]]`. A bucket of up to 16 positions gives all its pairs; a
     larger one a star from its smallest position (enough for union-find, and linear in the
     bucket). `total` is the number of pairs this makes.
     """
@@ -132,10 +132,14 @@ def band_pairs(order: np.ndarray, bounds: np.ndarray, total: int) -> np.ndarray:
         if j - i <= 16:
             for a in range(i, j):
                 for b in range(a + 1, j):
-                    out[k] = order[a] * m + order[b]
+                    out[k] = min(order[a], order[b]) * m + max(order[a], order[b])
                     k += 1
         else:
+            root = order[i]
             for b in range(i + 1, j):
-                out[k] = order[i] * m + order[b]
-                k += 1
+                root = min(root, order[b])
+            for b in range(i, j):
+                if order[b] != root:
+                    out[k] = root * m + order[b]
+                    k += 1
     return out
