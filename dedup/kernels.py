@@ -65,7 +65,7 @@ def collapse(data: np.ndarray, offsets: np.ndarray, lut: np.ndarray) -> tuple[np
         if k > start and out[k - 1] == _SPACE:
             k -= 1  # one trailing space
         out_off[d + 1] = k
-    return out[:k].copy(), out_off
+    return out[:k], out_off  # no copy: normalizing removes only a few bytes
 
 
 @nb.njit(cache=True, nogil=True)
@@ -96,20 +96,21 @@ def word_bounds(
         starts[w] = a
         at_start[w] = acc
         for i in range(a, b):
+            # branch-free: word w's end is rewritten at every byte until a space moves on to w + 1
             c = data[i]
-            if c == _SPACE:
-                ends[w] = i
-                at_end[w] = acc
-                acc += (_U64(_SPACE) + _U64(1)) * inv_powers[i]
-                w += 1
-                starts[w] = i + 1
-                at_start[w] = acc
-            else:
-                acc += (_U64(c) + _U64(1)) * inv_powers[i]
+            ends[w] = i
+            at_end[w] = acc
+            acc += (_U64(c) + _U64(1)) * inv_powers[i]
+            w += c == _SPACE
         ends[w] = b
         at_end[w] = acc
         w += 1
     first[n_docs] = w
+    space = _U64(_SPACE) + _U64(1)
+    for d in range(n_docs):  # a later word of a doc starts one space after the word before
+        for v in range(first[d] + 1, first[d + 1]):
+            starts[v] = ends[v - 1] + 1
+            at_start[v] = at_end[v - 1] + space * inv_powers[ends[v - 1]]
     return starts, ends, first, at_start, at_end
 
 
@@ -182,7 +183,7 @@ def template_keys(
                 k += 1
         for j in range(n_used):
             seen[used[j]] = 0
-    return out[:k].copy(), out_doc[:k].copy()
+    return out[:k], out_doc[:k]  # no copy: most n-grams of a doc are distinct
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -324,22 +325,22 @@ def content_shingles(
 
 
 @nb.njit(cache=True, nogil=True)
-def word_multisets(
-    words: WordArrays,
-    covered: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each doc's word hashes (top 32 bits), sorted within the doc, and whether each is template."""
+def word_keys(words: WordArrays, covered: np.ndarray) -> np.ndarray:
+    """Per word: its doc (bits 33-63), the top 32 bits of its hash (bits 1-32), whether it is
+    template (bit 0)."""
     starts, ends, first, at_start, at_end, powers = words
-    total = len(starts)
-    packed = np.empty(total, np.uint64)
-    for w in range(total):
-        h = _range_hash(starts, ends, at_start, at_end, powers, w, w) >> _U64(32)
-        packed[w] = (h << _U64(1)) | _U64(covered[w])
+    packed = np.empty(len(starts), np.uint64)
     for d in range(len(first) - 1):
-        packed[first[d] : first[d + 1]].sort()
-    hashes = np.empty(total, np.uint32)
-    template = np.empty(total, np.bool_)
-    for w in range(total):
-        hashes[w] = np.uint32(packed[w] >> _U64(1))
-        template[w] = (packed[w] & _U64(1)) == _U64(1)
-    return hashes, template
+        for w in range(first[d], first[d + 1]):
+            h = _range_hash(starts, ends, at_start, at_end, powers, w, w) >> _U64(32)
+            packed[w] = (_U64(d) << _U64(33)) | (h << _U64(1)) | _U64(covered[w])
+    return packed
+
+
+def word_multisets(words: WordArrays, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each doc's word hashes (top 32 bits), sorted within the doc, and whether each is template."""
+    if len(words[2]) > 1 << 31:
+        raise ValueError("word_multisets: at most 2^31 docs a chunk")
+    # one (vectorised) sort of the chunk: the doc bits keep each doc's words in its own range
+    packed = np.sort(word_keys(words, covered))
+    return (packed >> _U64(1)).astype(np.uint32), (packed & _U64(1)).astype(np.bool_)

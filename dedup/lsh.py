@@ -8,8 +8,7 @@ import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
 
-from dedup.minhash import fmix64
-from dedup.set_kernels import band_pairs
+from dedup.set_kernels import band_pairs, signature_bands
 
 
 def lsh_params(
@@ -35,16 +34,8 @@ def _optimal(threshold: float, num_perm: int, false_negative_weight: float) -> t
 
 def band_keys(sig: np.ndarray, bands: int, rows: int, docs: np.ndarray | None = None) -> np.ndarray:
     """(len(docs), bands) uint64 key of each band's `rows` signature values, salted by band index."""
-    n = sig.shape[0] if docs is None else len(docs)
-    keys = np.empty((n, bands), dtype=np.uint64)
-    for b in range(bands):
-        k = np.full(n, ((b + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
-        for j in range(b * rows, (b + 1) * rows):
-            col = sig[:, j] if docs is None else sig[docs, j]
-            k ^= col.astype(np.uint64)
-            k *= np.uint64(0xBF58476D1CE4E5B9)
-        keys[:, b] = fmix64(k)
-    return keys
+    docs = np.arange(sig.shape[0]) if docs is None else np.asarray(docs, dtype=np.int64)
+    return signature_bands(sig, bands, rows, docs)
 
 
 def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:

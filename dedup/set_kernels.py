@@ -1,12 +1,12 @@
-"""Compiled loops over sketches and candidate pairs (numba, `nogil`): MinHash signatures, per-row
-shingle sets, pair scores and the LSH bucket scan. Text kernels are in `dedup.kernels`."""
+"""Compiled loops over sketches and candidate pairs (numba, `nogil`): MinHash signatures, LSH band
+keys, per-row shingle sets, pair scores and the LSH bucket scan. Text kernels are in `dedup.kernels`."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-from dedup.kernels import _MASK32, _MERSENNE, _U64, _fmix32
+from dedup.kernels import _MASK32, _MERSENNE, _U64, _fmix32, fmix64
 
 
 @nb.njit(cache=True, nogil=True)
@@ -31,6 +31,22 @@ def minhash(
                 if v < row[p]:
                     row[p] = v
     return sig
+
+
+@nb.njit(cache=True, nogil=True)
+def signature_bands(sig: np.ndarray, bands: int, rows: int, docs: np.ndarray) -> np.ndarray:
+    """(len(docs), bands) uint64 key of each band's `rows` values of signature rows `docs`: the
+    band's salt, then xor and multiply per value, finished with `fmix64`."""
+    keys = np.empty((len(docs), bands), np.uint64)
+    for i in range(len(docs)):
+        row = sig[docs[i]]
+        for b in range(bands):
+            k = _U64(b + 1) * _U64(0x9E3779B97F4A7C15)
+            for j in range(b * rows, (b + 1) * rows):
+                k ^= _U64(row[j])
+                k *= _U64(0xBF58476D1CE4E5B9)
+            keys[i, b] = fmix64(k)
+    return keys
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
