@@ -103,12 +103,18 @@ class TemplateCounts:
         self.noted = []
 
 
+def prompt_key_docs(
+    batch: NormalizedBatch, task: np.ndarray, counts: TemplateCounts, tn: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(key, doc): the distinct per-task tn-gram keys of each prompt of `batch`, in prompt order."""
+    return template_keys(batch_words(batch).arrays(), counts.salts[task], tn)
+
+
 def prompt_keys(
     batch: NormalizedBatch, task: np.ndarray, counts: TemplateCounts, tn: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(key, task): the distinct per-task tn-gram keys of each prompt of `batch`, in prompt order."""
-    w = batch_words(batch)
-    keys, doc = template_keys(w.arrays(), counts.salts[task], tn)
+    keys, doc = prompt_key_docs(batch, task, counts, tn)
     return keys, task[doc]
 
 

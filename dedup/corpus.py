@@ -10,9 +10,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -24,6 +26,7 @@ from core.io import reading
 from dedup.decontam import DedupInputError
 
 TASK_COLUMN = "task_name"
+T = TypeVar("T")
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform == "linux" else None
 
 
@@ -38,6 +41,20 @@ def release_free_memory() -> None:
 _BATCH_ROWS = 65536
 _READ_BUFFER = 1 << 20
 ONE_PASS_ROWS = 1 << 18  # rows a pass may gather texts or word multisets of all at once
+
+
+def _read_ahead(items: Generator[T, None, None]) -> Iterator[T]:
+    """`items`, each next one fetched in a thread while the caller works on the one before (a
+    Parquet batch decodes beside the work on the previous batch; one batch more is held)."""
+    done = object()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dedup-read") as pool:
+            ahead = pool.submit(next, items, done)
+            while (item := ahead.result()) is not done:
+                ahead = pool.submit(next, items, done)
+                yield item
+    finally:
+        items.close()  # after the pool has finished with it (closed early, or failed)
 
 
 def _task_codes(tasks: pl.Series | None, n: int) -> tuple[np.ndarray, list[str]]:
@@ -113,6 +130,9 @@ class Corpus:
             for lo in range(0, self.n, rows):
                 yield lo, self.frame["question"].slice(lo, rows).to_arrow()
             return
+        yield from _read_ahead(self._parquet_batches(rows))
+
+    def _parquet_batches(self, rows: int) -> Generator[tuple[int, pa.Array], None, None]:
         lo = 0
         # without pre-buffering, a row group's pages are not all held at once beside the batch;
         # a read buffer keeps page reads from going to the file one small read at a time

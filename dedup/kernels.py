@@ -18,8 +18,9 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _MERSENNE = np.uint64((1 << 61) - 1)
 _SPACE = np.uint8(32)
 
-# (starts, ends, first, prefix, powers): word bounds, doc offsets and hash prefix sums (`dedup.minhash.Words`)
-WordArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# (starts, ends, first, at_start, at_end, powers): word bounds, doc offsets and the hash prefix sums
+# at each word's bounds (`dedup.minhash.Words`)
+WordArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -53,70 +54,79 @@ def collapse(data: np.ndarray, offsets: np.ndarray, lut: np.ndarray) -> tuple[np
     k = 0
     for d in range(len(offsets) - 1):
         start = k
-        pending = False
+        after_space = True  # the document's start counts as one: no leading space
         for i in range(offsets[d], offsets[d + 1]):
+            # branch-free: every byte is written, a space after a space (or the start) is overwritten
             c = lut[data[i]]
-            if c == _SPACE:
-                pending = k > start
-            else:
-                if pending:
-                    out[k] = _SPACE
-                    k += 1
-                    pending = False
-                out[k] = c
-                k += 1
+            space = c == _SPACE
+            out[k] = c
+            k += 1 - (space & after_space)
+            after_space = space
+        if k > start and out[k - 1] == _SPACE:
+            k -= 1  # one trailing space
         out_off[d + 1] = k
-    return out[:k].copy(), out_off
+    return out[:k], out_off  # no copy: normalizing removes only a few bytes
 
 
 @nb.njit(cache=True, nogil=True)
 def word_bounds(
     data: np.ndarray, offsets: np.ndarray, inv_powers: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(starts, ends, first word per doc, hash prefix sums) of normalized text (single spaces)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, first word per doc, hash prefix sums at word starts, at word ends) of
+    normalized text (single spaces; docs contiguous from byte 0)."""
     n_docs = len(offsets) - 1
     n_words = 0
     for d in range(n_docs):
         if offsets[d + 1] > offsets[d]:
             n_words += 1
     for i in range(len(data)):
-        if data[i] == _SPACE:
-            n_words += 1
+        n_words += data[i] == _SPACE
     starts = np.empty(n_words, np.int64)
     ends = np.empty(n_words, np.int64)
+    at_start = np.empty(n_words, np.uint64)
+    at_end = np.empty(n_words, np.uint64)
     first = np.empty(n_docs + 1, np.int64)
     w = 0
+    acc = _U64(0)  # the prefix sum before byte i, over the whole buffer
     for d in range(n_docs):
         first[d] = w
         a, b = offsets[d], offsets[d + 1]
         if b == a:
             continue
         starts[w] = a
+        at_start[w] = acc
         for i in range(a, b):
-            if data[i] == _SPACE:
-                ends[w] = i
-                w += 1
-                starts[w] = i + 1
+            # branch-free: word w's end is rewritten at every byte until a space moves on to w + 1
+            c = data[i]
+            ends[w] = i
+            at_end[w] = acc
+            acc += (_U64(c) + _U64(1)) * inv_powers[i]
+            w += c == _SPACE
         ends[w] = b
+        at_end[w] = acc
         w += 1
     first[n_docs] = w
-    prefix = np.empty(len(data) + 1, np.uint64)
-    acc = _U64(0)
-    prefix[0] = acc
-    for i in range(len(data)):
-        acc += (_U64(data[i]) + _U64(1)) * inv_powers[i]
-        prefix[i + 1] = acc
-    return starts, ends, first, prefix
+    space = _U64(_SPACE) + _U64(1)
+    for d in range(n_docs):  # a later word of a doc starts one space after the word before
+        for v in range(first[d] + 1, first[d + 1]):
+            starts[v] = ends[v - 1] + 1
+            at_start[v] = at_end[v - 1] + space * inv_powers[ends[v - 1]]
+    return starts, ends, first, at_start, at_end
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _range_hash(
-    starts: np.ndarray, ends: np.ndarray, prefix: np.ndarray, powers: np.ndarray, fw: int, lw: int
+    starts: np.ndarray,
+    ends: np.ndarray,
+    at_start: np.ndarray,
+    at_end: np.ndarray,
+    powers: np.ndarray,
+    fw: int,
+    lw: int,
 ) -> np.uint64:
-    s = starts[fw]
     e = ends[lw]
-    h = powers[e - 1] * (prefix[e] - prefix[s])
-    h += _U64(e - s) * _LEN_MIX
+    h = powers[e - 1] * (at_end[lw] - at_start[fw])
+    h += _U64(e - starts[fw]) * _LEN_MIX
     return fmix64(h)
 
 
@@ -137,7 +147,7 @@ def template_keys(
 
     A key is the n-gram hash mixed with the doc's `salt`, its lowest bit set (so it is never 0).
     """
-    starts, ends, first, prefix, powers = words
+    starts, ends, first, at_start, at_end, powers = words
     n_docs = len(first) - 1
     total = 0
     for d in range(n_docs):
@@ -160,7 +170,7 @@ def template_keys(
         n_used = 0
         for j in range(cnt):
             lw = min(a + j + tn - 1, b - 1)
-            key = fmix64(_range_hash(starts, ends, prefix, powers, a + j, lw) ^ salt[d]) | _U64(1)
+            key = fmix64(_range_hash(starts, ends, at_start, at_end, powers, a + j, lw) ^ salt[d]) | _U64(1)
             i = key & mask
             while seen[i] != 0 and seen[i] != key:
                 i = (i + _U64(1)) & mask
@@ -173,7 +183,7 @@ def template_keys(
                 k += 1
         for j in range(n_used):
             seen[used[j]] = 0
-    return out[:k].copy(), out_doc[:k].copy()
+    return out[:k], out_doc[:k]  # no copy: most n-grams of a doc are distinct
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -270,7 +280,7 @@ def content_shingles(
     run of at most `edit_words` words with covered words on both sides in the same doc; content
     runs give their word n-grams (a shorter run is one shingle).
     """
-    starts, ends, first, prefix, powers = words
+    starts, ends, first, at_start, at_end, powers = words
     n_docs = len(first) - 1
     total = len(starts)
     covered = np.zeros(total, np.bool_)
@@ -283,7 +293,7 @@ def content_shingles(
         for j in range(_spans(b - a, tn)):
             fw = a + j
             lw = min(fw + tn - 1, b - 1)
-            key = fmix64(_range_hash(starts, ends, prefix, powers, fw, lw) ^ salt[d]) | _U64(1)
+            key = fmix64(_range_hash(starts, ends, at_start, at_end, powers, fw, lw) ^ salt[d]) | _U64(1)
             if _in_set(templates, key):
                 for w in range(max(fw, reach + 1), lw + 1):
                     covered[w] = True
@@ -308,28 +318,29 @@ def content_shingles(
             n_content[d] += length
             for j in range(_spans(length, n)):
                 sdoc[k] = d
-                shash[k] = _range_hash(starts, ends, prefix, powers, r0 + j, min(r0 + j + n - 1, w - 1))
+                lw = min(r0 + j + n - 1, w - 1)
+                shash[k] = _range_hash(starts, ends, at_start, at_end, powers, r0 + j, lw)
                 k += 1
     return sdoc[:k].copy(), shash[:k].copy(), n_content, covered
 
 
 @nb.njit(cache=True, nogil=True)
-def word_multisets(
-    words: WordArrays,
-    covered: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each doc's word hashes (top 32 bits), sorted within the doc, and whether each is template."""
-    starts, ends, first, prefix, powers = words
-    total = len(starts)
-    packed = np.empty(total, np.uint64)
-    for w in range(total):
-        h = _range_hash(starts, ends, prefix, powers, w, w) >> _U64(32)
-        packed[w] = (h << _U64(1)) | _U64(covered[w])
+def word_keys(words: WordArrays, covered: np.ndarray) -> np.ndarray:
+    """Per word: its doc (bits 33-63), the top 32 bits of its hash (bits 1-32), whether it is
+    template (bit 0)."""
+    starts, ends, first, at_start, at_end, powers = words
+    packed = np.empty(len(starts), np.uint64)
     for d in range(len(first) - 1):
-        packed[first[d] : first[d + 1]].sort()
-    hashes = np.empty(total, np.uint32)
-    template = np.empty(total, np.bool_)
-    for w in range(total):
-        hashes[w] = np.uint32(packed[w] >> _U64(1))
-        template[w] = (packed[w] & _U64(1)) == _U64(1)
-    return hashes, template
+        for w in range(first[d], first[d + 1]):
+            h = _range_hash(starts, ends, at_start, at_end, powers, w, w) >> _U64(32)
+            packed[w] = (_U64(d) << _U64(33)) | (h << _U64(1)) | _U64(covered[w])
+    return packed
+
+
+def word_multisets(words: WordArrays, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each doc's word hashes (top 32 bits), sorted within the doc, and whether each is template."""
+    if len(words[2]) > 1 << 31:
+        raise ValueError("word_multisets: at most 2^31 docs a chunk")
+    # one (vectorised) sort of the chunk: the doc bits keep each doc's words in its own range
+    packed = np.sort(word_keys(words, covered))
+    return (packed >> _U64(1)).astype(np.uint32), (packed & _U64(1)).astype(np.bool_)

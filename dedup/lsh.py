@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import polars as pl
 from datasketch.lsh import _optimal_param
 
-from dedup.minhash import fmix64
-from dedup.set_kernels import band_pairs
+from dedup.set_kernels import band_pairs, signature_bands
 
 
 def lsh_params(
@@ -22,21 +23,19 @@ def lsh_params(
         if bands is None or rows is None or bands * rows != num_perm:
             raise ValueError(f"bands x rows must equal num_perm: {bands} x {rows} != {num_perm}")
         return bands, rows
+    return _optimal(threshold, num_perm, false_negative_weight)
+
+
+@functools.cache
+def _optimal(threshold: float, num_perm: int, false_negative_weight: float) -> tuple[int, int]:
+    # datasketch integrates the error curves for every (bands, rows): ~20 ms, asked for several times a run
     return _optimal_param(threshold, num_perm, 1.0 - false_negative_weight, false_negative_weight)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int, docs: np.ndarray | None = None) -> np.ndarray:
     """(len(docs), bands) uint64 key of each band's `rows` signature values, salted by band index."""
-    n = sig.shape[0] if docs is None else len(docs)
-    keys = np.empty((n, bands), dtype=np.uint64)
-    for b in range(bands):
-        k = np.full(n, ((b + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
-        for j in range(b * rows, (b + 1) * rows):
-            col = sig[:, j] if docs is None else sig[docs, j]
-            k ^= col.astype(np.uint64)
-            k *= np.uint64(0xBF58476D1CE4E5B9)
-        keys[:, b] = fmix64(k)
-    return keys
+    docs = np.arange(sig.shape[0]) if docs is None else np.asarray(docs, dtype=np.int64)
+    return signature_bands(sig, bands, rows, docs)
 
 
 def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:
@@ -46,7 +45,7 @@ def _band_frame(keys: np.ndarray, docs: np.ndarray) -> pl.DataFrame:
 
 def bucket_pairs(keys: np.ndarray) -> np.ndarray:
     """Pairs of positions sharing a key in one band, as `u * len(keys) + v` (see `band_pairs`)."""
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)  # not stable: `band_pairs` orders each pair itself
     ordered = keys[order]
     bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
     size = np.diff(bounds)

@@ -118,7 +118,9 @@ class Words:
     starts: np.ndarray  # int64
     ends: np.ndarray  # int64
     first: np.ndarray  # int64, n_docs + 1: words of doc i are first[i]:first[i + 1]
-    prefix: np.ndarray  # uint64 prefix sums of the polynomial hash (see `range_hashes`)
+    at_start: np.ndarray  # uint64 prefix sum of the polynomial hash at starts[j] (see `range_hashes`)
+    at_end: np.ndarray  # uint64 prefix sum at ends[j]
+    n_bytes: int  # bytes of the batch's text
 
     @property
     def n_docs(self) -> int:
@@ -128,9 +130,9 @@ class Words:
         """Words per document."""
         return np.diff(self.first)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(starts, ends, first, prefix, powers): the `words` argument of the `dedup.kernels`."""
-        return self.starts, self.ends, self.first, self.prefix, powers(len(self.prefix))
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends, first, at_start, at_end, powers): the `words` argument of the `dedup.kernels`."""
+        return self.starts, self.ends, self.first, self.at_start, self.at_end, powers(self.n_bytes)
 
     def doc(self) -> np.ndarray:
         """The document of each word."""
@@ -140,8 +142,10 @@ class Words:
 def batch_words(batch: NormalizedBatch) -> Words:
     """Word boundaries and hash prefix sums of every document of `batch` (one compiled pass)."""
     # prefix[j] = sum_{i<j} (byte_i + 1) * BASE^-i; a range [s, e) hashes to
-    # BASE^(e-1) * (prefix[e] - prefix[s]) = sum_{s<=i<e} (byte_i + 1) * BASE^(e-1-i).
-    return Words(*word_bounds(batch.data, batch.offsets, _powers(_BASE_INV, len(batch.data))))
+    # BASE^(e-1) * (prefix[e] - prefix[s]) = sum_{s<=i<e} (byte_i + 1) * BASE^(e-1-i). Shingles
+    # start and end on word bounds, so prefix is kept only there (two values a word, not 8 bytes a byte).
+    n = len(batch.data)
+    return Words(*word_bounds(batch.data, batch.offsets, _powers(_BASE_INV, n)), n)
 
 
 def powers(length: int) -> np.ndarray:
@@ -153,7 +157,7 @@ def range_hashes(words: Words, first_word: np.ndarray, last_word: np.ndarray) ->
     """`shingle_hash64` of the text from word `first_word[k]` through word `last_word[k]`."""
     s = words.starts[first_word]
     e = words.ends[last_word]
-    h = powers(len(words.prefix))[e - 1] * (words.prefix[e] - words.prefix[s])
+    h = powers(words.n_bytes)[e - 1] * (words.at_end[last_word] - words.at_start[first_word])
     h += (e - s).astype(np.uint64) * np.uint64(_LEN_MIX)
     return fmix64(h)
 

@@ -114,7 +114,9 @@ def byte_lengths(texts: pa.Array) -> np.ndarray:
 
 def blank_questions(texts: pa.Array) -> np.ndarray:
     """Whether each text is null or only whitespace."""
-    empty = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(texts)), 0)
+    # utf8_is_space: non-empty and whitespace only (Arrow's predicate of utf8_trim_whitespace); it
+    # stops at a text's first other character, where trimming would copy every text
+    empty = pc.or_kleene(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
     return pc.or_kleene(pc.is_null(texts), empty).fill_null(True).to_numpy(zero_copy_only=False)
 
 

@@ -1,12 +1,12 @@
-"""Compiled loops over sketches and candidate pairs (numba, `nogil`): MinHash signatures, per-row
-shingle sets, pair scores and the LSH bucket scan. Text kernels are in `dedup.kernels`."""
+"""Compiled loops over sketches and candidate pairs (numba, `nogil`): MinHash signatures, LSH band
+keys, per-row shingle sets, pair scores and the LSH bucket scan. Text kernels are in `dedup.kernels`."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-from dedup.kernels import _MASK32, _MERSENNE, _U64, _fmix32
+from dedup.kernels import _MASK32, _MERSENNE, _U64, _fmix32, fmix64
 
 
 @nb.njit(cache=True, nogil=True)
@@ -31,6 +31,22 @@ def minhash(
                 if v < row[p]:
                     row[p] = v
     return sig
+
+
+@nb.njit(cache=True, nogil=True)
+def signature_bands(sig: np.ndarray, bands: int, rows: int, docs: np.ndarray) -> np.ndarray:
+    """(len(docs), bands) uint64 key of each band's `rows` values of signature rows `docs`: the
+    band's salt, then xor and multiply per value, finished with `fmix64`."""
+    keys = np.empty((len(docs), bands), np.uint64)
+    for i in range(len(docs)):
+        row = sig[docs[i]]
+        for b in range(bands):
+            k = _U64(b + 1) * _U64(0x9E3779B97F4A7C15)
+            for j in range(b * rows, (b + 1) * rows):
+                k ^= _U64(row[j])
+                k *= _U64(0xBF58476D1CE4E5B9)
+            keys[i, b] = fmix64(k)
+    return keys
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -119,8 +135,8 @@ def doc_sets(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> tuple[np.ndarr
 def band_pairs(order: np.ndarray, bounds: np.ndarray, total: int) -> np.ndarray:
     """Pairs of positions in the same bucket, as `u * len(order) + v` with u < v.
 
-    `order` is a stable argsort of one band's keys (positions ascend inside a bucket) and bucket
-    k is `order[bounds[k]:bounds[k + 1]]`. A bucket of up to 16 positions gives all its pairs; a
+    `order` is an argsort of one band's keys (in any order inside a bucket) and bucket k is
+    `order[bounds[k]:bounds[k + 1]]`. A bucket of up to 16 positions gives all its pairs; a
     larger one a star from its smallest position (enough for union-find, and linear in the
     bucket). `total` is the number of pairs this makes.
     """
@@ -132,10 +148,14 @@ def band_pairs(order: np.ndarray, bounds: np.ndarray, total: int) -> np.ndarray:
         if j - i <= 16:
             for a in range(i, j):
                 for b in range(a + 1, j):
-                    out[k] = order[a] * m + order[b]
+                    out[k] = min(order[a], order[b]) * m + max(order[a], order[b])
                     k += 1
         else:
+            root = order[i]
             for b in range(i + 1, j):
-                out[k] = order[i] * m + order[b]
-                k += 1
+                root = min(root, order[b])
+            for b in range(i, j):
+                if order[b] != root:
+                    out[k] = root * m + order[b]
+                    k += 1
     return out

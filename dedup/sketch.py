@@ -21,7 +21,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from dedup.config import DedupConfig
-from dedup.content import TemplateCounts, content_sketch, prompt_keys
+from dedup.content import TemplateCounts, content_sketch, prompt_key_docs
 from dedup.corpus import Corpus
 from dedup.decontam import DedupInputError, EvalIndex, overlap_matches
 from dedup.lsh import band_keys, cross_pairs, estimated_jaccard, lsh_params
@@ -57,23 +57,27 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
             # copies only when some rows are left out (every row is sampled in a small corpus)
             raw = questions if len(rows) == len(questions) else questions.take(rows)
             task = corpus.task[lo + rows]
-            # repeats of one text (up to case) count once: a prompt copied many times is no template
-            keys = pl.Series(raw).str.to_lowercase().hash(seed=0).to_numpy()
-            distinct = np.zeros(len(rows), dtype=bool)
-            for i, key in enumerate(keys.tolist()):
-                tagged = (key << 20) | int(task[i])
-                distinct[i] = tagged not in seen
-                seen.add(tagged)
-            keep = np.flatnonzero(distinct)
-            texts, task = (raw, task) if len(keep) == len(rows) else (raw.take(keep), task[keep])
-            np.add.at(counts.sampled, task, 1)
             bar.update(len(rows))
-            starts = chunk_starts(byte_lengths(texts), cfg.chunk_size, cfg.chunk_bytes)
-            for a, b in zip(starts, [*starts[1:], len(keep)], strict=True):
-                yield texts.slice(a, b - a), task[a:b]
+            starts = chunk_starts(byte_lengths(raw), cfg.chunk_size, cfg.chunk_bytes)
+            for a, b in zip(starts, [*starts[1:], len(rows)], strict=True):
+                yield raw.slice(a, b - a), task[a:b]
 
-    def work(texts: pa.Array, task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return prompt_keys(normalize_arrow(texts), task, counts, tn)
+    def work(texts: pa.Array, task: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        # repeats of one text (up to case) count once: a prompt copied many times is no template
+        case_keys = pl.Series(texts).str.to_lowercase().hash(seed=0).to_numpy()
+        keys, doc = prompt_key_docs(normalize_arrow(texts), task, counts, tn)
+        return task, case_keys, keys, doc
+
+    def add(task: np.ndarray, case_keys: np.ndarray, keys: np.ndarray, doc: np.ndarray) -> None:
+        # which texts are repeats depends on the order, so this runs here, in chunk order
+        distinct = np.zeros(len(task), dtype=bool)
+        for i, key in enumerate(case_keys.tolist()):
+            tagged = (key << 20) | int(task[i])
+            distinct[i] = tagged not in seen
+            seen.add(tagged)
+        np.add.at(counts.sampled, task[distinct], 1)
+        own = distinct[doc]  # the keys of a repeated text are dropped (each doc's keys are its own)
+        counts.add(keys[own], task[doc[own]])
 
     # workers hash the next chunks while this thread adds finished ones, in chunk order (which
     # keys get noted depends on the order)
@@ -82,9 +86,9 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
         for texts, task in chunks():
             pending.append(pool.submit(work, texts, task))
             if len(pending) > 2 * cfg.n_workers:
-                counts.add(*pending.popleft().result())
+                add(*pending.popleft().result())
         while pending:
-            counts.add(*pending.popleft().result())
+            add(*pending.popleft().result())
     if blank:
         raise DedupInputError(f"{corpus.source}: row(s) with an empty question (ids: {', '.join(blank[:5])})")
     bar.close()
