@@ -76,6 +76,12 @@ class ReleaseFile:
     sha256: str
 
 
+def release_file(path: str, local: Path, data: bytes) -> ReleaseFile:
+    """The entry for `data`, stored at `local`, as the repository's `path`."""
+    git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return ReleaseFile(path, local, len(data), git_sha1, hashlib.sha256(data).hexdigest())
+
+
 def scan_release(folder: Path) -> list[ReleaseFile]:
     """Every file of the release folder, sorted by path; errors when it is missing or not a release."""
     if not folder.is_dir():
@@ -87,9 +93,7 @@ def scan_release(folder: Path) -> list[ReleaseFile]:
         rel = p.relative_to(folder).as_posix()
         if any(part.startswith(".") for part in rel.split("/")):
             raise PublishError(f"{folder}: unexpected hidden file {rel} in the release")
-        data = p.read_bytes()
-        git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-        files.append(ReleaseFile(rel, p, len(data), git_sha1, hashlib.sha256(data).hexdigest()))
+        files.append(release_file(rel, p, p.read_bytes()))
     paths = {f.path for f in files}
     if "README.md" not in paths:
         raise PublishError(f"{folder}: the release has no README.md (empty or incomplete release)")
@@ -129,8 +133,7 @@ def with_card(files: list[ReleaseFile], card: str, folder: Path) -> list[Release
     path = folder / "README.md"
     data = card.encode("utf-8")
     path.write_bytes(data)
-    git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-    readme = ReleaseFile("README.md", path, len(data), git_sha1, hashlib.sha256(data).hexdigest())
+    readme = release_file("README.md", path, data)
     return [readme if f.path == "README.md" else f for f in files]
 
 

@@ -117,6 +117,17 @@ def make_dvc_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> 
     return dest
 
 
+def data_files(repo: Path) -> dict[str, bytes]:
+    """Every file under `repo`'s data/ and release/ but the run records (`run.json`: wall times,
+    never in dvc.lock, never pushed)."""
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for folder in (repo / "data", repo / "release")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
+
+
 def clone_dvc_repo(src: Path, dest: Path) -> Path:
     """`git clone src dest`: a teammate's fresh checkout (an empty DVC cache), importing from `dest`."""
     subprocess.run(["git", "clone", "-q", str(src), str(dest)], check=True, capture_output=True)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from tests.dvcutil import dvc_status, git, make_dvc_repo, run_dvc
+from tests.dvcutil import data_files, dvc_status, git, make_dvc_repo, run_dvc
 from tests.hubserver import HubServer
 from tests.test_publish import git as git_hub
 from tests.test_publish import hub_env, run_publish, write_params
@@ -32,16 +32,6 @@ def _edit_params(repo: Path, edit) -> None:
 def _files(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
-
-
-def _data_files(repo: Path) -> dict[str, bytes]:
-    """Every file under data/ and release/ but the run records (wall times: never in dvc.lock)."""
-    return {
-        p.relative_to(repo).as_posix(): p.read_bytes()
-        for folder in (repo / "data", repo / "release")
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "run.json"
     }
 
 
@@ -61,7 +51,7 @@ def _a_second_clone_gives_the_same_release_and_publishing_it_is_a_no_op(
     other = make_dvc_repo(tmp_path / "clone2")
     _edit_params(other, edit)
     run_dvc(other, "repro", "release")
-    ours, theirs = _data_files(repo), _data_files(other)
+    ours, theirs = data_files(repo), data_files(other)
     assert ours.keys() == theirs.keys()
     for name in ours:
         diff = difflib.unified_diff(

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.dvcutil import clone_dvc_repo, dvc_status, git, keep_stages, make_dvc_repo, run_dvc
+from tests.dvcutil import clone_dvc_repo, data_files, dvc_status, git, keep_stages, make_dvc_repo, run_dvc
 
 TEACHER = "tiny-a"
 
@@ -38,16 +38,6 @@ def _small_demo(repo: Path, scale: float = 1.0) -> None:
     params["traces"]["teachers"][0]["sampling"]["max_tokens"] = 16
     params["prompts"]["budget_scale"] *= scale
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def _files(repo: Path) -> dict[str, bytes]:
-    """Every file under data/ and release/ but the run records (top-level metrics, never pushed)."""
-    return {
-        p.relative_to(repo).as_posix(): p.read_bytes()
-        for folder in (repo / "data", repo / "release")
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "run.json"
-    }
 
 
 def _ids(repo: Path) -> set[str]:
@@ -74,7 +64,7 @@ def test_a_teammate_pulls_a_release_and_pays_only_for_new_prompts(tmp_path: Path
     assert not (b / "data").exists() and not any((b / ".dvc" / "cache").rglob("*.*"))
     run_dvc(b, "pull")
     assert dvc_status(b) == {}
-    assert _files(b) == _files(a)  # every stage's outputs and the generation cache, byte for byte
+    assert data_files(b) == data_files(a)  # every stage's outputs and the generation cache, byte for byte
     repro = run_dvc(b, "repro")
     assert "Running stage" not in repro.stdout, repro.stdout
 
