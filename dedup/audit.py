@@ -69,12 +69,14 @@ def removed_frame(
     root: np.ndarray,
     score: np.ndarray,
     tsim: np.ndarray,
+    twin: np.ndarray,
     early: pl.DataFrame,
 ) -> pl.DataFrame:
     """One row per removed row, sorted by (reason, id).
 
     Duplicates name their kept row (`root`) and carry both questions and the measured
-    similarities; contaminated rows and rows of an earlier release come with theirs in `early`.
+    similarities (an exact duplicate whose `twin` was itself merged into a kept row carries the
+    twin's); contaminated rows and rows of an earlier release come with theirs in `early`.
     """
     gone = np.flatnonzero(code > 0)
     dup_rows = np.flatnonzero(np.isin(code, DUPLICATE_CODES))
@@ -94,6 +96,7 @@ def removed_frame(
             "row": dup_rows,
             "kept_row": root[dup_rows],
             "kept_id": ids.gather(root[dup_rows]).cast(pl.String),
+            "twin_id": ids.gather(np.where(twin[dup_rows] >= 0, twin[dup_rows], dup_rows)).cast(pl.String),
             "similarity": pl.Series(score[dup_rows], dtype=pl.Float64),
             "template_similarity": pl.Series(tsim[dup_rows], dtype=pl.Float64),
         }
@@ -106,8 +109,17 @@ def removed_frame(
             .otherwise(pl.col("kept_id"))
             .alias("cluster_id"),
             pl.col("similarity", "template_similarity").fill_nan(None),
-            pl.when(pl.col("reason") == "exact_duplicate")
+            pl.when((pl.col("reason") == "exact_duplicate") & (pl.col("twin_id") == pl.col("kept_id")))
             .then(pl.format("exact duplicate of {}", pl.col("kept_id")))
+            .when(pl.col("reason") == "exact_duplicate")
+            .then(
+                pl.format(
+                    "exact duplicate of {}, which is a near duplicate (content Jaccard {}) of {}",
+                    pl.col("twin_id"),
+                    pl.col("similarity").round(3),
+                    pl.col("kept_id"),
+                )
+            )
             .when(pl.col("reason").is_in(["near_duplicate", "template_variant"]))
             .then(
                 pl.format(

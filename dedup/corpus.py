@@ -26,6 +26,7 @@ from core.io import reading
 from dedup.decontam import DedupInputError
 
 TASK_COLUMN = "task_name"
+TYPE_COLUMN = "template_type"
 T = TypeVar("T")
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform == "linux" else None
 
@@ -66,9 +67,18 @@ def _task_codes(tasks: pl.Series | None, n: int) -> tuple[np.ndarray, list[str]]
     return codes, names.to_list()
 
 
+def _type_codes(types: pl.Series | None, n: int) -> np.ndarray:
+    """A small code per FLAN template type (zs_opt, zs_noopt, ...): the same example under two
+    template types is a template variant, never a near duplicate."""
+    if types is None:
+        return np.zeros(n, dtype=np.int8)
+    return (types.fill_null("").rank("dense").cast(pl.Int16).to_numpy() - 1).astype(np.int8)
+
+
 @dataclass
 class Corpus:
-    """`id` and task code per row (sorted by id); questions from `frame` or the Parquet `path`."""
+    """`id`, task code and template-type code per row (sorted by id); questions from `frame` or
+    the Parquet `path`."""
 
     ids: pl.Series
     task: np.ndarray  # int64 code per row, indexing `task_names`
@@ -76,6 +86,11 @@ class Corpus:
     source: str
     path: Path | None = None
     frame: pl.DataFrame | None = None
+    template_type: np.ndarray | None = None  # int8 code per row (zeros when the input has none)
+
+    def __post_init__(self) -> None:
+        if self.template_type is None:
+            self.template_type = np.zeros(self.n, dtype=np.int8)
 
     @property
     def n(self) -> int:
@@ -83,13 +98,16 @@ class Corpus:
 
     @classmethod
     def from_frame(cls, df: pl.DataFrame, source: str = "prompts") -> Corpus:
-        """A corpus over an in-memory frame with `id`, `question` and optionally `task_name`."""
+        """A corpus over an in-memory frame with `id`, `question` and optionally `task_name` and
+        `template_type`."""
         task, names = _task_codes(df[TASK_COLUMN] if TASK_COLUMN in df.columns else None, df.height)
-        return cls(df["id"], task, names, source, frame=df.select("question"))
+        types = _type_codes(df[TYPE_COLUMN] if TYPE_COLUMN in df.columns else None, df.height)
+        return cls(df["id"], task, names, source, frame=df.select("question"), template_type=types)
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> Corpus:
-        """A corpus over a Parquet prompt table (reads `id` and `task_name` now, questions later)."""
+        """A corpus over a Parquet prompt table (reads `id`, `task_name` and `template_type` now,
+        questions later)."""
         path = Path(path)
         with reading(path):
             return cls._from_parquet(path)
@@ -116,13 +134,17 @@ class Corpus:
         id_series = pl.Series("id", pa.concat_arrays(ids)) if ids else pl.Series("id", [], dtype=pl.String)
         del ids
         release_free_memory()
+        types = None
+        if TYPE_COLUMN in names:
+            types = _type_codes(pl.read_parquet(path, columns=[TYPE_COLUMN])[TYPE_COLUMN], id_series.len())
         if not has_task:
-            return cls(id_series, np.zeros(id_series.len(), np.int64), [""], str(path), path=path)
+            zeros = np.zeros(id_series.len(), np.int64)
+            return cls(id_series, zeros, [""], str(path), path=path, template_type=types)
         task_names = sorted(index)
         rank = np.empty(len(index), dtype=np.int64)
         rank[[index[t] for t in task_names]] = np.arange(len(index))
         task = rank[np.concatenate(codes)] if codes else np.empty(0, np.int64)
-        return cls(id_series, task, task_names, str(path), path=path)
+        return cls(id_series, task, task_names, str(path), path=path, template_type=types)
 
     def arrow_batches(self, rows: int = _BATCH_ROWS) -> Iterator[tuple[int, pa.Array]]:
         """(first row, questions as an Arrow string array) for consecutive row batches."""

@@ -137,29 +137,52 @@ def _spans(m: int, n: int) -> int:
     return min(m, 1)
 
 
+# a prompt's first or last L words (L < the template n-gram) are keyed apart from its n-grams
+_PREFIX = np.uint64(0x5BD1E9955BD1E995)
+_SUFFIX = np.uint64(0x27D4EB2F165667C5)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _edge_hash(h: np.uint64, length: int, suffix: bool) -> np.uint64:
+    return fmix64(h ^ ((_SUFFIX if suffix else _PREFIX) * _U64(length)))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _key(h: np.uint64, salt: np.uint64) -> np.uint64:
+    return fmix64(h ^ salt) | _U64(1)
+
+
 @nb.njit(cache=True, nogil=True)
 def template_keys(
     words: WordArrays,
     salt: np.ndarray,
+    corpus_salt: np.uint64,
     tn: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(key, doc): the distinct keys of each doc's tn-grams, in first-occurrence order.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key, doc, corpus): the distinct template keys of each doc, in first-occurrence order.
 
-    A key is the n-gram hash mixed with the doc's `salt`, its lowest bit set (so it is never 0).
+    A doc's spans are its tn-grams and its first and last L words for L < min(tn, its length)
+    (templates begin and end with phrases shorter than tn words). Each span gives two keys: mixed
+    with the doc's task `salt` (counted per task) and with `corpus_salt` (counted over the whole
+    corpus; `corpus` is true for those). A key's lowest bit is set, so it is never 0.
     """
     starts, ends, first, at_start, at_end, powers = words
     n_docs = len(first) - 1
     total = 0
     for d in range(n_docs):
-        total += _spans(first[d + 1] - first[d], tn)
+        m = first[d + 1] - first[d]
+        total += 2 * (_spans(m, tn) + 2 * max(0, min(tn, m) - 1))
     out = np.empty(total, np.uint64)
     out_doc = np.empty(total, np.int64)
+    out_corpus = np.empty(total, np.bool_)
     seen = np.zeros(16, np.uint64)  # per-doc open-addressing set, cleared slot by slot
     used = np.empty(16, np.int64)
     k = 0
     for d in range(n_docs):
         a, b = first[d], first[d + 1]
-        cnt = _spans(b - a, tn)
+        m = b - a
+        edges = max(0, min(tn, m) - 1)
+        cnt = 2 * (_spans(m, tn) + 2 * edges)
         if 2 * cnt > len(seen):
             size = len(seen)
             while size < 2 * cnt:
@@ -168,22 +191,35 @@ def template_keys(
             used = np.empty(size, np.int64)
         mask = _U64(len(seen) - 1)
         n_used = 0
-        for j in range(cnt):
-            lw = min(a + j + tn - 1, b - 1)
-            key = fmix64(_range_hash(starts, ends, at_start, at_end, powers, a + j, lw) ^ salt[d]) | _U64(1)
-            i = key & mask
-            while seen[i] != 0 and seen[i] != key:
-                i = (i + _U64(1)) & mask
-            if seen[i] == 0:
-                seen[i] = key
-                used[n_used] = i
-                n_used += 1
-                out[k] = key
-                out_doc[k] = d
-                k += 1
+        for j in range(_spans(m, tn) + 2 * edges):
+            if j < _spans(m, tn):
+                h = _range_hash(starts, ends, at_start, at_end, powers, a + j, min(a + j + tn - 1, b - 1))
+            elif j < _spans(m, tn) + edges:
+                length = j - _spans(m, tn) + 1
+                h = _edge_hash(
+                    _range_hash(starts, ends, at_start, at_end, powers, a, a + length - 1), length, False
+                )
+            else:
+                length = j - _spans(m, tn) - edges + 1
+                h = _edge_hash(
+                    _range_hash(starts, ends, at_start, at_end, powers, b - length, b - 1), length, True
+                )
+            for g in range(2):
+                key = _key(h, corpus_salt if g else salt[d])
+                i = key & mask
+                while seen[i] != 0 and seen[i] != key:
+                    i = (i + _U64(1)) & mask
+                if seen[i] == 0:
+                    seen[i] = key
+                    used[n_used] = i
+                    n_used += 1
+                    out[k] = key
+                    out_doc[k] = d
+                    out_corpus[k] = g == 1
+                    k += 1
         for j in range(n_used):
             seen[used[j]] = 0
-    return out[:k], out_doc[:k]  # no copy: most n-grams of a doc are distinct
+    return out[:k], out_doc[:k], out_corpus[:k]  # no copy: most spans of a doc are distinct
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -204,25 +240,35 @@ def count_min_add(
     """Add one to both counters of every key (saturating at `cap`), in order.
 
     `table` is a blocked count-min sketch: 64 one-byte counters per block, two per key. Returns
-    the keys (and their tasks) whose own insertion lifted their estimate to `floor`: every key
-    that can reach a task's threshold is among them, each once.
+    the distinct keys (and their tasks) of this call whose estimate is at least `floor` after
+    their insertion: every key that can reach a task's threshold is among the keys noted over
+    all calls (`np.unique` them), even one whose counters other keys lifted first.
     """
     blocks = _U64(len(table) // 64)
     out = np.empty(len(keys), np.uint64)
     out_task = np.empty(len(keys), np.int64)
+    size = 16
+    while size < 2 * len(keys):
+        size *= 2
+    seen = np.zeros(size, np.uint64)
+    mask = _U64(size - 1)
     k = 0
     for n in range(len(keys)):
         key = keys[n]
         i, j = _cells(key, blocks)
-        before = min(table[i], table[j])
         if table[i] < cap:
             table[i] += 1
         if table[j] < cap:
             table[j] += 1
-        if before < floor <= min(table[i], table[j]):
-            out[k] = key
-            out_task[k] = task[n]
-            k += 1
+        if min(table[i], table[j]) >= floor:
+            s = key & mask
+            while seen[s] != 0 and seen[s] != key:
+                s = (s + _U64(1)) & mask
+            if seen[s] == 0:
+                seen[s] = key
+                out[k] = key
+                out_task[k] = task[n]
+                k += 1
     return out[:k].copy(), out_task[:k].copy()
 
 
@@ -264,26 +310,51 @@ def _in_set(table: np.ndarray, key: np.uint64) -> bool:
     return False
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _is_template(templates: np.ndarray, h: np.uint64, salt: np.uint64, corpus_salt: np.uint64) -> bool:
+    return _in_set(templates, _key(h, salt)) or _in_set(templates, _key(h, corpus_salt))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _is_number(data: np.ndarray, s: int, e: int) -> bool:
+    # "15", "12th", "1990s", "$15", "+3": a digit first, or an ASCII sign or currency symbol
+    # then a digit ("covid19" and "h2o" are words)
+    if 48 <= data[s] <= 57:
+        return True
+    return e - s > 1 and data[s] < 128 and not _is_alnum(data[s]) and 48 <= data[s + 1] <= 57
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _is_alnum(c: np.uint8) -> bool:
+    return (48 <= c <= 57) or (97 <= c <= 122) or (65 <= c <= 90)
+
+
 @nb.njit(cache=True, nogil=True)
 def content_shingles(
     words: WordArrays,
+    data: np.ndarray,
     salt: np.ndarray,
+    corpus_salt: np.uint64,
     templates: np.ndarray,
     tn: int,
     n: int,
     edit_words: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(shingle doc, shingle hash, content words per doc, covered per word) of every doc.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(shingle doc, shingle hash, content words per doc, covered per word, numbers per doc).
 
-    A word is covered (template) when a tn-gram holding it, keyed with the doc's `salt`, is in the
-    `templates` key set (`key_set`; an empty array covers nothing). Uncovered runs are content, except a
+    A word is covered (template) when a span holding it (a tn-gram, or the doc's first or last L
+    words, as in `template_keys`) is in the `templates` key set (`key_set`; an empty array covers
+    nothing) under the doc's task `salt` or `corpus_salt`. Uncovered runs are content, except a
     run of at most `edit_words` words with covered words on both sides in the same doc; content
-    runs give their word n-grams (a shorter run is one shingle).
+    runs give their word n-grams (a shorter run is one shingle). Numbers: a multiset hash (a sum
+    of mixed word hashes, 0 for none) of the words that are numbers (`_is_number`; `data` is the
+    normalized text the word bounds point into).
     """
     starts, ends, first, at_start, at_end, powers = words
     n_docs = len(first) - 1
     total = len(starts)
     covered = np.zeros(total, np.bool_)
+    numbers = np.zeros(n_docs, np.uint64)
     use_table = len(templates) > 0
     for d in range(n_docs):
         a, b = first[d], first[d + 1]
@@ -293,17 +364,34 @@ def content_shingles(
         for j in range(_spans(b - a, tn)):
             fw = a + j
             lw = min(fw + tn - 1, b - 1)
-            key = fmix64(_range_hash(starts, ends, at_start, at_end, powers, fw, lw) ^ salt[d]) | _U64(1)
-            if _in_set(templates, key):
+            h = _range_hash(starts, ends, at_start, at_end, powers, fw, lw)
+            if _is_template(templates, h, salt[d], corpus_salt):
                 for w in range(max(fw, reach + 1), lw + 1):
                     covered[w] = True
                 reach = max(reach, lw)
+        for length in range(min(tn, b - a) - 1, 0, -1):
+            h = _edge_hash(
+                _range_hash(starts, ends, at_start, at_end, powers, a, a + length - 1), length, False
+            )
+            if _is_template(templates, h, salt[d], corpus_salt):
+                for w in range(a, a + length):
+                    covered[w] = True
+                break
+        for length in range(min(tn, b - a) - 1, 0, -1):
+            h = _range_hash(starts, ends, at_start, at_end, powers, b - length, b - 1)
+            if _is_template(templates, _edge_hash(h, length, True), salt[d], corpus_salt):
+                for w in range(b - length, b):
+                    covered[w] = True
+                break
     sdoc = np.empty(total, np.int64)
     shash = np.empty(total, np.uint64)
     n_content = np.zeros(n_docs, np.int64)
     k = 0
     for d in range(n_docs):
         a, b = first[d], first[d + 1]
+        for w in range(a, b):
+            if _is_number(data, starts[w], ends[w]):
+                numbers[d] += fmix64(_range_hash(starts, ends, at_start, at_end, powers, w, w))
         w = a
         while w < b:
             if covered[w]:
@@ -321,7 +409,7 @@ def content_shingles(
                 lw = min(r0 + j + n - 1, w - 1)
                 shash[k] = _range_hash(starts, ends, at_start, at_end, powers, r0 + j, lw)
                 k += 1
-    return sdoc[:k].copy(), shash[:k].copy(), n_content, covered
+    return sdoc[:k].copy(), shash[:k].copy(), n_content, covered, numbers
 
 
 @nb.njit(cache=True, nogil=True)

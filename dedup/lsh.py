@@ -84,24 +84,3 @@ def estimated_jaccard(
         hi = min(lo + block, len(ia))
         out[lo:hi] = (sig_a[ia[lo:hi]] == sig_b[ib[lo:hi]]).mean(axis=1)
     return out
-
-
-def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Union-find over edges: label[i] is the smallest index in i's component."""
-    label = np.arange(n, dtype=np.int64)
-    if len(u) == 0:
-        return label
-    u = np.asarray(u, dtype=np.int64)
-    v = np.asarray(v, dtype=np.int64)
-    while True:
-        lu, lv = label[u], label[v]
-        if np.array_equal(lu, lv):
-            return label
-        low = np.minimum(lu, lv)
-        np.minimum.at(label, lu, low)
-        np.minimum.at(label, lv, low)
-        while True:  # pointer jumping until every node points at a root
-            nxt = label[label]
-            if np.array_equal(nxt, label):
-                break
-            label = nxt

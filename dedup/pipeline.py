@@ -1,10 +1,9 @@
-"""The dedup stage's logic: decontaminate, then exact, near-duplicate and template-variant merges.
+"""The dedup stage's logic, in phases: decontaminate, drop rows of an earlier release, exact
+clusters, near clusters (dedup/clusters.py), stats.
 
-Exact duplicates compare the whole normalised question. Near duplicates compare each prompt's own
-content (dedup/content.py): LSH over content MinHash signatures finds candidates, every candidate
-is verified on its shingle sets, and union-find clusters keep the smallest id. A verified pair
-whose templates differ (template-word Jaccard below `template_threshold`) is the same example
-under another template: merged only when `template_variants: merge`.
+Exact duplicates compare the whole normalised question; the smallest id of a group is kept. Near
+duplicates compare each prompt's own content (dedup/content.py) and are judged and clustered as
+dedup/clusters.py says.
 """
 
 from __future__ import annotations
@@ -21,15 +20,14 @@ import numpy as np
 import polars as pl
 
 from core.contracts import Funnel
-from dedup.audit import CODE, EARLY_SCHEMA, REASONS, STAGE, removed_frame, similarity_summary
+from dedup.audit import CODE, DUPLICATE_CODES, EARLY_SCHEMA, REASONS, STAGE, removed_frame, similarity_summary
+from dedup.clusters import NearClusters, candidate_rows, near_clusters
 from dedup.config import DedupConfig
-from dedup.corpus import ONE_PASS_ROWS, Corpus, release_free_memory
+from dedup.corpus import Corpus, release_free_memory
 from dedup.decontam import DedupInputError, build_eval_index
-from dedup.lsh import bucket_pairs, connected_components
-from dedup.minhash import MinHashParams, run_chunks
+from dedup.minhash import MinHashParams
 from dedup.normalize import exact_keys, normalize_batch
 from dedup.sketch import CrossIndex, Sketch, content_signatures, sketch_corpus, template_counts
-from dedup.verify import sketch_rows
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +92,7 @@ def dedup_frame(
     in-memory prompt table; `kept` holds the kept rows with `cluster_id`."""
     check_questions(df, source)
     df = sort_by_id(df)
-    cols = [c for c in ("id", "question", "task_name") if c in df.columns]
+    cols = [c for c in ("id", "question", "task_name", "template_type") if c in df.columns]
     result = dedup_corpus(Corpus.from_frame(df.select(cols), source), cfg, seed, eval_sets, previous)
     result.kept = df.filter(pl.Series(result.keep)).with_columns(pl.col("id").alias("cluster_id"))
     return result
@@ -162,17 +160,175 @@ def _previous_index(
     return CrossIndex.build(sig, ok, cfg.threshold, cfg), keys
 
 
-def _merges(sk: Sketch, cand: np.ndarray, workers: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidate pairs (indices into `cand`, sorted) from LSH, one band at a time per thread."""
-    m = np.int64(len(cand))
-    found: list[np.ndarray] = [np.empty(0, np.int64)] * sk.bands
+@dataclass
+class _Rows:
+    """Per-row decisions: reason code (0 kept), kept row, similarities, exact twin."""
 
-    def work(b: int) -> None:
-        found[b] = bucket_pairs(sk.band(b)[cand])  # one int64 per pair: u * m + v
+    code: np.ndarray
+    root: np.ndarray
+    score: np.ndarray
+    tsim: np.ndarray
+    twin: np.ndarray  # an exact duplicate's representative (-1 for other rows)
+    early: list[dict[str, Any]] = field(default_factory=list)  # contaminated and released rows
 
-    run_chunks(work, range(sk.bands), workers)
-    pairs = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
-    return pairs // m, pairs % m, len(pairs)
+    @classmethod
+    def start(cls, n: int) -> _Rows:
+        return cls(
+            np.zeros(n, dtype=np.int8),
+            np.arange(n),
+            np.full(n, np.nan),
+            np.full(n, np.nan),
+            np.full(n, -1, dtype=np.int64),
+        )
+
+
+def decontaminate(rows: _Rows, sk: Sketch, eval_index: Any, eval_sets: dict[str, list[str]]) -> Counter[str]:
+    """Remove rows that hold an evaluation item's n-grams or match it by MinHash."""
+    contaminated: Counter[str] = Counter()
+    if eval_index is None:
+        return contaminated
+    items = [t for texts in eval_sets.values() for t in texts]
+    overlaps = [f.rename({"item": "other"}) for f in sk.overlaps if f.height]
+    found = [_best_per_row(overlaps, "ngram_overlap"), _best_per_row(sk.eval_hits, "minhash_jaccard")]
+    for row, item, value, kind in _best_per_row(found).iter_rows():
+        name = eval_index.names[item]
+        rows.code[row] = CODE["contaminated"]
+        rows.early.append(
+            {
+                "row": row,
+                "kept_question": items[item],
+                "similarity": value,
+                "detail": f"{name}: item {int(eval_index.item_index[item])}, {kind} {value:.3f}",
+            }
+        )
+        contaminated[name] += 1
+    return contaminated
+
+
+def drop_released(rows: _Rows, sk: Sketch, prev_keys: pl.DataFrame | None) -> None:
+    """Remove rows already in an earlier release: exact key or content MinHash match."""
+    if prev_keys is None:
+        return
+    active = np.flatnonzero(rows.code == 0)
+    exact = (
+        pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]})
+        .join(prev_keys.select("other", "hi", "lo"), on=["hi", "lo"])
+        .select("row", "other", pl.lit(1.0).alias("score"))
+    )
+    near = [h.filter(pl.col("row").is_in(active)) for h in sk.previous_hits if h.height]
+    best = _best_per_row([_best_per_row([exact], "exact"), _best_per_row(near, "minhash_jaccard")])
+    pids, questions = prev_keys["pid"].to_list(), prev_keys["pquestion"].to_list()
+    for row, other, value, kind in best.iter_rows():
+        rows.code[row] = CODE["in_previous_release"]
+        rows.early.append(
+            {
+                "row": row,
+                "kept_id": pids[other],
+                "kept_question": questions[other],
+                "similarity": value,
+                "detail": f"previous release id {pids[other]}: {kind} {value:.3f}",
+            }
+        )
+
+
+def exact_clusters(rows: _Rows, sk: Sketch) -> np.ndarray:
+    """Each active row's representative: the first row (smallest id) with its normalised text."""
+    n = len(rows.code)
+    active = np.flatnonzero(rows.code == 0)
+    order = np.lexsort((active, sk.key_lo[active], sk.key_hi[active]))
+    hi, lo, sorted_rows = sk.key_hi[active][order], sk.key_lo[active][order], active[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+    rep = np.arange(n)
+    rep[sorted_rows] = sorted_rows[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+    return rep
+
+
+def apply_clusters(rows: _Rows, rep: np.ndarray, near: NearClusters) -> None:
+    """Near-duplicate and variant rows join their kept row; an exact duplicate joins its
+    representative's (with the representative's similarity to it)."""
+    n = len(rows.code)
+    moved = near.target != near.rows
+    gone = near.rows[moved]
+    rows.root[gone] = near.target[moved]
+    rows.score[gone], rows.tsim[gone] = near.content[moved], near.template[moved]
+    codes = np.array([0, CODE["near_duplicate"], CODE["template_variant"]], dtype=np.int8)
+    rows.code[gone] = codes[near.kind[moved]]
+    exact = np.flatnonzero(rep != np.arange(n))
+    twin = rep[exact]
+    kept_twin = rows.root[twin] == twin
+    rows.root[exact] = rows.root[twin]
+    rows.score[exact] = np.where(kept_twin, 1.0, rows.score[twin])
+    rows.tsim[exact] = np.where(kept_twin, 1.0, rows.tsim[twin])
+    rows.twin[exact] = twin
+    rows.code[exact] = CODE["exact_duplicate"]
+
+
+def dedup_stats(
+    corpus: Corpus,
+    cfg: DedupConfig,
+    rows: _Rows,
+    sk: Sketch,
+    near: NearClusters,
+    short_rows: int,
+    contaminated: Counter[str],
+    eval_sets: dict[str, list[str]],
+) -> dict[str, Any]:
+    """The stage's `stats.json` (a function of the data and the params)."""
+    n = corpus.n
+    code = rows.code
+    keep = code == 0
+    by_code = np.bincount(code, minlength=len(REASONS) + 1)
+    counts_by_reason = {r: int(by_code[CODE[r]]) for r in REASONS}
+    dup = np.isin(code, DUPLICATE_CODES)
+    sizes = Counter(pl.Series(rows.root[keep | dup]).value_counts()["count"].to_list())
+    is_near, is_variant = code == CODE["near_duplicate"], code == CODE["template_variant"]
+    with_template = int((sk.n_content_words < sk.n_words).sum())
+    bands, band_rows = cfg.lsh()
+    return {
+        "funnel": Funnel(stage=STAGE, rows_in=n, rows_out=int(keep.sum()), removed=counts_by_reason).dump(),
+        "exact_duplicates": counts_by_reason["exact_duplicate"],
+        "near_duplicates": counts_by_reason["near_duplicate"],
+        "template_variants": {
+            "policy": cfg.template_variants,
+            "found": near.variants_found,
+            "merged": counts_by_reason["template_variant"],
+            "pairs": near.variant_pairs,
+        },
+        "numbers": {"policy": cfg.numbers, "pairs": near.number_pairs},
+        "short_content": {"min_content_words": cfg.min_content_words, "rows": short_rows},
+        "in_previous_release": counts_by_reason["in_previous_release"],
+        "contaminated": {name: int(contaminated.get(name, 0)) for name in sorted(eval_sets)},
+        "eval_items": {name: len(texts) for name, texts in sorted(eval_sets.items())},
+        "cluster_sizes": {str(k): int(sizes[k]) for k in sorted(sizes)},
+        "merge_similarity": {
+            "near_duplicate": similarity_summary(rows.score[is_near]),
+            "template_variant": similarity_summary(rows.score[is_variant]),
+            "near_duplicate_template": similarity_summary(rows.tsim[is_near]),
+        },
+        "content": {
+            "tasks": len(corpus.task_names),
+            "tasks_with_template": int(
+                np.unique(corpus.task[sk.n_content_words < sk.n_words]).size if with_template else 0
+            ),
+            "prompts_with_template": with_template,
+            "prompts_without_content": int((sk.n_content == 0).sum()),
+            "template_word_share": round(float(1 - sk.n_content_words.sum() / max(sk.n_words.sum(), 1)), 4),
+        },
+        "lsh": {
+            "ngram": cfg.ngram,
+            "template_ngram": cfg.template_ngram,
+            "num_perm": cfg.num_perm,
+            "bands": bands,
+            "rows": band_rows,
+            "threshold": cfg.threshold,
+            "template_diff_words": cfg.template_diff_words,
+            "template_diff_share": cfg.template_diff_share,
+            "scheme": cfg.scheme,
+            "candidate_pairs": near.candidate_pairs,
+            "verified_pairs": near.verified_pairs,
+        },
+    }
 
 
 def dedup_corpus(
@@ -196,173 +352,33 @@ def dedup_corpus(
     prev_cross, prev_keys = (None, None)
     if previous is not None:
         prev_cross, prev_keys = _previous_index(previous, corpus, counts, params, cfg)
+    rows = _Rows.start(n)
     with tempfile.TemporaryDirectory(prefix="dedup-bands-") as band_dir:
         sk = sketch_corpus(corpus, counts, params, cfg, Path(band_dir), eval_index, eval_cross, prev_cross)
         clock.mark("sketch")
-        code = np.zeros(n, dtype=np.int8)  # CODE of the reason a row goes; 0 while kept
-        early: list[dict[str, Any]] = []  # contaminated rows and rows of an earlier release
-        score = np.full(n, np.nan)
-
-        # 1. Contamination: n-gram overlap with, or MinHash similarity to, an evaluation item.
-        contaminated: Counter[str] = Counter()
-        if eval_index is not None:
-            items = [t for texts in eval_sets.values() for t in texts]
-            overlaps = [f.rename({"item": "other"}) for f in sk.overlaps if f.height]
-            found = [_best_per_row(overlaps, "ngram_overlap"), _best_per_row(sk.eval_hits, "minhash_jaccard")]
-            for row, item, value, kind in _best_per_row(found).iter_rows():
-                name = eval_index.names[item]
-                code[row] = CODE["contaminated"]
-                early.append(
-                    {
-                        "row": row,
-                        "kept_question": items[item],
-                        "similarity": value,
-                        "detail": f"{name}: item {int(eval_index.item_index[item])}, {kind} {value:.3f}",
-                    }
-                )
-                contaminated[name] += 1
-
-        # 2. Rows already released: exact key or content MinHash match with the previous release.
-        if prev_cross is not None and prev_keys is not None:
-            active = np.flatnonzero(code == 0)
-            exact = (
-                pl.DataFrame({"row": active, "hi": sk.key_hi[active], "lo": sk.key_lo[active]})
-                .join(prev_keys.select("other", "hi", "lo"), on=["hi", "lo"])
-                .select("row", "other", pl.lit(1.0).alias("score"))
-            )
-            near = [h.filter(pl.col("row").is_in(active)) for h in sk.previous_hits if h.height]
-            best = _best_per_row([_best_per_row([exact], "exact"), _best_per_row(near, "minhash_jaccard")])
-            pids, pq_ = prev_keys["pid"].to_list(), prev_keys["pquestion"].to_list()
-            for row, other, value, kind in best.iter_rows():
-                code[row] = CODE["in_previous_release"]
-                early.append(
-                    {
-                        "row": row,
-                        "kept_id": pids[other],
-                        "kept_question": pq_[other],
-                        "similarity": value,
-                        "detail": f"previous release id {pids[other]}: {kind} {value:.3f}",
-                    }
-                )
+        contaminated = decontaminate(rows, sk, eval_index, eval_sets)
+        drop_released(rows, sk, prev_keys)
         clock.mark("decontaminate")
-
-        # 3. Exact duplicates of the whole normalised question; the smallest id is kept.
-        active = np.flatnonzero(code == 0)
-        order = np.lexsort((active, sk.key_lo[active], sk.key_hi[active]))
-        hi, lo, rows = sk.key_hi[active][order], sk.key_lo[active][order], active[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
-        rep = np.arange(n)
-        rep[rows] = rows[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
-        del order, hi, lo, rows, first
-        is_exact = rep != np.arange(n)
+        rep = exact_clusters(rows, sk)
         clock.mark("exact")
-
-        # 4. Near duplicates on own content: LSH candidates, every one verified.
-        cand = np.flatnonzero((code == 0) & ~is_exact & (sk.n_content > 0))
-        u, v, n_candidates = _merges(sk, cand, cfg.n_workers)
-    clock.mark("lsh")
-    # content Jaccard of every candidate, then word multisets only for the pairs that match (one
-    # pass for both when the candidate rows are few enough for their word multisets to fit)
-    cu, cv = cand[u], cand[v]
-    rows = np.unique(np.concatenate([cu, cv]))
-    if len(rows) <= ONE_PASS_ROWS:
-        rs = sketch_rows(corpus, rows, counts, cfg)
-        jc, jt = rs.similarity(cu, cv, cfg.n_workers)
-        match = jc >= cfg.threshold
-    else:
-        content_rows = sketch_rows(corpus, rows, counts, cfg, words=False)
-        jc = content_rows.similarity(cu, cv, cfg.n_workers)[0]
-        del content_rows
-        match = jc >= cfg.threshold
-        rs = sketch_rows(corpus, np.unique(np.concatenate([cu[match], cv[match]])), counts, cfg)
-        jt = np.zeros(len(u))
-        jt[match] = rs.similarity(cu[match], cv[match], cfg.n_workers)[1]
-    del rows
-    same = match & (jt >= cfg.template_threshold)
-    variant = match & ~same
-    clock.mark("verify")
-    label_near = connected_components(len(cand), u[same], v[same])
-    label_all = connected_components(len(cand), u[match], v[match])
-    merge = cfg.template_variants == "merge"
-    label = label_all if merge else label_near
-    root = np.arange(n)
-    root[cand] = cand[label]
-    root = root[rep]  # an exact duplicate joins its representative's cluster
-    is_merged = (code == 0) & ~is_exact & (root != np.arange(n))
-    near_root = np.arange(n)
-    near_root[cand] = cand[label_near]
-    near_root = near_root[rep]
-    is_variant = is_merged & (near_root != root)
-    is_near = is_merged & ~is_variant
-    variants_found = int(
-        (label_all != np.arange(len(cand))).sum() - (label_near != np.arange(len(cand))).sum()
+        active = (rows.code == 0) & (rep == np.arange(n))
+        cand = candidate_rows(sk, active, cfg)
+        short_rows = int((active & (sk.n_content_words < cfg.min_content_words)).sum())
+        near = near_clusters(corpus, sk, counts, cfg, cand)
+    clock.mark("near")
+    apply_clusters(rows, rep, near)
+    removed = removed_frame(
+        corpus,
+        rows.code,
+        rows.root,
+        rows.score,
+        rows.tsim,
+        rows.twin,
+        pl.DataFrame(rows.early, schema=EARLY_SCHEMA),
     )
-
-    merged_rows = np.flatnonzero(is_merged)
-    # a merged row and its cluster's kept row both sit in matching pairs, so both are sketched
-    mc, mt = rs.similarity(merged_rows, root[merged_rows], cfg.n_workers)
-    del rs
-    score[merged_rows] = mc
-    tsim = np.full(n, np.nan)
-    tsim[merged_rows] = mt
-    exact_rows = np.flatnonzero(is_exact)
-    score[exact_rows] = 1.0
-    tsim[exact_rows] = 1.0
-    code[exact_rows] = CODE["exact_duplicate"]
-    code[merged_rows] = np.where(is_variant[merged_rows], CODE["template_variant"], CODE["near_duplicate"])
-    dup = is_exact | is_merged
-    keep = code == 0
-    clock.mark("clusters")
-
-    removed = removed_frame(corpus, code, root, score, tsim, pl.DataFrame(early, schema=EARLY_SCHEMA))
-    by_code = np.bincount(code, minlength=len(REASONS) + 1)
-    counts_by_reason = {r: int(by_code[CODE[r]]) for r in REASONS}
-    sizes = Counter(pl.Series(root[keep | dup]).value_counts()["count"].to_list())
+    stats = dedup_stats(corpus, cfg, rows, sk, near, short_rows, contaminated, eval_sets)
     clock.mark("outputs")
     seconds = time.perf_counter() - clock.t0
-    with_template = int((sk.n_content_words < sk.n_words).sum())
-    stats = {
-        "funnel": Funnel(stage=STAGE, rows_in=n, rows_out=int(keep.sum()), removed=counts_by_reason).dump(),
-        "exact_duplicates": counts_by_reason["exact_duplicate"],
-        "near_duplicates": counts_by_reason["near_duplicate"],
-        "template_variants": {
-            "policy": cfg.template_variants,
-            "found": variants_found,
-            "merged": counts_by_reason["template_variant"],
-            "pairs": int(variant.sum()),
-        },
-        "in_previous_release": counts_by_reason["in_previous_release"],
-        "contaminated": {name: int(contaminated.get(name, 0)) for name in sorted(eval_sets)},
-        "eval_items": {name: len(texts) for name, texts in sorted(eval_sets.items())},
-        "cluster_sizes": {str(k): int(sizes[k]) for k in sorted(sizes)},
-        "merge_similarity": {
-            "near_duplicate": similarity_summary(score[is_near]),
-            "template_variant": similarity_summary(score[is_variant]),
-            "near_duplicate_template": similarity_summary(tsim[is_near]),
-        },
-        "content": {
-            "tasks": len(corpus.task_names),
-            "tasks_with_template": int(
-                np.unique(corpus.task[sk.n_content_words < sk.n_words]).size if with_template else 0
-            ),
-            "prompts_with_template": with_template,
-            "prompts_without_content": int((sk.n_content == 0).sum()),
-            "template_word_share": round(float(1 - sk.n_content_words.sum() / max(sk.n_words.sum(), 1)), 4),
-        },
-        "lsh": {
-            "ngram": cfg.ngram,
-            "template_ngram": cfg.template_ngram,
-            "num_perm": cfg.num_perm,
-            "bands": cfg.lsh()[0],
-            "rows": cfg.lsh()[1],
-            "threshold": cfg.threshold,
-            "template_threshold": cfg.template_threshold,
-            "scheme": cfg.scheme,
-            "candidate_pairs": int(n_candidates),
-            "verified_pairs": int(match.sum()),
-        },
-    }
     timing = {"seconds": round(seconds, 3), "docs_per_s": round(n / seconds, 1) if seconds else None}
     logger.info("dedup: %s", stats["funnel"])
-    return DedupResult(keep, removed, stats, {**timing, "phases": clock.phases})
+    return DedupResult(rows.code == 0, removed, stats, {**timing, "phases": clock.phases})

@@ -69,12 +69,14 @@ def pair_scores(
     word_sets: tuple[np.ndarray, np.ndarray, np.ndarray],
     content: np.ndarray,
     template: np.ndarray,
+    missing: np.ndarray,
 ) -> None:
-    """Content Jaccard and template similarity of local docs u[k], v[k].
+    """Content Jaccard, template similarity and missing template words of local docs u[k], v[k].
 
-    Content: `(offsets, hashes)`, the sorted distinct shingle hashes per doc (CSR). Template
-    similarity: 1 - (template words of u missing from v's words + the converse) / the larger
-    template, over `(offsets, hashes, template flags)`, each doc's sorted word hashes (CSR).
+    Content: `(offsets, hashes)`, the sorted distinct shingle hashes per doc (CSR). Over
+    `(offsets, hashes, template flags)`, each doc's sorted word hashes (CSR): `missing[k]` holds
+    the template words of u missing from v's words (as multisets) and the converse, and template
+    similarity is 1 - their sum / the larger template.
     """
     c_off, c_hash = content_sets
     w_off, w_hash, w_template = word_sets
@@ -97,16 +99,41 @@ def pair_scores(
         i, ie, j, je = w_off[x], w_off[x + 1], w_off[y], w_off[y + 1]
         tu = 0
         tv = 0
-        missing = 0
+        mu = 0
+        mv = 0
         while i < ie or j < je:
             h = w_hash[i] if j >= je or (i < ie and w_hash[i] < w_hash[j]) else w_hash[j]
             i, cu, tcu = _run(w_hash, w_template, i, ie, h)
             j, cv, tcv = _run(w_hash, w_template, j, je, h)
             tu += tcu
             tv += tcv
-            missing += max(0, tcu - cv) + max(0, tcv - cu)
+            mu += max(0, tcu - cv)
+            mv += max(0, tcv - cu)
         larger = max(tu, tv, 1)
-        template[k] = 1.0 - min(missing / larger, 1.0)
+        template[k] = 1.0 - min((mu + mv) / larger, 1.0)
+        missing[k, 0] = mu
+        missing[k, 1] = mv
+
+
+@nb.njit(cache=True, nogil=True)
+def star_clusters(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Greedy clusters without chains: rows in index order, each joins its best-scored linked row
+    of a smaller index that is kept (ties: the smallest index), else it is kept. Edges (a[k] <
+    b[k]) must be sorted by b. Returns each row's kept row (itself when kept)."""
+    target = np.arange(n, dtype=np.int64)
+    best = np.full(n, -1.0)
+    k = 0
+    while k < len(b):
+        row = b[k]
+        while k < len(b) and b[k] == row:
+            other = a[k]
+            if target[other] == other and (
+                score[k] > best[row] or (score[k] == best[row] and other < target[row])
+            ):
+                best[row] = score[k]
+                target[row] = other
+            k += 1
+    return target
 
 
 @nb.njit(cache=True, nogil=True)

@@ -39,8 +39,12 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
     rank = pl.DataFrame({"t": corpus.task}).select(pl.int_range(pl.len()).over("t"))[:, 0].to_numpy()
     sampled = rank < cfg.template_sample
     n_tasks = len(corpus.task_names)
-    max_count = max(int(np.ceil(cfg.template_share * cfg.template_sample)), cfg.template_min_prompts)
-    counts = TemplateCounts(n_tasks, int(sampled.sum()) * 64, seed, max_count, cfg.template_min_prompts)
+    max_count = max(
+        int(np.ceil(cfg.template_share * cfg.template_sample)),
+        cfg.template_min_prompts,
+        cfg.template_corpus_prompts,
+    )
+    counts = TemplateCounts(n_tasks, int(sampled.sum()) * 128, seed, max_count, cfg.template_min_prompts)
     seen: set[int] = set()
     bar = tqdm(total=int(sampled.sum()), desc="dedup templates", unit="doc", disable=corpus.n < 100_000)
 
@@ -62,13 +66,15 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
             for a, b in zip(starts, [*starts[1:], len(rows)], strict=True):
                 yield raw.slice(a, b - a), task[a:b]
 
-    def work(texts: pa.Array, task: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def work(texts: pa.Array, task: np.ndarray) -> tuple[np.ndarray, ...]:
         # repeats of one text (up to case) count once: a prompt copied many times is no template
         case_keys = pl.Series(texts).str.to_lowercase().hash(seed=0).to_numpy()
-        keys, doc = prompt_key_docs(normalize_arrow(texts), task, counts, tn)
-        return task, case_keys, keys, doc
+        keys, doc, slot = prompt_key_docs(normalize_arrow(texts), task, counts, tn)
+        return task, case_keys, keys, doc, slot
 
-    def add(task: np.ndarray, case_keys: np.ndarray, keys: np.ndarray, doc: np.ndarray) -> None:
+    def add(
+        task: np.ndarray, case_keys: np.ndarray, keys: np.ndarray, doc: np.ndarray, slot: np.ndarray
+    ) -> None:
         # which texts are repeats depends on the order, so this runs here, in chunk order
         distinct = np.zeros(len(task), dtype=bool)
         for i, key in enumerate(case_keys.tolist()):
@@ -77,7 +83,7 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
             seen.add(tagged)
         np.add.at(counts.sampled, task[distinct], 1)
         own = distinct[doc]  # the keys of a repeated text are dropped (each doc's keys are its own)
-        counts.add(keys[own], task[doc[own]])
+        counts.add(keys[own], slot[own])
 
     # workers hash the next chunks while this thread adds finished ones, in chunk order (which
     # keys get noted depends on the order)
@@ -138,6 +144,7 @@ class Sketch:
     n_content: np.ndarray  # content shingles per row
     n_words: np.ndarray
     n_content_words: np.ndarray
+    numbers: np.ndarray  # multiset hash of each row's numbers (0: none)
     band_dir: Path
     bands: int
     overlaps: list[pl.DataFrame] = field(default_factory=list)  # eval n-gram overlap
@@ -194,6 +201,7 @@ def sketch_corpus(
         np.empty(n, np.int64),
         np.empty(n, np.int64),
         np.empty(n, np.int64),
+        np.empty(n, np.uint64),
         band_dir,
         bands,
     )
@@ -214,7 +222,7 @@ def sketch_corpus(
         sig = signatures_from_shingles(cs.content, params)
         ok = cs.content.counts() > 0
         out.n_content[g] = cs.content.counts()
-        out.n_words[g], out.n_content_words[g] = cs.n_words, cs.n_content_words
+        out.n_words[g], out.n_content_words[g], out.numbers[g] = cs.n_words, cs.n_content_words, cs.numbers
         keys[a:b] = band_keys(sig, bands, rows)
         hits = [pl.DataFrame(), pl.DataFrame(), pl.DataFrame()]
         if eval_index is not None:

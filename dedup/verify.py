@@ -34,19 +34,24 @@ class RowSketches:
     w_hash: np.ndarray
     w_template: np.ndarray
 
-    def similarity(self, u: np.ndarray, v: np.ndarray, workers: int) -> tuple[np.ndarray, np.ndarray]:
-        """(content Jaccard, template similarity) of corpus rows u[k], v[k] (both in `rows`)."""
+    def similarity(
+        self, u: np.ndarray, v: np.ndarray, workers: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(content Jaccard, template similarity, missing template words (k, 2)) of corpus rows
+        u[k], v[k] (both in `rows`): `missing[k]` counts u's template words absent from v and
+        v's absent from u."""
         lu, lv = np.searchsorted(self.rows, u), np.searchsorted(self.rows, v)
         content = np.zeros(len(u), dtype=np.float64)
         template = np.zeros(len(u), dtype=np.float64)
+        missing = np.zeros((len(u), 2), dtype=np.int64)
 
         def work(lo: int) -> None:
             s = slice(lo, lo + _PAIR_BLOCK)
             words = (self.w_off, self.w_hash, self.w_template)
-            pair_scores(lu[s], lv[s], (self.c_off, self.c_hash), words, content[s], template[s])
+            pair_scores(lu[s], lv[s], (self.c_off, self.c_hash), words, content[s], template[s], missing[s])
 
         run_chunks(work, range(0, len(u), _PAIR_BLOCK), workers)
-        return content, template
+        return content, template, missing
 
 
 def _concat_csr(offs: list[np.ndarray], vals: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +65,7 @@ def sketch_rows(
     corpus: Corpus, rows: np.ndarray, counts: TemplateCounts, cfg: DedupConfig, words: bool = True
 ) -> RowSketches:
     """Sketch the given corpus rows (sorted, distinct) in one streaming pass; `words`: with their
-    word multisets (without, every pair's template similarity reads 1)."""
+    word multisets (without, every pair's template similarity reads 1 and nothing is missing)."""
     settings = cfg.template_settings()
     parts: list[tuple] = []
     for lo, questions in corpus.arrow_batches():

@@ -14,7 +14,8 @@ from datasketch import MinHash, MinHashLSH
 from core.config import ParamsError, parse_section
 from dedup.config import DedupConfig, EvalSetSpec
 from dedup.decontam import DedupInputError, load_eval_texts
-from dedup.lsh import band_keys, candidate_pairs, connected_components, lsh_params
+from dedup.lsh import band_keys, candidate_pairs, lsh_params
+from dedup.set_kernels import star_clusters
 from dedup.minhash import (
     MinHashParams,
     batch_shingles,
@@ -107,7 +108,8 @@ def test_signatures_interoperate_with_minhashlsh() -> None:
 
 def test_bands_rows_must_match_num_perm() -> None:
     assert lsh_params(128, 0.8) == (9, 13)
-    assert DedupConfig().lsh() == (32, 4)
+    assert DedupConfig(lsh_threshold=None).lsh() == (32, 4)
+    assert DedupConfig().lsh() == (42, 3)  # tuned below the threshold: pairs at 0.5 are found
     assert lsh_params(128, 0.8, 16, 8) == (16, 8)
     with pytest.raises(ValueError, match="bands x rows must equal num_perm"):
         lsh_params(128, 0.8, 10, 13)
@@ -115,9 +117,13 @@ def test_bands_rows_must_match_num_perm() -> None:
         parse_section(DedupConfig, {"bands": 10, "rows": 13}, section="dedup", source="params.yaml")
 
 
-def test_union_find_and_candidates() -> None:
-    label = connected_components(8, np.array([5, 1, 3, 6]), np.array([6, 3, 5, 7]))
-    assert label.tolist() == [0, 1, 2, 1, 4, 1, 1, 1]
+def test_star_clusters_have_no_chains_and_candidates() -> None:
+    # 0~1 and 1~2 but not 0~2: 1 joins 0, and 2, linked only to a removed row, stays
+    target = star_clusters(3, np.array([0, 1]), np.array([1, 2]), np.array([0.9, 0.9]))
+    assert target.tolist() == [0, 0, 2]
+    # a row joins its most similar kept row of a smaller index (ties: the smallest index)
+    target = star_clusters(4, np.array([0, 1, 0, 1]), np.array([2, 2, 3, 3]), np.array([0.6, 0.8, 0.7, 0.7]))
+    assert target.tolist() == [0, 1, 1, 0]
     sig = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [7, 7, 3, 4], [5, 5, 5, 5]], dtype=np.uint32)
     u, v = candidate_pairs(band_keys(sig, 2, 2))
     assert list(zip(u.tolist(), v.tolist(), strict=True)) == [(0, 1), (0, 2)]
@@ -169,7 +175,7 @@ def test_kept_row_is_deterministic_under_shuffle_and_workers() -> None:
 
 def test_unrecognised_templates_merge_distinct_prompts() -> None:
     # with the template never recognised, the shared ~95-word boilerplate merges distinct prompts
-    blind = dedup_frame(golden(), DedupConfig(template_min_prompts=255), SEED)
+    blind = dedup_frame(golden(), DedupConfig(template_min_prompts=255, template_corpus_prompts=255), SEED)
     assert blind.kept.filter(pl.col("task_name") == "template_group").height < 30
 
 
