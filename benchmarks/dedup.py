@@ -5,8 +5,9 @@
 
 Corpora (benchmarks/dedup_data.py): the earlier synthetic corpus (whole-text near duplicates, kept as
 one row so the change of method is visible); a template corpus (long task templates around short
-instances, planted near duplicates across true content-Jaccard bands 0.6-1.0); and the real NIV2
-prompts of `../shared/data/real` with planted light edits (5% of words). Each side runs in a fresh
+instances, planted near duplicates across true content-Jaccard bands 0.6-1.0); and the real
+prompts of `../shared/data/real` (NIV2; CoT and TREC) with planted light edits (5% of the words
+of prompts of 30+ words; `benchmarks.real_data`), scored per file. Each side runs in a fresh
 process so peak RSS is its own. Ours runs the stage path (questions streamed from Parquet);
 the baseline is datasketch's defaults (sha1, `MinHash.update` per whole-text word 5-gram,
 `MinHashLSH` threshold 0.8, query-then-insert) on the first `--baseline-n` documents.
@@ -33,11 +34,9 @@ from benchmarks.dedup_data import (
     make_corpus,
     make_template_corpus,
     precision_recall,
-    real_corpus,
-    real_scores,
 )
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "niv1_dev.parquet"
+from benchmarks.real_data import REAL_FILES, load_real, plant_edits, score_removals
+from dedup.config import DedupConfig
 
 
 def _peak_rss_mib() -> float:
@@ -59,7 +58,7 @@ def run_ours(corpus: Path, out: Path, policy: str) -> dict[str, Any]:
     check_corpus(c)
     result = dedup_corpus(c, DedupConfig(template_variants=policy), SEED)
     seconds = time.perf_counter() - t0
-    result.removed.select("id", "kept_id", "reason").write_parquet(out)
+    result.removed.select("id", "kept_id", "reason", "similarity").write_parquet(out)
     return {
         "docs": c.n,
         "seconds": seconds,
@@ -153,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200_000, help="prompts in the generated corpora")
     ap.add_argument("--baseline-n", type=int, default=10_000, help="docs the baseline runs on")
-    ap.add_argument("--real", type=Path, default=REAL, help="real NIV2 prompts (niv1_dev.parquet)")
+    ap.add_argument("--real", nargs="*", default=list(REAL_FILES), help="real files (names or paths)")
+    ap.add_argument("--edits", type=int, default=1500, help="planted light edits per real file")
     ap.add_argument(
         "--repeat", type=int, help="runs per side, the fastest reported (default 3; 1 above 1M prompts)"
     )
@@ -199,22 +199,28 @@ def main(argv: list[str] | None = None) -> int:
         print(_bands("ours", band_scores(df, ro)))
         print(_bands("datasketch", band_scores(df.head(base_n), rb)))
         del df
-        if args.real.is_file():
-            real = real_corpus(args.real)
+        for item in args.real:
+            path = REAL_FILES.get(item, Path(item))
+            if not path.is_file():
+                print(f"real corpus not found at {path}: skipped")
+                continue
+            real = plant_edits(load_real(path), edits=args.edits).with_columns(pl.col("id").alias("sid"))
+            cols = ["id", "question", "task_name", "template_type"]
             for policy in ("keep", "merge"):
-                ours, base, ro, rb = _side(tmp, f"real-{policy}", real, real.height, policy)
-                s, sb = real_scores(real, ro.join(real.select("id"), on="id")), real_scores(real, rb)
+                ours, base, ro, rb = _side(
+                    tmp, f"{path.stem}-{policy}", real.select(cols), real.height, policy
+                )
+                s = score_removals(real, ro, DedupConfig().threshold, policy)["all"]
+                sb = score_removals(real, rb, None, policy)["all"]
                 print(
-                    f"real NIV2 ({real.height} prompts, {s['planted_edits']} planted 5% edits), "
+                    f"{path.stem} ({real.height} prompts, {s['planted_edits']} planted 5% edits), "
                     f"template_variants={policy}: ours {s['false_merges']} false merges of "
                     f"{s['near_removals']} near-duplicate removals ({100 * s['false_merge_rate']:.2f}%), "
-                    "light edits removed "
-                    f"{s['edits_removed']}/{s['planted_edits']} ({100 * s['edit_recall']:.1f}%) | datasketch "
-                    f"{sb['false_merges']} false merges of {sb['near_removals']} "
-                    f"({100 * sb['false_merge_rate']:.2f}%), light edits {100 * sb['edit_recall']:.1f}%"
+                    f"light edits removed {s['edits_removed']}/{s['planted_edits']} "
+                    f"({100 * s['edit_recall']:.1f}%) | datasketch {sb['false_merges']} false merges of "
+                    f"{sb['near_removals']} ({100 * sb['false_merge_rate']:.2f}%), light edits "
+                    f"{100 * sb['edit_recall']:.1f}%"
                 )
-        else:
-            print(f"real corpus not found at {args.real}: skipped")
     return 0
 
 

@@ -5,8 +5,6 @@
 - `make_template_corpus`: long task templates around short instances, as in real FLAN prompts;
   near duplicates whose true content Jaccard (word 3-grams of the instances) spans 0.6-1.0, each
   with a few edits inside the template too; every row knows its example (`group`).
-- `real_corpus`: real NIV2 prompts (`../shared/data/real/niv1_dev.parquet`, zero-shot encodings)
-  with planted light edits: 5% of the words of a prompt substituted, inserted or deleted anywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -124,7 +122,8 @@ def make_corpus(n: int, seed: int = SEED) -> pl.DataFrame:
 BANDS = ((0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
 
 
-def _ids(prefix: str, n: int) -> list[str]:
+def bench_ids(prefix: str, n: int) -> list[str]:
+    """`n` stable 24-hex ids for benchmark rows."""
     return [hashlib.sha256(f"{prefix}|{i}".encode()).hexdigest()[:24] for i in range(n)]
 
 
@@ -134,12 +133,25 @@ def content_jaccard(a: str, b: str, n: int = 3) -> float:
     return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
 
 
-def _edit_words(rng: np.random.Generator, words: list[str], vocab: np.ndarray, k: int) -> list[str]:
-    """`k` random substitutions, insertions or deletions at uniformly drawn positions."""
+def edit_words(
+    rng: np.random.Generator,
+    words: list[str],
+    vocab: np.ndarray,
+    k: int,
+    editable: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """`k` random substitutions, insertions or deletions at uniformly drawn positions (of the
+    words `editable` accepts, when given)."""
     words = list(words)
     for _ in range(k):
         op = rng.integers(3)
-        i = int(rng.integers(len(words)))
+        if editable is None:
+            i = int(rng.integers(len(words)))
+        else:
+            free = [j for j, w in enumerate(words) if editable(w)]
+            if not free:
+                break
+            i = free[int(rng.integers(len(free)))]
         if op == 0:
             words[i] = str(vocab[int(rng.integers(len(vocab)))])
         elif op == 1:
@@ -179,9 +191,9 @@ def make_template_corpus(n: int, seed: int = SEED, tasks: int = 400) -> pl.DataF
         words = instances[b].split(" ")
         # edits inside the instance drive the true Jaccard into one of the bands
         k = int(rng.integers(0, max(1, len(words) // 6) + 1))
-        new = " ".join(_edit_words(rng, words, vocab, k))
+        new = " ".join(edit_words(rng, words, vocab, k))
         t = int(task[b])
-        head = " ".join(_edit_words(rng, heads[t].split(" "), vocab, int(rng.integers(0, 3))))
+        head = " ".join(edit_words(rng, heads[t].split(" "), vocab, int(rng.integers(0, 3))))
         questions.append(f"Definition: {head}. Input: {new}. {tails[t]}. Output:")
         groups.append(b)
         kinds.append("near")
@@ -190,7 +202,7 @@ def make_template_corpus(n: int, seed: int = SEED, tasks: int = 400) -> pl.DataF
         true_j.append(content_jaccard(instances[b], new))
     return pl.DataFrame(
         {
-            "id": _ids("tbench", len(questions)),
+            "id": bench_ids("tbench", len(questions)),
             "question": questions,
             "task_name": [f"task{t:04d}" for t in tasks_of],
             "instance": inst,
@@ -201,46 +213,6 @@ def make_template_corpus(n: int, seed: int = SEED, tasks: int = 400) -> pl.DataF
     ).sort("group", "kind")  # a copy right after its original, so a prefix holds whole groups
 
 
-_INPUT = re.compile(r"(?is)^.*\binput:\s*(.*?)\s*(?:output:\s*)?$")
-
-
-def instance_text(prompt: str) -> str:
-    """The instance of an NIV2 prompt: what follows its last `input:` (without `output:`)."""
-    m = _INPUT.match(prompt)
-    return m.group(1) if m else prompt
-
-
-def real_corpus(path: Path, edits: int = 400, share: float = 0.05, seed: int = SEED) -> pl.DataFrame:
-    """Zero-shot NIV2 prompts plus `edits` planted copies with `share` of their words edited."""
-    df = pl.read_parquet(path).filter(pl.col("template_type") == "zs_opt")
-    df = df.with_columns(
-        (pl.col("task_name") + "|" + pl.col("instance").cast(pl.String)).alias("example"),
-        pl.col("inputs").alias("question"),
-    )
-    rng = np.random.default_rng(seed)
-    vocab = np.array(sorted({w for q in df["question"].to_list() for w in q.split()}))
-    picks = np.sort(rng.choice(df.height, size=min(edits, df.height), replace=False))
-    copies = []
-    for i in picks.tolist():
-        words = df["question"][i].split(" ")
-        k = max(1, round(share * len(words)))
-        copies.append(" ".join(_edit_words(rng, words, vocab, k)))
-    base = df.select("question", "task_name", "example").with_columns(
-        pl.lit("base").alias("kind"), pl.Series("id", _ids("real", df.height))
-    )
-    planted = pl.DataFrame(
-        {
-            "question": copies,
-            "task_name": df["task_name"].gather(picks),
-            "example": df["example"].gather(picks),
-            "kind": ["edit"] * len(copies),
-            "id": _ids("real-edit", len(copies)),
-            "original": base["id"].gather(picks),
-        }
-    )
-    return pl.concat([base, planted], how="diagonal").sort("id")
-
-
 def clusters(df: pl.DataFrame, removed: pl.DataFrame) -> pl.DataFrame:
     """id -> cluster (the kept row's id; a row's own id when it was kept or removed for no twin)."""
     kept = removed.filter(pl.col("kept_id").is_not_null()).select("id", "kept_id")
@@ -249,41 +221,6 @@ def clusters(df: pl.DataFrame, removed: pl.DataFrame) -> pl.DataFrame:
         .join(kept, on="id", how="left")
         .select("id", pl.coalesce("kept_id", "id").alias("cluster"))
     )
-
-
-def real_scores(df: pl.DataFrame, removed: pl.DataFrame) -> dict[str, float | int]:
-    """Light-edit recall and false merges (different examples, instances < 50% shared 3-grams)."""
-    by_id = df.select("id", "example", "question")
-    merges = (
-        removed.filter(pl.col("kept_id").is_not_null())
-        .select("id", "kept_id", "reason")
-        .join(by_id, on="id")
-        .join(by_id.rename({"id": "kept_id", "example": "kept_example", "question": "kept_q"}), on="kept_id")
-    )
-    near = merges.filter(pl.col("reason") != "exact_duplicate")
-    other = near.filter(pl.col("example") != pl.col("kept_example"))
-    shared = [
-        content_jaccard(instance_text(a), instance_text(b))
-        for a, b in zip(other["question"].to_list(), other["kept_q"].to_list(), strict=True)
-    ]
-    false = int(sum(s < 0.5 for s in shared))
-    cl = clusters(df, removed)
-    edits = (
-        df.filter(pl.col("kind") == "edit")
-        .select("id", "original")
-        .join(cl, on="id")
-        .join(cl.rename({"id": "original", "cluster": "original_cluster"}), on="original")
-    )
-    caught = int((edits["cluster"] == edits["original_cluster"]).sum())
-    return {
-        "near_removals": near.height,
-        "other_example_merges": other.height,
-        "false_merges": false,
-        "false_merge_rate": false / near.height if near.height else 0.0,
-        "planted_edits": edits.height,
-        "edits_removed": caught,
-        "edit_recall": caught / edits.height if edits.height else 1.0,
-    }
 
 
 def band_scores(df: pl.DataFrame, removed: pl.DataFrame) -> dict[str, dict[str, float | int]]:

@@ -24,12 +24,11 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import yaml
 
-from benchmarks.real_data import REAL_FILES, instance_jaccard, load_real, numbers, plant_edits
+from benchmarks.real_data import REAL_FILES, load_real, plant_edits, score_removals
 
 FIELDS = ("inputs", "targets", "task_source", "task_name", "template_type")
 
@@ -93,77 +92,6 @@ def stage_ids(df: pl.DataFrame) -> pl.DataFrame:
     return add_ids(df.rename({"id": "bench_id"})).rename({"id": "sid", "bench_id": "id"})
 
 
-def score(df: pl.DataFrame, removed: pl.DataFrame, threshold: float, variants: str) -> dict[str, Any]:
-    """Judge the dedup stage's removals of `df` (with `sid`) against the ground truth."""
-    # byte-identical rows of one task share a stage id: the first (by bench id) stands for them;
-    # a row is under every template whose rendering of its example gave that same text
-    templates = df.group_by("sid").agg(pl.col("template").unique().sort().alias("templates"))
-    rows = df.sort("id").unique("sid", keep="first", maintain_order=True).join(templates, on="sid")
-    info = rows.select("sid", "example", "instance", "templates", "submix", "task_name", "kind")
-    merges = (
-        removed.filter(pl.col("reason").is_in(["near_duplicate", "template_variant"]))
-        .select(pl.col("id").alias("sid"), "kept_id", "reason", "similarity")
-        .join(info, on="sid")
-        .join(info.rename(lambda c: f"kept_{c}").rename({"kept_sid": "kept_id"}), on="kept_id")
-    )
-    pairs = list(zip(merges["instance"].to_list(), merges["kept_instance"].to_list(), strict=True))
-    jac = [instance_jaccard(a, b) for a, b in pairs]
-    other_numbers = [numbers(a) != numbers(b) for a, b in pairs]
-    merges = merges.with_columns(
-        pl.Series("instance_jaccard", jac, dtype=pl.Float64),
-        pl.Series("other_numbers", other_numbers, dtype=pl.Boolean),
-    ).with_columns(
-        (
-            (pl.col("example") != pl.col("kept_example"))
-            & ((pl.col("instance_jaccard") < 0.5) | pl.col("other_numbers"))
-        ).alias("false_merge"),
-        (
-            (pl.col("example") == pl.col("kept_example"))
-            & (pl.col("templates").list.set_intersection("kept_templates").list.len() == 0)
-        ).alias("variant"),
-    )
-    # planted edits: the copy must end in its original's cluster
-    cluster = rows.select("sid").join(
-        removed.filter(pl.col("kept_id").is_not_null()).select(pl.col("id").alias("sid"), "kept_id"),
-        on="sid",
-        how="left",
-    )
-    cluster = cluster.select("sid", pl.coalesce("kept_id", "sid").alias("cluster"))
-    sid_of = df.select("id", "sid")
-    edits = (
-        df.filter(pl.col("kind") == "edit")
-        .select("sid", "original", "submix")
-        .join(sid_of.rename({"id": "original", "sid": "original_sid"}), on="original")
-        .join(cluster, on="sid")
-        .join(cluster.rename({"sid": "original_sid", "cluster": "original_cluster"}), on="original_sid")
-    )
-    out: dict[str, Any] = {}
-    for submix in [None, *sorted(df["submix"].unique().to_list())]:
-        m = merges if submix is None else merges.filter(pl.col("submix") == submix)
-        e = edits if submix is None else edits.filter(pl.col("submix") == submix)
-        near = m.filter(pl.col("reason") == "near_duplicate")
-        caught = int((e["cluster"] == e["original_cluster"]).sum())
-        fm = int(m["false_merge"].sum())
-        out[submix or "all"] = {
-            "prompts": int(rows.filter(pl.col("submix") == submix).height if submix else rows.height),
-            "near_removals": m.height,
-            "false_merges": fm,
-            "false_merge_rate": round(fm / m.height, 4) if m.height else 0.0,
-            "other_example_merges": int((m["example"] != m["kept_example"]).sum()),
-            "chained": int((m["similarity"] < threshold - 1e-9).sum()),
-            "variants_removed": int(near["variant"].sum()) if variants == "keep" else int(m["variant"].sum()),
-            "planted_edits": e.height,
-            "edits_removed": caught,
-            "edit_recall": round(caught / e.height, 4) if e.height else 1.0,
-        }
-    examples = merges.filter("false_merge").sort("sid").head(10)
-    out["false_merge_examples"] = [
-        {"task": t, "instance": a[:160], "kept_instance": b[:160], "similarity": round(s, 3)}
-        for t, a, b, s in examples.select("task_name", "instance", "kept_instance", "similarity").iter_rows()
-    ]
-    return out
-
-
 def run(
     name: str,
     real_path: Path,
@@ -183,7 +111,7 @@ def run(
         "file": name,
         "variants": variants,
         "rows": df.height,
-        "scores": score(df, removed, cfg["threshold"], variants),
+        "scores": score_removals(df, removed, cfg["threshold"], variants),
         "dedup_removed": stats["funnel"]["removed"],
         "template_variants": stats["template_variants"],
         "numbers": stats.get("numbers"),
@@ -197,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", nargs="+", default=list(REAL_FILES), help="names or paths of real files")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--variants", choices=["keep", "merge"], default="keep")
-    ap.add_argument("--edits", type=int, default=400, help="planted light edits per file")
+    ap.add_argument("--edits", type=int, default=1500, help="planted light edits per file")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="dedup params to override")
     args = ap.parse_args(argv)
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}

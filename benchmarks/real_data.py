@@ -9,17 +9,20 @@
   two templates is the same example; its instance is the `instance` column.
 
 `load_real` gives one frame for either: `question, task_name, task_source, template_type, submix,
-example, instance, template` (+ `answer` where the file has one). `plant_edits` adds light wording edits.
+example, instance, template` (+ `answer` where the file has one). `plant_edits` adds light wording
+edits; `score_removals` judges a dedup's removals against the ground truth.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+
+from benchmarks.dedup_data import bench_ids, edit_words
 
 SEED = 20231101
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -66,38 +69,17 @@ def load_real(path: Path) -> pl.DataFrame:
     return out
 
 
-def _ids(prefix: str, n: int) -> list[str]:
-    return [hashlib.sha256(f"{prefix}|{i}".encode()).hexdigest()[:24] for i in range(n)]
-
-
-def _edit(rng: np.random.Generator, words: list[str], vocab: np.ndarray, k: int) -> list[str]:
-    """`k` substitutions, insertions or deletions of words without digits, at uniform positions:
-    a light wording edit that keeps every number (a changed number makes another problem)."""
-    words = list(words)
-    for _ in range(k):
-        free = [i for i, w in enumerate(words) if not _NUMBER.search(w)]
-        if not free:
-            break
-        i = free[int(rng.integers(len(free)))]
-        op = int(rng.integers(3))
-        if op == 0:
-            words[i] = str(vocab[int(rng.integers(len(vocab)))])
-        elif op == 1:
-            words.insert(i, str(vocab[int(rng.integers(len(vocab)))]))
-        elif len(words) > 1:
-            del words[i]
-    return words
-
-
 def plant_edits(
     df: pl.DataFrame, edits: int = 400, share: float = 0.05, min_words: int = 30, seed: int = SEED
 ) -> pl.DataFrame:
     """`df` plus `edits` copies of prompts of `min_words`+ words with `share` of their words edited
     (`kind`: base | edit; an edit's `original` is the id of the row it copies). Rows get ids."""
     rng = np.random.default_rng(seed)
-    base = df.with_columns(pl.lit("base").alias("kind"), pl.Series("id", _ids("real", df.height)))
+    base = df.with_columns(pl.lit("base").alias("kind"), pl.Series("id", bench_ids("real", df.height)))
     n_words = base["question"].str.split(" ").list.len()
-    eligible = np.flatnonzero((n_words >= min_words).to_numpy())
+    # one copy at most per distinct text: two renderings that give the same text are one prompt
+    first = base.select(pl.struct("task_name", "question").is_first_distinct()).to_series()
+    eligible = np.flatnonzero(((n_words >= min_words) & first).to_numpy())
     vocab = np.array(
         sorted({w for q in base["question"].to_list() for w in q.split() if not _NUMBER.search(w)})
     )
@@ -105,7 +87,9 @@ def plant_edits(
     copies = []
     for i in picks.tolist():
         words = base["question"][i].split(" ")
-        copies.append(" ".join(_edit(rng, words, vocab, max(1, round(share * len(words))))))
+        k = max(1, round(share * len(words)))
+        # a light wording edit keeps every number: a changed number makes another problem
+        copies.append(" ".join(edit_words(rng, words, vocab, k, editable=lambda w: not _NUMBER.search(w))))
     planted = (
         base[picks]
         .with_columns(
@@ -113,7 +97,7 @@ def plant_edits(
             pl.lit("edit").alias("kind"),
             pl.col("id").alias("original"),
         )
-        .with_columns(pl.Series("id", _ids("real-edit", len(copies))))
+        .with_columns(pl.Series("id", bench_ids("real-edit", len(copies))))
     )
     return pl.concat([base, planted], how="diagonal").sort("id")
 
@@ -135,3 +119,81 @@ def instance_jaccard(a: str, b: str, n: int = 3) -> float:
 def numbers(text: str) -> list[str]:
     """The numbers of a text, sorted (a multiset)."""
     return sorted(re.findall(r"\d+", text))
+
+
+def score_removals(
+    df: pl.DataFrame, removed: pl.DataFrame, threshold: float | None, variants: str
+) -> dict[str, Any]:
+    """Judge a dedup's removals of `df` (a `plant_edits` frame; `sid` is each row's id in
+    `removed`) against the ground truth, per submix: near-duplicate removals (`near_duplicate`,
+    and `template_variant` with `merge`), false merges (another example whose instance shares < 50%
+    of its word 3-grams, or other numbers), removals below the similarity `threshold` (chains;
+    null when `removed` has no similarity), template variants removed, recall of the planted edits."""
+    # byte-identical rows of one task share a stage id: the first (by bench id) stands for them;
+    # a row is under every template whose rendering of its example gave that same text
+    templates = df.group_by("sid").agg(pl.col("template").unique().sort().alias("templates"))
+    rows = df.sort("id").unique("sid", keep="first", maintain_order=True).join(templates, on="sid")
+    info = rows.select("sid", "example", "instance", "templates", "submix", "task_name", "kind")
+    merges = (
+        removed.filter(pl.col("reason").is_in(["near_duplicate", "template_variant"]))
+        .with_columns(pl.col("similarity") if "similarity" in removed.columns else pl.lit(None, pl.Float64))
+        .select(pl.col("id").alias("sid"), "kept_id", "reason", pl.col("similarity").cast(pl.Float64))
+        .join(info, on="sid")
+        .join(info.rename(lambda c: f"kept_{c}").rename({"kept_sid": "kept_id"}), on="kept_id")
+    )
+    pairs = list(zip(merges["instance"].to_list(), merges["kept_instance"].to_list(), strict=True))
+    jac = [instance_jaccard(a, b) for a, b in pairs]
+    other_numbers = [numbers(a) != numbers(b) for a, b in pairs]
+    merges = merges.with_columns(
+        pl.Series("instance_jaccard", jac, dtype=pl.Float64),
+        pl.Series("other_numbers", other_numbers, dtype=pl.Boolean),
+    ).with_columns(
+        (
+            (pl.col("example") != pl.col("kept_example"))
+            & ((pl.col("instance_jaccard") < 0.5) | pl.col("other_numbers"))
+        ).alias("false_merge"),
+        (
+            (pl.col("example") == pl.col("kept_example"))
+            & (pl.col("templates").list.set_intersection("kept_templates").list.len() == 0)
+        ).alias("variant"),
+    )
+    # planted edits: the copy must end in its original's cluster
+    cluster = rows.select("sid").join(
+        removed.filter(pl.col("kept_id").is_not_null()).select(pl.col("id").alias("sid"), "kept_id"),
+        on="sid",
+        how="left",
+    )
+    cluster = cluster.select("sid", pl.coalesce("kept_id", "sid").alias("cluster"))
+    sid_of = df.select("id", "sid")
+    edits = (
+        df.filter(pl.col("kind") == "edit")
+        .select("sid", "original", "submix")
+        .join(sid_of.rename({"id": "original", "sid": "original_sid"}), on="original")
+        .join(cluster, on="sid")
+        .join(cluster.rename({"sid": "original_sid", "cluster": "original_cluster"}), on="original_sid")
+    )
+    out: dict[str, Any] = {}
+    for submix in [None, *sorted(df["submix"].unique().to_list())]:
+        m = merges if submix is None else merges.filter(pl.col("submix") == submix)
+        e = edits if submix is None else edits.filter(pl.col("submix") == submix)
+        near = m.filter(pl.col("reason") == "near_duplicate")
+        caught = int((e["cluster"] == e["original_cluster"]).sum())
+        fm = int(m["false_merge"].sum())
+        out[submix or "all"] = {
+            "prompts": int(rows.filter(pl.col("submix") == submix).height if submix else rows.height),
+            "near_removals": m.height,
+            "false_merges": fm,
+            "false_merge_rate": round(fm / m.height, 4) if m.height else 0.0,
+            "other_example_merges": int((m["example"] != m["kept_example"]).sum()),
+            "chained": int((m["similarity"] < threshold - 1e-9).sum()) if threshold is not None else None,
+            "variants_removed": int(near["variant"].sum()) if variants == "keep" else int(m["variant"].sum()),
+            "planted_edits": e.height,
+            "edits_removed": caught,
+            "edit_recall": round(caught / e.height, 4) if e.height else 1.0,
+        }
+    examples = merges.filter("false_merge").sort("sid").head(10)
+    out["false_merge_examples"] = [
+        {"task": t, "instance": a[:160], "kept_instance": b[:160], "similarity": round(s, 3)}
+        for t, a, b, s in examples.select("task_name", "instance", "kept_instance", "similarity").iter_rows()
+    ]
+    return out

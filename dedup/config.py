@@ -48,13 +48,13 @@ class DedupConfig(StageConfig):
     # datasketch's optimal bands x rows for the threshold, weighting false negatives by this
     # (false positives by 1 - it); every candidate pair is then verified on its shingle sets
     false_negative_weight: float = Field(0.9, gt=0.0, lt=1.0)
-    template_ngram: int = Field(3, ge=2, le=64, description="words per template n-gram")
+    template_ngram: int = Field(4, ge=2, le=64, description="words per template n-gram")
     template_share: float = Field(0.02, gt=0.0, le=1.0, description="share of a task's prompts")
     template_min_prompts: int = Field(4, ge=2, description="... and at least this many prompts")
     template_sample: int = Field(2000, ge=10, description="distinct prompts per task counted")
     template_edit_words: int = Field(2, ge=0, description="a run this short inside a template is an edit")
-    template_corpus_prompts: int = Field(
-        50, ge=2, le=255, description="a span in this many prompts of the corpus is template in every task"
+    template_shared_tasks: int = Field(
+        2, ge=1, description="a span that is template in this many tasks is template in every task"
     )
     # a near duplicate lacks at most this many of the other's template words (or this share of its
     # words), on one side only; more, or on both sides, is the same content under another template
@@ -89,8 +89,6 @@ class DedupConfig(StageConfig):
                 "template thresholds are counted in one byte: template_share x template_sample and "
                 "template_min_prompts must be <= 255"
             )
-        if self.template_corpus_prompts < self.template_min_prompts:
-            raise ValueError("template_corpus_prompts must be >= template_min_prompts")
         names = [e.name for e in self.eval_sets]
         if len(set(names)) != len(names):
             raise ValueError(f"eval set names must be unique: {names}")
@@ -110,7 +108,7 @@ class DedupConfig(StageConfig):
             self.template_share,
             self.template_min_prompts,
             self.template_edit_words,
-            self.template_corpus_prompts,
+            self.template_shared_tasks,
         )
 
     @property

@@ -6,14 +6,14 @@ share most of their word n-grams. Near duplicates are therefore judged on each p
 1. Template spans. A word n-gram (`template_ngram` words), or a prompt's first or last L words
    (L < `template_ngram`: templates open and close with short phrases such as "Q:" or "The
    thinking starts now:"), is boilerplate of a task when it occurs in at least `template_share`
-   of the task's prompts and in at least `template_min_prompts` of them; it is boilerplate
-   everywhere when it occurs in at least `template_corpus_prompts` prompts of the whole corpus
-   (a template shared by many tasks, such as FLAN's CoT inversion templates, whose prompts in one
-   task can be few: "Come up with a question and reasoning that would justify this answer: (G)"
-   has eight distinct prompts in a task, one per option letter). Occurrences are counted over a
+   of the task's prompts and in at least `template_min_prompts` of them; a span that is
+   boilerplate of at least `template_shared_tasks` tasks is boilerplate in every task (FLAN shares
+   templates between tasks, and a task can have few distinct prompts of one: "Come up with a
+   question and reasoning that would justify this answer: (G)" has eight in a task, one per
+   option letter). Occurrences are counted over a
    sample of each task (its first `template_sample` distinct prompts in id order, which is
-   pseudo-random) in a count-min table keyed by (task or corpus, span hash), so memory does not
-   grow with the corpus.
+   pseudo-random) in a count-min table keyed by (task, span hash), so memory does not grow with
+   the corpus.
 2. Template words: words inside a template n-gram. The rest, in runs, is the prompt's own content.
    A run of at most `template_edit_words` words with template words on both sides is an edit
    inside the template (a changed or inserted word), not content.
@@ -54,26 +54,27 @@ class TemplateSettings:
     template_share: float
     template_min_prompts: int
     template_edit_words: int
-    template_corpus_prompts: int
+    template_shared_tasks: int
 
 
 def task_salts(n_tasks: int, seed: int) -> np.ndarray:
-    """One 64-bit salt per task code and, last, one for the whole corpus (mixed into span hashes
-    to count them per task and over the corpus)."""
+    """One 64-bit salt per task code and, last, one for templates shared by tasks (mixed into
+    span hashes to count them per task and to key the shared ones)."""
     codes = np.arange(n_tasks + 1, dtype=np.uint64) + np.uint64(1)
     return fmix64(codes * _SALT + np.uint64(seed & 0xFFFFFFFF))
 
 
 class TemplateCounts:
-    """Template spans of each task and of the corpus: counted in a count-min table, then kept as an
-    exact key set. Slot `n_tasks` of the per-task arrays is the corpus.
+    """Template spans of each task: counted in a count-min table, then kept as an exact key set,
+    with the spans that are template in several tasks keyed for every task.
 
     While counting, a blocked count-min table (two one-byte counters per key in one cache line,
     saturating at the largest threshold a task can get) estimates in how many distinct prompts
-    each (task, n-gram) occurs; a key is noted (once per batch) when its estimate is at least
+    each (task, span) occurs; a key is noted (once per batch) when its estimate is at least
     `floor` (`template_min_prompts`, below every task's threshold). `finish` keeps the noted keys
-    whose estimate reaches their task's threshold in a small hash set and frees the table, so the
-    sketch pass probes a table that stays in cache.
+    whose estimate reaches their task's threshold in a small hash set, adds a shared key for each
+    span kept in at least `template_shared_tasks` tasks, and frees the table, so the sketch pass
+    probes a table that stays in cache.
     """
 
     def __init__(
@@ -85,34 +86,41 @@ class TemplateCounts:
         floor: int = 2,
         max_bits: int = 27,
     ) -> None:
-        bits = int(min(max_bits, max(20, int(np.ceil(np.log2(max(2 * expected, 1)))))))
+        bits = int(min(max_bits, max(22, int(np.ceil(np.log2(max(2 * expected, 1)))))))
         self.cap = int(min(max_count, 255))  # one-byte counters (the config keeps thresholds <= 255)
         self.table = np.zeros(2 << bits, dtype=np.uint8)
         salts = task_salts(n_tasks, seed)
-        self.salts, self.corpus_salt = salts[:n_tasks], salts[n_tasks]
+        self.salts, self.shared_salt = salts[:n_tasks], salts[n_tasks]
         self.n_tasks = n_tasks
         self.sampled = np.zeros(n_tasks, dtype=np.int64)  # distinct prompts counted per task
-        self.threshold = np.full(n_tasks + 1, self.cap, dtype=np.int64)
+        self.threshold = np.full(n_tasks, self.cap, dtype=np.int64)
         self.floor = min(floor, self.cap)
-        self.noted: list[tuple[np.ndarray, np.ndarray]] = []
+        self.noted: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.templates = np.zeros(0, dtype=np.uint64)  # key_set of template keys, after finish
+        self.shared = 0  # spans that are template in several tasks, after finish
 
-    def add(self, keys: np.ndarray, slot: np.ndarray) -> None:
-        """Count keys (each prompt's distinct keys, with the task or corpus slot of each), in a
-        fixed order."""
-        self.noted.append(count_min_add(self.table, keys, slot, self.cap, self.floor))
+    def add(self, keys: np.ndarray, task: np.ndarray, span: np.ndarray) -> None:
+        """Count keys (each prompt's distinct keys, with the task and span of each), in a fixed
+        order."""
+        self.noted.append(count_min_add(self.table, keys, task, span, self.cap, self.floor))
 
     def finish(self, settings: TemplateSettings) -> None:
-        """Fix each task's threshold and the corpus's, and keep the keys that reach theirs."""
+        """Fix each task's threshold, keep the keys that reach it and key the shared spans."""
         share = np.ceil(settings.template_share * self.sampled).astype(np.int64)
-        per_task = np.maximum(share, settings.template_min_prompts)
-        self.threshold = np.minimum(np.append(per_task, settings.template_corpus_prompts), self.cap)
-        keys = np.concatenate([k for k, _ in self.noted]) if self.noted else np.zeros(0, np.uint64)
-        task = np.concatenate([t for _, t in self.noted]) if self.noted else np.zeros(0, np.int64)
-        keys, first = np.unique(keys, return_index=True)  # a key is noted once per call it met
-        task = task[first]
-        estimate = count_min_estimate(self.table, keys)
-        keep = keys[estimate >= self.threshold[task]]
+        self.threshold = np.minimum(np.maximum(share, settings.template_min_prompts), self.cap)
+        parts = [np.concatenate([p[i] for p in self.noted]) for i in range(3)] if self.noted else None
+        keys, task, span = (
+            parts if parts else (np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.uint64))
+        )
+        keys, first = np.unique(keys, return_index=True)  # a key is noted once per batch it met
+        task, span = task[first], span[first]
+        kept = count_min_estimate(self.table, keys) >= self.threshold[task]
+        keys, span = keys[kept], span[kept]
+        spans, tasks = np.unique(span, return_counts=True)  # one kept key per (task, span)
+        shared = spans[tasks >= settings.template_shared_tasks]
+        self.shared = len(shared)
+        shared_keys = fmix64(shared ^ self.shared_salt) | np.uint64(1)
+        keep = np.concatenate([keys, shared_keys])
         self.templates = key_set(keep) if len(keep) else np.zeros(0, dtype=np.uint64)
         self.table = np.zeros(0, dtype=np.uint8)
         self.noted = []
@@ -121,18 +129,16 @@ class TemplateCounts:
 def prompt_key_docs(
     batch: NormalizedBatch, task: np.ndarray, counts: TemplateCounts, tn: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(key, doc, slot): the distinct template keys of each prompt of `batch`, in prompt order;
-    `slot` is the task they are counted for, or `counts.n_tasks` for the corpus."""
-    keys, doc, corpus = template_keys(batch_words(batch).arrays(), counts.salts[task], counts.corpus_salt, tn)
-    return keys, doc, np.where(corpus, counts.n_tasks, task[doc])
+    """(key, doc, span): the distinct template keys of each prompt of `batch`, in prompt order."""
+    return template_keys(batch_words(batch).arrays(), counts.salts[task], tn)
 
 
 def prompt_keys(
     batch: NormalizedBatch, task: np.ndarray, counts: TemplateCounts, tn: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(key, slot): the distinct template keys of each prompt of `batch`, in prompt order."""
-    keys, _, slot = prompt_key_docs(batch, task, counts, tn)
-    return keys, slot
+    """(key, task): the distinct template keys of each prompt of `batch`, in prompt order."""
+    keys, doc, _ = prompt_key_docs(batch, task, counts, tn)
+    return keys, task[doc]
 
 
 @dataclass(frozen=True)
@@ -161,15 +167,15 @@ def content_sketch(
     w = words if words is not None else batch_words(batch)
     arrays = w.arrays()
     if counts is None:
-        salt, corpus_salt = np.zeros(len(task), np.uint64), np.uint64(0)
+        salt, shared_salt = np.zeros(len(task), np.uint64), np.uint64(0)
         templates = np.zeros(0, np.uint64)
     else:
-        salt, corpus_salt, templates = counts.salts[task], counts.corpus_salt, counts.templates
+        salt, shared_salt, templates = counts.salts[task], counts.shared_salt, counts.templates
     doc, hashes, n_content, covered, numbers = content_shingles(
         arrays,
         batch.data,
         salt,
-        corpus_salt,
+        shared_salt,
         templates,
         settings.template_ngram,
         settings.ngram,

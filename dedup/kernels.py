@@ -156,25 +156,24 @@ def _key(h: np.uint64, salt: np.uint64) -> np.uint64:
 def template_keys(
     words: WordArrays,
     salt: np.ndarray,
-    corpus_salt: np.uint64,
     tn: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(key, doc, corpus): the distinct template keys of each doc, in first-occurrence order.
+    """(key, doc, span): the distinct template keys of each doc, in first-occurrence order.
 
     A doc's spans are its tn-grams and its first and last L words for L < min(tn, its length)
-    (templates begin and end with phrases shorter than tn words). Each span gives two keys: mixed
-    with the doc's task `salt` (counted per task) and with `corpus_salt` (counted over the whole
-    corpus; `corpus` is true for those). A key's lowest bit is set, so it is never 0.
+    (templates begin and end with phrases shorter than tn words). A key is the span's hash
+    mixed with the doc's task `salt`, its lowest bit set (so it is never 0); `span` is the hash
+    unmixed, which names the span across tasks.
     """
     starts, ends, first, at_start, at_end, powers = words
     n_docs = len(first) - 1
     total = 0
     for d in range(n_docs):
         m = first[d + 1] - first[d]
-        total += 2 * (_spans(m, tn) + 2 * max(0, min(tn, m) - 1))
+        total += _spans(m, tn) + 2 * max(0, min(tn, m) - 1)
     out = np.empty(total, np.uint64)
     out_doc = np.empty(total, np.int64)
-    out_corpus = np.empty(total, np.bool_)
+    out_span = np.empty(total, np.uint64)
     seen = np.zeros(16, np.uint64)  # per-doc open-addressing set, cleared slot by slot
     used = np.empty(16, np.int64)
     k = 0
@@ -182,7 +181,7 @@ def template_keys(
         a, b = first[d], first[d + 1]
         m = b - a
         edges = max(0, min(tn, m) - 1)
-        cnt = 2 * (_spans(m, tn) + 2 * edges)
+        cnt = _spans(m, tn) + 2 * edges
         if 2 * cnt > len(seen):
             size = len(seen)
             while size < 2 * cnt:
@@ -191,7 +190,7 @@ def template_keys(
             used = np.empty(size, np.int64)
         mask = _U64(len(seen) - 1)
         n_used = 0
-        for j in range(_spans(m, tn) + 2 * edges):
+        for j in range(cnt):
             if j < _spans(m, tn):
                 h = _range_hash(starts, ends, at_start, at_end, powers, a + j, min(a + j + tn - 1, b - 1))
             elif j < _spans(m, tn) + edges:
@@ -204,22 +203,21 @@ def template_keys(
                 h = _edge_hash(
                     _range_hash(starts, ends, at_start, at_end, powers, b - length, b - 1), length, True
                 )
-            for g in range(2):
-                key = _key(h, corpus_salt if g else salt[d])
-                i = key & mask
-                while seen[i] != 0 and seen[i] != key:
-                    i = (i + _U64(1)) & mask
-                if seen[i] == 0:
-                    seen[i] = key
-                    used[n_used] = i
-                    n_used += 1
-                    out[k] = key
-                    out_doc[k] = d
-                    out_corpus[k] = g == 1
-                    k += 1
+            key = _key(h, salt[d])
+            i = key & mask
+            while seen[i] != 0 and seen[i] != key:
+                i = (i + _U64(1)) & mask
+            if seen[i] == 0:
+                seen[i] = key
+                used[n_used] = i
+                n_used += 1
+                out[k] = key
+                out_doc[k] = d
+                out_span[k] = h
+                k += 1
         for j in range(n_used):
             seen[used[j]] = 0
-    return out[:k], out_doc[:k], out_corpus[:k]  # no copy: most spans of a doc are distinct
+    return out[:k], out_doc[:k], out_span[:k]  # no copy: most spans of a doc are distinct
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -235,18 +233,19 @@ def _cells(key: np.uint64, blocks: np.uint64) -> tuple[np.uint64, np.uint64]:
 
 @nb.njit(cache=True, nogil=True)
 def count_min_add(
-    table: np.ndarray, keys: np.ndarray, task: np.ndarray, cap: int, floor: int
-) -> tuple[np.ndarray, np.ndarray]:
+    table: np.ndarray, keys: np.ndarray, task: np.ndarray, span: np.ndarray, cap: int, floor: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Add one to both counters of every key (saturating at `cap`), in order.
 
     `table` is a blocked count-min sketch: 64 one-byte counters per block, two per key. Returns
-    the distinct keys (and their tasks) of this call whose estimate is at least `floor` after
-    their insertion: every key that can reach a task's threshold is among the keys noted over
+    the distinct keys (with their tasks and spans) of this call whose estimate is at least
+    `floor` after their insertion: every key that can reach a task's threshold is among the keys noted over
     all calls (`np.unique` them), even one whose counters other keys lifted first.
     """
     blocks = _U64(len(table) // 64)
     out = np.empty(len(keys), np.uint64)
     out_task = np.empty(len(keys), np.int64)
+    out_span = np.empty(len(keys), np.uint64)
     size = 16
     while size < 2 * len(keys):
         size *= 2
@@ -268,8 +267,9 @@ def count_min_add(
                 seen[s] = key
                 out[k] = key
                 out_task[k] = task[n]
+                out_span[k] = span[n]
                 k += 1
-    return out[:k].copy(), out_task[:k].copy()
+    return out[:k].copy(), out_task[:k].copy(), out_span[:k].copy()
 
 
 @nb.njit(cache=True, nogil=True)
@@ -311,8 +311,8 @@ def _in_set(table: np.ndarray, key: np.uint64) -> bool:
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _is_template(templates: np.ndarray, h: np.uint64, salt: np.uint64, corpus_salt: np.uint64) -> bool:
-    return _in_set(templates, _key(h, salt)) or _in_set(templates, _key(h, corpus_salt))
+def _is_template(templates: np.ndarray, h: np.uint64, salt: np.uint64, shared_salt: np.uint64) -> bool:
+    return _in_set(templates, _key(h, salt)) or _in_set(templates, _key(h, shared_salt))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -334,7 +334,7 @@ def content_shingles(
     words: WordArrays,
     data: np.ndarray,
     salt: np.ndarray,
-    corpus_salt: np.uint64,
+    shared_salt: np.uint64,
     templates: np.ndarray,
     tn: int,
     n: int,
@@ -344,7 +344,7 @@ def content_shingles(
 
     A word is covered (template) when a span holding it (a tn-gram, or the doc's first or last L
     words, as in `template_keys`) is in the `templates` key set (`key_set`; an empty array covers
-    nothing) under the doc's task `salt` or `corpus_salt`. Uncovered runs are content, except a
+    nothing) under the doc's task `salt` or `shared_salt`. Uncovered runs are content, except a
     run of at most `edit_words` words with covered words on both sides in the same doc; content
     runs give their word n-grams (a shorter run is one shingle). Numbers: a multiset hash (a sum
     of mixed word hashes, 0 for none) of the words that are numbers (`_is_number`; `data` is the
@@ -365,7 +365,7 @@ def content_shingles(
             fw = a + j
             lw = min(fw + tn - 1, b - 1)
             h = _range_hash(starts, ends, at_start, at_end, powers, fw, lw)
-            if _is_template(templates, h, salt[d], corpus_salt):
+            if _is_template(templates, h, salt[d], shared_salt):
                 for w in range(max(fw, reach + 1), lw + 1):
                     covered[w] = True
                 reach = max(reach, lw)
@@ -373,13 +373,13 @@ def content_shingles(
             h = _edge_hash(
                 _range_hash(starts, ends, at_start, at_end, powers, a, a + length - 1), length, False
             )
-            if _is_template(templates, h, salt[d], corpus_salt):
+            if _is_template(templates, h, salt[d], shared_salt):
                 for w in range(a, a + length):
                     covered[w] = True
                 break
         for length in range(min(tn, b - a) - 1, 0, -1):
             h = _range_hash(starts, ends, at_start, at_end, powers, b - length, b - 1)
-            if _is_template(templates, _edge_hash(h, length, True), salt[d], corpus_salt):
+            if _is_template(templates, _edge_hash(h, length, True), salt[d], shared_salt):
                 for w in range(b - length, b):
                     covered[w] = True
                 break

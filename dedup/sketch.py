@@ -39,12 +39,8 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
     rank = pl.DataFrame({"t": corpus.task}).select(pl.int_range(pl.len()).over("t"))[:, 0].to_numpy()
     sampled = rank < cfg.template_sample
     n_tasks = len(corpus.task_names)
-    max_count = max(
-        int(np.ceil(cfg.template_share * cfg.template_sample)),
-        cfg.template_min_prompts,
-        cfg.template_corpus_prompts,
-    )
-    counts = TemplateCounts(n_tasks, int(sampled.sum()) * 128, seed, max_count, cfg.template_min_prompts)
+    max_count = max(int(np.ceil(cfg.template_share * cfg.template_sample)), cfg.template_min_prompts)
+    counts = TemplateCounts(n_tasks, int(sampled.sum()) * 64, seed, max_count, cfg.template_min_prompts)
     seen: set[int] = set()
     bar = tqdm(total=int(sampled.sum()), desc="dedup templates", unit="doc", disable=corpus.n < 100_000)
 
@@ -69,11 +65,11 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
     def work(texts: pa.Array, task: np.ndarray) -> tuple[np.ndarray, ...]:
         # repeats of one text (up to case) count once: a prompt copied many times is no template
         case_keys = pl.Series(texts).str.to_lowercase().hash(seed=0).to_numpy()
-        keys, doc, slot = prompt_key_docs(normalize_arrow(texts), task, counts, tn)
-        return task, case_keys, keys, doc, slot
+        keys, doc, span = prompt_key_docs(normalize_arrow(texts), task, counts, tn)
+        return task, case_keys, keys, doc, span
 
     def add(
-        task: np.ndarray, case_keys: np.ndarray, keys: np.ndarray, doc: np.ndarray, slot: np.ndarray
+        task: np.ndarray, case_keys: np.ndarray, keys: np.ndarray, doc: np.ndarray, span: np.ndarray
     ) -> None:
         # which texts are repeats depends on the order, so this runs here, in chunk order
         distinct = np.zeros(len(task), dtype=bool)
@@ -83,7 +79,7 @@ def template_counts(corpus: Corpus, cfg: DedupConfig, seed: int) -> TemplateCoun
             seen.add(tagged)
         np.add.at(counts.sampled, task[distinct], 1)
         own = distinct[doc]  # the keys of a repeated text are dropped (each doc's keys are its own)
-        counts.add(keys[own], slot[own])
+        counts.add(keys[own], task[doc[own]], span[own])
 
     # workers hash the next chunks while this thread adds finished ones, in chunk order (which
     # keys get noted depends on the order)

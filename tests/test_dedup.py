@@ -15,7 +15,6 @@ from core.config import ParamsError, parse_section
 from dedup.config import DedupConfig, EvalSetSpec
 from dedup.decontam import DedupInputError, load_eval_texts
 from dedup.lsh import band_keys, candidate_pairs, lsh_params
-from dedup.set_kernels import star_clusters
 from dedup.minhash import (
     MinHashParams,
     batch_shingles,
@@ -28,6 +27,7 @@ from dedup.minhash import (
 )
 from dedup.normalize import exact_keys, normalize_arrow, normalize_batch, normalize_text
 from dedup.pipeline import dedup_frame
+from dedup.set_kernels import star_clusters
 
 DATA = Path(__file__).parent / "data" / "dedup"
 SEED = 20231101
@@ -175,7 +175,7 @@ def test_kept_row_is_deterministic_under_shuffle_and_workers() -> None:
 
 def test_unrecognised_templates_merge_distinct_prompts() -> None:
     # with the template never recognised, the shared ~95-word boilerplate merges distinct prompts
-    blind = dedup_frame(golden(), DedupConfig(template_min_prompts=255, template_corpus_prompts=255), SEED)
+    blind = dedup_frame(golden(), DedupConfig(template_min_prompts=255), SEED)
     assert blind.kept.filter(pl.col("task_name") == "template_group").height < 30
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from dedup.config import DedupConfig
-from dedup.content import TemplateCounts, prompt_keys
+from dedup.content import TemplateCounts, prompt_key_docs
 from dedup.corpus import Corpus
+from dedup.minhash import fmix64
 from dedup.normalize import normalize_batch
 from dedup.pipeline import dedup_frame
 from dedup.sketch import template_counts
 
 DATA = Path(__file__).parent / "data" / "dedup" / "niv2_real.jsonl"
+FLAN = Path(__file__).parent / "data" / "dedup" / "flan_real.jsonl"
 SEED = 20231101
 
 
@@ -72,23 +75,28 @@ def test_short_prompts_do_not_collapse() -> None:
 
 
 def test_template_set_equals_exact_counts_of_distinct_prompts() -> None:
-    """The count-min table plus noted keys give exactly the n-grams an exact count would."""
-    df = pl.read_ndjson(DATA).sort("id")
+    """The count-min table plus noted keys give exactly the spans an exact count would, and the
+    spans that are template in two tasks are keyed for every task."""
+    niv2 = pl.read_ndjson(DATA).select("id", "task_name", "question")
+    flan = pl.read_ndjson(FLAN).select("id", "task_name", "question")
+    df = pl.concat([niv2, flan]).sort("id")
     cfg = DedupConfig()
     counts = template_counts(Corpus.from_frame(df), cfg, SEED)
-    # exact: in how many distinct prompts of its task each (task, 5-gram) key occurs
+    # exact: in how many distinct prompts of its task each (task, span) key occurs
     corpus = Corpus.from_frame(df)
     distinct = df.with_columns(pl.Series("task", corpus.task)).unique(
-        pl.col("question").str.to_lowercase().alias("q"), keep="first"
+        [pl.col("question").str.to_lowercase().alias("q"), "task"], keep="first"
     )
     scratch = TemplateCounts(len(corpus.task_names), 1, SEED)
-    keys, task = prompt_keys(
-        normalize_batch(distinct["question"].to_list()),
-        distinct["task"].to_numpy(),
-        scratch,
-        cfg.template_ngram,
+    task = distinct["task"].to_numpy()
+    keys, doc, span = prompt_key_docs(
+        normalize_batch(distinct["question"].to_list()), task, scratch, cfg.template_ngram
     )
-    occurrences = Counter(zip(keys.tolist(), task.tolist(), strict=True))
-    expected = {k for (k, t), c in occurrences.items() if c >= counts.threshold[t]}
+    occurrences = Counter(zip(keys.tolist(), task[doc].tolist(), span.tolist(), strict=True))
+    per_task = {(k, s) for (k, t, s), c in occurrences.items() if c >= counts.threshold[t]}
+    tasks_of = Counter(s for _, s in per_task)
+    shared = np.array([s for s, n in tasks_of.items() if n >= cfg.template_shared_tasks], dtype=np.uint64)
+    expected = {k for k, _ in per_task} | set((fmix64(shared ^ counts.shared_salt) | np.uint64(1)).tolist())
     got = {int(k) for k in counts.templates if k}
     assert expected and got == expected
+    assert counts.shared == len(shared) > 0  # FLAN's CoT templates are shared by its tasks

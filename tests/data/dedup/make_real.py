@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmarks.dedup_data import _edit_words
+from benchmarks.dedup_data import edit_words
 
 HERE = Path(__file__).parent
 SOURCE = HERE.parents[2] / ".." / "shared" / "data" / "real" / "niv1_dev.parquet"
@@ -45,7 +45,7 @@ def main() -> None:
         for r in base.head(3).iter_rows(named=True):
             words = r["inputs"].split(" ")
             k = max(1, round(0.05 * len(words)))
-            edited = " ".join(_edit_words(rng, words, vocab, k))
+            edited = " ".join(edit_words(rng, words, vocab, k))
             rows.append({"task_name": task, "instance": r["instance"], "kind": "edit", "question": edited})
     with (HERE / "niv2_real.jsonl").open("w", encoding="utf-8") as f:
         for i, r in enumerate(rows):
