@@ -11,9 +11,12 @@ A candidate pair is judged on the two prompts' own content (dedup/content.py):
   one side only. Template words missing on both sides, or more of them, make a `template_variant`: the
   same content under another template, merged only with `template_variants: merge`.
 
-Rows with fewer than `min_content_words` words of own content are not judged here at all: a
-five-word question or an instance of one token ("(D)", "Sentence A", "yes") has too little to
-tell an edit from another example, so only exact duplicates remove them.
+A row with fewer than `min_content_words` words of own content has too little to tell an edit
+from another example (a five-word question whose "What is the" is template, an instance of one
+token: "(D)", "Sentence A", "yes"): it is a near duplicate only of a row with the very same
+content whose template differs by one word (a substitution, insertion or deletion: one side lacks
+at most one template word and no other word), and never a template variant. FLAN has templates
+that differ by a phrase ("Come up with a question and [stream of consciousness] reasoning ...").
 
 Clusters are stars: rows in id order, each joins the most similar linked row of a smaller id that
 is kept, else it is kept. Every removed row is therefore linked to its kept row directly, at or
@@ -54,9 +57,9 @@ class NearClusters:
     variants_found: int  # rows `template_variants: merge` removes as variants
 
 
-def candidate_rows(sk: Sketch, active: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Rows judged for near duplicates: active, with at least `min_content_words` of content."""
-    return np.flatnonzero(active & (sk.n_content > 0) & (sk.n_content_words >= cfg.min_content_words))
+def candidate_rows(sk: Sketch, active: np.ndarray) -> np.ndarray:
+    """Rows judged for near duplicates: active, with some content."""
+    return np.flatnonzero(active & (sk.n_content > 0))
 
 
 def lsh_pairs(sk: Sketch, cand: np.ndarray, workers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +83,7 @@ def verify_pairs(
     at or above the threshold (word multisets are read only for their rows, unless few)."""
     rows = np.unique(np.concatenate([cu, cv]))
     template = np.zeros(len(cu))
-    missing = np.zeros((len(cu), 2), dtype=np.int64)
+    missing = np.zeros((len(cu), 4), dtype=np.int64)
     if len(rows) <= ONE_PASS_ROWS:
         content, template, missing = sketch_rows(corpus, rows, counts, cfg).similarity(cu, cv, cfg.n_workers)
         return content, template, missing
@@ -108,10 +111,14 @@ def judge(
         sk.n_words[cu] - sk.n_content_words[cu], sk.n_words[cv] - sk.n_content_words[cv]
     )
     allowed = np.maximum(cfg.template_diff_words, np.ceil(cfg.template_diff_share * template_words))
-    light = (missing.min(axis=1) == 0) & (missing.max(axis=1) <= allowed)
+    light = (missing[:, :2].min(axis=1) == 0) & (missing[:, :2].max(axis=1) <= allowed)
     light &= corpus.template_type[cu] == corpus.template_type[cv]
-    kind = np.where(same & light, NEAR, np.where(same, VARIANT, 0)).astype(np.int8)
-    return kind, other_numbers
+    # too little content to judge: only the same content under a light edit of the template, the
+    # words one side lacks all template words (two one-word instances differ in a non-template word)
+    short = np.minimum(sk.n_content_words[cu], sk.n_content_words[cv]) < cfg.min_content_words
+    edit_only = (content >= 1.0) & (missing[:, 2:].min(axis=1) == 0) & (missing[:, :2].max(axis=1) <= 1)
+    kind = np.where(same & light & (~short | edit_only), NEAR, np.where(same & ~short, VARIANT, 0))
+    return kind.astype(np.int8), other_numbers
 
 
 def _stars(n: int, u: np.ndarray, v: np.ndarray, score: np.ndarray) -> np.ndarray:

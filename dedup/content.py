@@ -70,8 +70,8 @@ class TemplateCounts:
 
     While counting, a blocked count-min table (two one-byte counters per key in one cache line,
     saturating at the largest threshold a task can get) estimates in how many distinct prompts
-    each (task, span) occurs; a key is noted (once per batch) when its estimate is at least
-    `floor` (`template_min_prompts`, below every task's threshold). `finish` keeps the noted keys
+    each (task, span) occurs; a key is noted when its own occurrence lifts the estimate to `floor`
+    (`template_min_prompts`, below every task's threshold). `finish` keeps the noted keys
     whose estimate reaches their task's threshold in a small hash set, adds a shared key for each
     span kept in at least `template_shared_tasks` tasks, and frees the table, so the sketch pass
     probes a table that stays in cache.
@@ -112,8 +112,6 @@ class TemplateCounts:
         keys, task, span = (
             parts if parts else (np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.uint64))
         )
-        keys, first = np.unique(keys, return_index=True)  # a key is noted once per batch it met
-        task, span = task[first], span[first]
         kept = count_min_estimate(self.table, keys) >= self.threshold[task]
         keys, span = keys[kept], span[kept]
         spans, tasks = np.unique(span, return_counts=True)  # one kept key per (task, span)

@@ -238,37 +238,28 @@ def count_min_add(
     """Add one to both counters of every key (saturating at `cap`), in order.
 
     `table` is a blocked count-min sketch: 64 one-byte counters per block, two per key. Returns
-    the distinct keys (with their tasks and spans) of this call whose estimate is at least
-    `floor` after their insertion: every key that can reach a task's threshold is among the keys noted over
-    all calls (`np.unique` them), even one whose counters other keys lifted first.
+    the keys (with their tasks and spans) whose own insertion lifted their estimate to `floor`:
+    every key that can reach a task's threshold is among them, each once (unless other keys
+    lifted both its counters first, which a table sized to the keys makes rare).
     """
     blocks = _U64(len(table) // 64)
     out = np.empty(len(keys), np.uint64)
     out_task = np.empty(len(keys), np.int64)
     out_span = np.empty(len(keys), np.uint64)
-    size = 16
-    while size < 2 * len(keys):
-        size *= 2
-    seen = np.zeros(size, np.uint64)
-    mask = _U64(size - 1)
     k = 0
     for n in range(len(keys)):
         key = keys[n]
         i, j = _cells(key, blocks)
+        before = min(table[i], table[j])
         if table[i] < cap:
             table[i] += 1
         if table[j] < cap:
             table[j] += 1
-        if min(table[i], table[j]) >= floor:
-            s = key & mask
-            while seen[s] != 0 and seen[s] != key:
-                s = (s + _U64(1)) & mask
-            if seen[s] == 0:
-                seen[s] = key
-                out[k] = key
-                out_task[k] = task[n]
-                out_span[k] = span[n]
-                k += 1
+        if before < floor <= min(table[i], table[j]):
+            out[k] = key
+            out_task[k] = task[n]
+            out_span[k] = span[n]
+            k += 1
     return out[:k].copy(), out_task[:k].copy(), out_span[:k].copy()
 
 

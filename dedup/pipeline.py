@@ -362,7 +362,7 @@ def dedup_corpus(
         rep = exact_clusters(rows, sk)
         clock.mark("exact")
         active = (rows.code == 0) & (rep == np.arange(n))
-        cand = candidate_rows(sk, active, cfg)
+        cand = candidate_rows(sk, active)
         short_rows = int((active & (sk.n_content_words < cfg.min_content_words)).sum())
         near = near_clusters(corpus, sk, counts, cfg, cand)
     clock.mark("near")

@@ -75,8 +75,9 @@ def pair_scores(
 
     Content: `(offsets, hashes)`, the sorted distinct shingle hashes per doc (CSR). Over
     `(offsets, hashes, template flags)`, each doc's sorted word hashes (CSR): `missing[k]` holds
-    the template words of u missing from v's words (as multisets) and the converse, and template
-    similarity is 1 - their sum / the larger template.
+    the template words of u missing from v's words (as multisets), the converse, and the same two
+    counts of the other words; template similarity is 1 - the template counts / the larger
+    template.
     """
     c_off, c_hash = content_sets
     w_off, w_hash, w_template = word_sets
@@ -101,6 +102,8 @@ def pair_scores(
         tv = 0
         mu = 0
         mv = 0
+        xu = 0
+        xv = 0
         while i < ie or j < je:
             h = w_hash[i] if j >= je or (i < ie and w_hash[i] < w_hash[j]) else w_hash[j]
             i, cu, tcu = _run(w_hash, w_template, i, ie, h)
@@ -109,10 +112,14 @@ def pair_scores(
             tv += tcv
             mu += max(0, tcu - cv)
             mv += max(0, tcv - cu)
+            xu += max(0, cu - cv) - max(0, tcu - cv)
+            xv += max(0, cv - cu) - max(0, tcv - cu)
         larger = max(tu, tv, 1)
         template[k] = 1.0 - min((mu + mv) / larger, 1.0)
         missing[k, 0] = mu
         missing[k, 1] = mv
+        missing[k, 2] = xu
+        missing[k, 3] = xv
 
 
 @nb.njit(cache=True, nogil=True)

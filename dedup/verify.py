@@ -37,13 +37,13 @@ class RowSketches:
     def similarity(
         self, u: np.ndarray, v: np.ndarray, workers: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(content Jaccard, template similarity, missing template words (k, 2)) of corpus rows
-        u[k], v[k] (both in `rows`): `missing[k]` counts u's template words absent from v and
-        v's absent from u."""
+        """(content Jaccard, template similarity, missing words (k, 4)) of corpus rows u[k], v[k]
+        (both in `rows`): `missing[k]` counts u's template words absent from v, v's absent from
+        u, and the same for their other words."""
         lu, lv = np.searchsorted(self.rows, u), np.searchsorted(self.rows, v)
         content = np.zeros(len(u), dtype=np.float64)
         template = np.zeros(len(u), dtype=np.float64)
-        missing = np.zeros((len(u), 2), dtype=np.int64)
+        missing = np.zeros((len(u), 4), dtype=np.int64)
 
         def work(lo: int) -> None:
             s = slice(lo, lo + _PAIR_BLOCK)
