@@ -39,8 +39,10 @@ def instance_text(prompt: str) -> str:
 
 
 def load_real(path: Path) -> pl.DataFrame:
-    """Zero-shot prompts of a real file with their example key and instance text."""
-    df = pl.read_parquet(path).filter(pl.col("template_type").is_in(["zs_opt", "zs_noopt"]))
+    """Zero-shot prompts of a real file (Parquet, or JSONL with the same columns) with their
+    example key and instance text."""
+    raw = pl.read_ndjson(path) if path.suffix == ".jsonl" else pl.read_parquet(path)
+    df = raw.filter(pl.col("template_type").is_in(["zs_opt", "zs_noopt"]))
     if "line" in df.columns:  # flan_dev: FLAN v2 renderings, one example per (source, line)
         out = df.select(
             pl.col("inputs").alias("question"),

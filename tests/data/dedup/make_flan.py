@@ -2,6 +2,9 @@
 
     python -m tests.data.dedup.make_flan   # from the repository root
 
+Also writes `flan_dev_sample.jsonl` and `niv1_dev_sample.jsonl`: a few hundred rows of each real
+file with all its columns, which the benchmarks' smoke tests run on instead of ../shared.
+
 Rows (FLAN v2's own templates over real instances; see LICENSE-flan.txt), each with `example`
 (source file and line: the same example under another template, or in the inversion of its task,
 shares it) and `kind`:
@@ -96,6 +99,14 @@ def main() -> None:
     with (HERE / "flan_real.jsonl").open("w", encoding="utf-8") as f:
         for i, r in enumerate(rows.iter_rows(named=True)):
             f.write(json.dumps({"id": f"f{i:04d}", **r}, ensure_ascii=False) + "\n")
+    sample = pl.read_parquet(SOURCE).sort("task_name", "template_type", "line").group_by(
+        "task_name", "template_type", maintain_order=True
+    )
+    sample.head(25).write_ndjson(HERE / "flan_dev_sample.jsonl")
+    niv1 = pl.read_parquet(SOURCE.with_name("niv1_dev.parquet"))
+    niv1.filter(pl.col("template_type") == "zs_opt").sort("task_name", "instance", "encoding").group_by(
+        "task_name", maintain_order=True
+    ).head(40).write_ndjson(HERE / "niv1_dev_sample.jsonl")
 
 
 if __name__ == "__main__":
