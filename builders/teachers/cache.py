@@ -72,13 +72,14 @@ class CacheDamaged(PipelineError):
 class GenerationCache:
     """A folder of `part-*` shards and `pack-*` compacted files of completed generations."""
 
-    def __init__(self, root: str | Path, *, lock: bool = False, wait_s: float = LOCK_WAIT_S) -> None:
-        """Open the cache at `root`; `lock=True` for a run that writes it (one writer at a time)."""
+    def __init__(self, root: str | Path, *, lock: bool = False, wait_s: float | None = None) -> None:
+        """Open the cache at `root`; `lock=True` for a run that writes it (one writer at a time,
+        a second waits `wait_s`, by default `LOCK_WAIT_S`)."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.locked = lock
         if lock:
-            folderlock.acquire(self.root, "the generation cache", wait_s)
+            folderlock.acquire(self.root, "the generation cache", LOCK_WAIT_S if wait_s is None else wait_s)
         remove_stale_temps(self.root, ".part")  # files a killed writer never finished
         remove_stale_temps(self.root, ".pack")
         self._tmp = 0
