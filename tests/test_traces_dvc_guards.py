@@ -37,6 +37,21 @@ pytestmark = pytest.mark.slow
 N = 40
 
 
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.server.teacher.answer(self)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    teacher: CountingTeacher
+
+
 class CountingTeacher:
     """Answers every chat request after `delay_s`; while `hold` is set, answers nothing yet.
     Records (question, seed) of every request it receives."""
@@ -46,32 +61,26 @@ class CountingTeacher:
         self.received: list[tuple[str, int]] = []
         self.hold = threading.Event()
         self.released = threading.Event()
-        lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                question = body["messages"][-1]["content"]
-                with lock:
-                    fake.received.append((question, body["seed"]))
-                time.sleep(fake.delay_s)
-                if fake.hold.is_set():
-                    fake.released.wait(60)
-                data = completion(question)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self._lock = threading.Lock()
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.httpd.teacher = self
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
+
+    def answer(self, request: BaseHTTPRequestHandler) -> None:
+        body = json.loads(request.rfile.read(int(request.headers["Content-Length"])))
+        question = body["messages"][-1]["content"]
+        with self._lock:
+            self.received.append((question, body["seed"]))
+        time.sleep(self.delay_s)
+        if self.hold.is_set():
+            self.released.wait(60)
+        data = completion(question)
+        request.send_response(200)
+        for name, value in (("Content-Type", "application/json"), ("Content-Length", str(len(data)))):
+            request.send_header(name, value)
+        request.end_headers()
+        request.wfile.write(data)
 
     def close(self) -> None:
         self.released.set()

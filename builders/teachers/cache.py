@@ -85,7 +85,7 @@ class GenerationCache:
         self._tmp = 0
         if lock:
             try:
-                self._set_aside([(p, why) for p in self.shards() if (why := _footer_problem(p))])
+                self._set_aside([(p, why) for p in self.shards() if (why := _problem(p))])
             except BaseException:
                 self.close()
                 raise
@@ -151,7 +151,7 @@ class GenerationCache:
         try:
             return read()
         except READ_ERRORS as exc:
-            damaged = [(p, why) for p in self.shards() if (why := _read_problem(p))]
+            damaged = [(p, why) for p in self.shards() if (why := _problem(p, whole=True))]
             if not damaged:
                 raise InputError(f"{self.root}: generation cache unreadable: {_first_line(exc)}") from None
             if not self.locked:
@@ -292,19 +292,11 @@ def _seq(path: Path) -> int:
     return int(field) if field.isdigit() else 0
 
 
-def _footer_problem(path: Path) -> str | None:
-    """Why the file's Parquet footer cannot be read (a truncated file), or None."""
+def _problem(path: Path, *, whole: bool = False) -> str | None:
+    """Why the file's Parquet footer (a truncated file), or with `whole` the whole file, cannot be
+    read; None when it can."""
     try:
-        pq.read_metadata(path)
-    except (pa.ArrowException, OSError) as exc:
-        return _first_line(exc)
-    return None
-
-
-def _read_problem(path: Path) -> str | None:
-    """Why the file cannot be read whole, or None."""
-    try:
-        pq.read_table(path)
+        pq.read_table(path) if whole else pq.read_metadata(path)
     except (pa.ArrowException, OSError) as exc:
         return _first_line(exc)
     return None
