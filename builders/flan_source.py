@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builders.control_chars import control_char_fault
 from core.errors import InputError
 from core.io import reading
 from core.schema import SUBMIXES, TEMPLATE_TYPES
@@ -228,6 +229,7 @@ def _read_batches(path: Path, submix: str, label: str | None) -> Iterator[pl.Dat
                 pl.when(~pl.col("template_type").is_in(list(TEMPLATE_TYPES))).then(
                     pl.lit("unknown_template_type:template_type")
                 ),
+                control_char_fault(["inputs", "targets"]),
             ).alias("fault"),
             pl.lit(submix).alias("submix"),
             pl.lit(label or str(path)).alias("file"),

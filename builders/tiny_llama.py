@@ -21,6 +21,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from core.config import StageConfig
 from core.errors import InputError
 from core.io import atomic_path
+from core.models import save_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def build_tiny_llama(
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         generation_config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
         _normalize_json_files(tmp)
     logger.info("built tiny llama in %s: vocab %d, %s, seed %d", out_dir, len(tokenizer), sizes, seed)
     return out_dir

@@ -21,6 +21,7 @@ from builders.teachers.config import TracesConfig
 from builders.teachers.run import run_traces
 from core.config import load_params, load_stage
 from core.errors import ParamsError
+from core.models import check_model
 from core.stage import stage_main
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def run(params: Path, prompts: Path, out: Path, cache: Path) -> None:
     """Load params and prompts; generate, filter and write the trace tables."""
     cfg, seed = load_stage(TracesConfig, params, "traces")
     check_teacher_terms(cfg, params)
+    for k, t in enumerate(cfg.teachers):  # an openai teacher's model is a served name, not a Hub id
+        check_model(t.model, f"traces.teachers[{k}].model ({t.name})", t.revision, hub=t.backend == "vllm")
     stats = run_traces(prompts, cfg, seed, out, cache, source=str(prompts))
     logger.info("traces funnel: %s", stats["funnel"])
 

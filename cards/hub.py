@@ -1,14 +1,15 @@
 """Upload a release folder to the Hub as one commit, tagged `v<version>` (stage `publish`).
 
 A tag is never moved: when `v<version>` exists with the same files the run is a no-op, and when it
-exists with different files the run fails before uploading anything. With `publish.enabled: false`
-or no token (HF_TOKEN or the Hub's saved login), it only reports what it would upload.
-The token is never printed, logged or written.
+exists with different files the run fails before uploading anything. When `main` already holds
+exactly these files (a run that died between its commit and its tag) the commit is tagged, not
+repeated. The token is never printed, logged or written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import re
 from dataclasses import dataclass
@@ -171,56 +172,73 @@ def publish(
                     " moved: bump publish.version to publish this release"
                 )
             logger.info("tag %s on %s already has exactly this release: nothing to do", cfg.tag, cfg.repo_id)
-            return {
-                "published": True,
-                "repo_id": cfg.repo_id,
-                "tag": cfg.tag,
-                "commit": sha,
-                "url": url,
-                "already_published": True,
-            }
+            return _published(cfg, sha, url, already=True)
 
     api.create_repo(cfg.repo_id, repo_type=repo_type, private=cfg.private, exist_ok=True)
     refs = api.list_repo_refs(cfg.repo_id, repo_type=repo_type)
     head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
-    remote_paths: set[str] = set()
+    remote: list[Any] = []
     if head is not None:
-        remote_paths = {
-            r.path
-            for r in api.list_repo_tree(cfg.repo_id, repo_type=repo_type, revision=head, recursive=True)
-            if hasattr(r, "blob_id")
-        }
-    local_paths = {f.path for f in files}
-    deletions = sorted(remote_paths - local_paths - HUB_MANAGED)
-    operations: list[Any] = [
-        CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.local)) for f in files
-    ]
-    operations += [CommitOperationDelete(path_in_repo=p) for p in deletions]
-    logger.info(
-        "publishing %d file(s), deleting %d, to %s as %s", len(files), len(deletions), cfg.repo_id, cfg.tag
-    )
-    info = api.create_commit(
-        cfg.repo_id,
-        operations=operations,
-        commit_message=f"Release {cfg.tag}" + (f" ({source[0]})" if source else ""),
-        commit_description=f"Dataset release {cfg.tag}: {len(files)} file(s), {len(deletions)} deletion(s)."
-        + (f" {source[1]}" if source else ""),
-        repo_type=repo_type,
-        revision="main",
-        parent_commit=head,
-    )
+        remote = list(api.list_repo_tree(cfg.repo_id, repo_type=repo_type, revision=head, recursive=True))
+    if head is not None and same_content(files, remote):
+        logger.info(
+            "main of %s already holds exactly this release (a run stopped before its tag)", cfg.repo_id
+        )
+        sha = head
+    else:
+        remote_paths = {r.path for r in remote if hasattr(r, "blob_id")}
+        deletions = sorted(remote_paths - {f.path for f in files} - HUB_MANAGED)
+        operations: list[Any] = [
+            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.local)) for f in files
+        ]
+        operations += [CommitOperationDelete(path_in_repo=p) for p in deletions]
+        logger.info(
+            "publishing %d file(s), deleting %d, to %s as %s",
+            len(files),
+            len(deletions),
+            cfg.repo_id,
+            cfg.tag,
+        )
+        described = f"Dataset release {cfg.tag}: {len(files)} file(s), {len(deletions)} deletion(s)."
+        sha = api.create_commit(
+            cfg.repo_id,
+            operations=operations,
+            commit_message=f"Release {cfg.tag}" + (f" ({source[0]})" if source else ""),
+            commit_description=described + (f" {source[1]}" if source else ""),
+            repo_type=repo_type,
+            revision="main",
+            parent_commit=head,
+        ).oid
     api.create_tag(
-        cfg.repo_id, tag=cfg.tag, revision=info.oid, repo_type=repo_type, tag_message=f"Release {cfg.tag}"
+        cfg.repo_id, tag=cfg.tag, revision=sha, repo_type=repo_type, tag_message=f"Release {cfg.tag}"
     )
-    logger.info("published %s at commit %s: %s", cfg.tag, info.oid, url)
-    return {
-        "published": True,
-        "repo_id": cfg.repo_id,
-        "tag": cfg.tag,
-        "commit": info.oid,
-        "url": url,
-        "already_published": False,
-    }
+    logger.info("published %s at commit %s: %s", cfg.tag, sha, url)
+    return _published(cfg, sha, url, already=False)
+
+
+def _published(cfg: PublishConfig, sha: str, url: str, *, already: bool) -> dict[str, Any]:
+    """What published.json records of a published tag."""
+    return {"published": True, "repo_id": cfg.repo_id, "tag": cfg.tag, "commit": sha, "url": url,
+            "already_published": already}  # fmt: skip
+
+
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """The network errors of huggingface_hub's HTTP client (httpx2 in 2.x, httpx in 1.x), and
+    `ConnectionError` (offline mode)."""
+    errors: list[type[BaseException]] = [ConnectionError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def hub_endpoint() -> str:
+    """The Hub endpoint huggingface_hub talks to (HF_ENDPOINT or the public Hub)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
 
 
 def resolve_token() -> str | None:

@@ -4,7 +4,10 @@
 
 A tag is never moved: when `v<version>` exists with the same files the run is a no-op, and when it
 exists with different files the run fails before uploading anything. With `publish.enabled: false`
-or no token (HF_TOKEN or the Hub's saved login), it only reports what it would upload.
+it only reports what it would upload; enabled without a token (HF_TOKEN or the Hub's saved login)
+it stops with one line, so the stage is not recorded as done and runs again once a token is set.
+A Hub that cannot be reached, or that drops the connection mid-commit, is one line too; the rerun
+finishes the publish (a commit that landed without its tag is tagged, not committed twice).
 Before uploading it checks that the version can be rebuilt (`cards.provenance`): the git commit must
 hold the `dvc.lock` entries that built the release and a default DVC remote must be configured.
 Both go into the card it uploads, the Hub commit's description and published.json.
@@ -20,6 +23,8 @@ from pathlib import Path
 from cards.hub import (
     PublishConfig,
     PublishError,
+    hub_endpoint,
+    hub_errors,
     plan_summary,
     publish,
     resolve_token,
@@ -35,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 def run(params: Path, out: Path, release: Path = Path("release"), lock: Path = Path("dvc.lock")) -> None:
-    """Publish `release` (or report the plan when disabled or without a token); write `out`.
+    """Publish `release` (or report the plan when disabled); write `out`.
 
     `lock` is the project's dvc.lock; the project is its folder (a git checkout).
     """
@@ -45,8 +50,13 @@ def run(params: Path, out: Path, release: Path = Path("release"), lock: Path = P
     logger.info("publish params: %s", cfg.model_dump())
     files = scan_release(release)
     token = resolve_token() if cfg.enabled else None
-    if not cfg.enabled or not token:
-        reason = "publish.enabled is false" if not cfg.enabled else "no Hub token (HF_TOKEN or saved login)"
+    if cfg.enabled and not token:
+        raise PublishError(
+            f"publish.enabled is true but there is no Hub token: set HF_TOKEN (or log in with `hf auth "
+            f"login`) to publish {cfg.repo_id} {cfg.tag}, or set publish.enabled: false"
+        )
+    if not cfg.enabled:
+        reason = "publish.enabled is false"
         plan = plan_summary(cfg, files)
         print(f"Not publishing ({reason}). Would upload to {cfg.repo_id} as tag {cfg.tag}:")
         for f in plan["files"]:
@@ -68,7 +78,13 @@ def run(params: Path, out: Path, release: Path = Path("release"), lock: Path = P
             result = publish(files, cfg, token, source=prov.describe())
         except HfHubHTTPError as exc:
             # The Hub's answer (status, URL, server message); requests never carry the token in the URL.
-            raise PublishError(f"talking to the Hub: {exc}") from None
+            raise PublishError(f"talking to the Hub: {' '.join(str(exc).split())}") from None
+        except hub_errors() as exc:
+            raise PublishError(
+                f"cannot reach the Hub at {hub_endpoint()} ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split()) or 'no detail'}); {cfg.tag} is not published: run again to "
+                "finish (nothing is uploaded twice)"
+            ) from None
     record = {
         **result,
         **{k: plan[k] for k in ("files", "total_bytes", "private")},

@@ -34,9 +34,10 @@ __all__ = [
 
 
 class StageConfig(BaseModel):
-    """Base for every stage's config: frozen, unknown keys rejected."""
+    """Base for every stage's config: frozen, unknown keys and non-finite numbers (`.inf`, `.nan`)
+    rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BaseConfig(StageConfig):

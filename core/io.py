@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from core import inputs
 from core.errors import InputError, PipelineError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
             shutil.rmtree(target)
         elif target.exists() or target.is_symlink():
             target.unlink()
+        inputs.before_write(target)
         os.replace(work, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -167,18 +169,55 @@ def write_parquet(df: pl.DataFrame, path: str | Path, schema: pa.Schema) -> None
     logger.info("wrote %s rows to %s", table.num_rows, path)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping (as DVC does)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # an unhashable key: the base loader names it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML like `yaml.safe_load`, refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_document(path: str | Path, *, what: str = "file", error: type[PipelineError] = InputError) -> Any:
-    """Parse a JSON (`.json`) or YAML file; a missing or malformed file raises `error` naming it."""
+    """Parse a JSON (`.json`) or YAML file; a missing, non-UTF-8 or malformed file raises `error` naming it.
+
+    Within a stage run the file is read once (`core.inputs`): every later read gets the same text.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = inputs.read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: {what} is a folder, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
     is_json = path.suffix == ".json"
     try:
-        return json.loads(text) if is_json else yaml.safe_load(text)
+        return json.loads(text) if is_json else load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise error(f"{path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
+        raise error(f"{path}: not valid {'JSON' if is_json else 'YAML'}: {_parse_error(exc)}") from None
+
+
+def _parse_error(exc: Exception) -> str:
+    """A parser's complaint on one line, with the line and column it points at."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem or exc.context} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def file_md5(path: str | Path) -> str:

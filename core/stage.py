@@ -3,6 +3,10 @@
 Exit codes: 0 done; 2 a `PipelineError` (the one line `<stage>: <message>` on stderr, no
 traceback, no partial output since every write is atomic); anything else is a bug and propagates
 with its traceback (Python's exit code 1).
+
+Every stage gets two guards: its inputs are fixed for the whole run (`core.inputs`: params read
+once; an output is renamed into place, and the stage ends well, only while what it read is
+unchanged), and under DVC it stops when the `dvc` that ran it is gone (`core.parent`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core import inputs, parent
 from core.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -56,10 +61,18 @@ def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> int:
 def run_stage(stage: str, body: Callable[[], Any]) -> int:
     """Run `body` as stage `stage`; return the process exit code."""
     setup_logging()
-    try:
-        body()
-    except PipelineError as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    with inputs.pinned(stage) as pinned, parent.watching() as watch:
+        try:
+            try:
+                body()
+            except KeyboardInterrupt:
+                if watch is None or not watch.gone.is_set():
+                    raise
+                raise watch.error("stopped") from None
+            parent.raise_if_orphaned("its outputs are written but DVC records nothing")
+            pinned.check()
+        except PipelineError as exc:
+            print(f"{stage}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     logger.info("%s: done", stage)
     return EXIT_OK

@@ -6,12 +6,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from core.errors import InputError
-from core.io import read_parquet
+from core.io import read_document, read_parquet
 from dedup.config import EvalSetSpec
 from dedup.minhash import MinHashParams, Shingles, batch_shingles, signatures
 from dedup.normalize import normalize_batch
@@ -24,46 +25,103 @@ class DedupInputError(InputError):
 
 
 def load_eval_texts(spec: EvalSetSpec) -> list[str]:
-    """The texts of one evaluation set (non-empty strings of its text column)."""
+    """The texts of one evaluation set (non-empty strings of its text column).
+
+    A file that cannot be read (missing, not UTF-8, broken JSON or JSONL, a line that is not an
+    object), a set without items, or an item that is not a string stops the stage with one line
+    naming the file (and line or item); null and empty items are skipped with a warning.
+    """
     if spec.path is not None:
         path = Path(spec.path)
         if not path.is_file():
             raise DedupInputError(f"eval set '{spec.name}': file not found: {path}")
         where = str(path)
-        suffix = path.suffix.lower()
-        if suffix == ".parquet":
-            df = read_parquet(path)
-        elif suffix == ".jsonl":
-            df = pl.read_ndjson(path)
-        elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if spec.json_field is not None:
-                if not isinstance(data, dict) or spec.json_field not in data:
-                    raise DedupInputError(f"{where}: no key '{spec.json_field}' (eval set '{spec.name}')")
-                data = data[spec.json_field]
-            if not isinstance(data, list):
-                raise DedupInputError(f"{where}: expected a list of records (set `json_field`)")
-            df = pl.DataFrame(data)
-        else:
-            raise DedupInputError(f"{where}: unsupported eval file type '{suffix}' (parquet, jsonl, json)")
-        columns = df.columns
-        texts = df[spec.text_column].to_list() if spec.text_column in columns else None
+        columns, texts = _read_local(path, spec)
     else:
-        import datasets
-
         where = f"{spec.hub_id} ({spec.hub_config or 'default'}, split {spec.split})"
-        ds = datasets.load_dataset(spec.hub_id, spec.hub_config, split=spec.split, revision=spec.revision)
-        columns = list(ds.column_names)
-        texts = ds[spec.text_column] if spec.text_column in columns else None
+        columns, texts = _read_hub(spec, where)
     if texts is None:
         raise DedupInputError(
             f"{where}: text column '{spec.text_column}' not found in eval set '{spec.name}' "
             f"(columns: {', '.join(columns)})"
         )
+    bad = next(((k, t) for k, t in enumerate(texts) if t is not None and not isinstance(t, str)), None)
+    if bad is not None:
+        k, t = bad
+        unit = "line" if where.endswith(".jsonl") else "item"
+        raise DedupInputError(
+            f"{where}: {unit} {k + 1} of eval set '{spec.name}': '{spec.text_column}' is "
+            f"{type(t).__name__}, not a string ({str(t)[:60]!r})"
+        )
     kept = [t for t in texts if isinstance(t, str) and t.strip()]
+    if not kept:
+        raise DedupInputError(f"{where}: eval set '{spec.name}' has no text items in '{spec.text_column}'")
     if len(kept) < len(texts):
-        logger.warning("%s: skipped %d empty or non-string items", where, len(texts) - len(kept))
+        logger.warning("%s: skipped %d empty or null items", where, len(texts) - len(kept))
     return kept
+
+
+def _read_local(path: Path, spec: EvalSetSpec) -> tuple[list[str], list[Any] | None]:
+    """(columns, values of the text column or None when it is missing) of a local eval file."""
+    suffix = path.suffix.lower()
+    what = f"eval set '{spec.name}'"
+    if suffix == ".parquet":
+        df = read_parquet(path)
+        return df.columns, df[spec.text_column].to_list() if spec.text_column in df.columns else None
+    if suffix == ".jsonl":
+        records = _read_jsonl(path, what)
+    elif suffix == ".json":
+        data = read_document(path, what=what, error=DedupInputError)
+        if spec.json_field is not None:
+            if not isinstance(data, dict) or spec.json_field not in data:
+                raise DedupInputError(f"{path}: no key '{spec.json_field}' ({what})")
+            data = data[spec.json_field]
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise DedupInputError(f"{path}: expected a list of records (objects) ({what}; set `json_field`)")
+        records = data
+    else:
+        raise DedupInputError(f"{path}: unsupported eval file type '{suffix}' (parquet, jsonl, json)")
+    if not records:
+        raise DedupInputError(f"{path}: {what} has no items")
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    if spec.text_column not in columns:
+        return columns, None
+    return columns, [r.get(spec.text_column) for r in records]
+
+
+def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+    """The objects of a JSON Lines file (blank lines skipped); a bad line is named by its number."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DedupInputError(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DedupInputError(f"{path}: line {n} of {what} is not valid JSON: {exc.msg}") from None
+        if not isinstance(record, dict):
+            raise DedupInputError(f"{path}: line {n} of {what} is {type(record).__name__}, not an object")
+        records.append(record)
+    return records
+
+
+def _read_hub(spec: EvalSetSpec, where: str) -> tuple[list[str], list[Any] | None]:
+    """(columns, values of the text column or None) of an eval set on the Hub."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(spec.hub_id, spec.hub_config, split=spec.split, revision=spec.revision)
+    except (OSError, ValueError) as exc:  # datasets' and huggingface_hub's errors derive from these
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DedupInputError(
+            f"{where}: cannot load eval set '{spec.name}': {type(exc).__name__}: {detail}"
+        ) from None
+    columns = list(ds.column_names)
+    return columns, ds[spec.text_column] if spec.text_column in columns else None
 
 
 @dataclass(frozen=True)

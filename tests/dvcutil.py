@@ -119,12 +119,13 @@ def make_dvc_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> 
 
 def data_files(repo: Path) -> dict[str, bytes]:
     """Every file under `repo`'s data/ and release/ but the run records (`run.json`: wall times,
-    never in dvc.lock, never pushed)."""
+    never in dvc.lock, never pushed) and the hidden files .dvcignore keeps out of DVC's outs (a
+    cache's `.writer.lock`: who ran it, when)."""
     return {
         p.relative_to(repo).as_posix(): p.read_bytes()
         for folder in (repo / "data", repo / "release")
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "run.json"
+        if p.is_file() and p.name != "run.json" and not p.name.startswith(".")
     }
 
 

@@ -8,6 +8,10 @@ tags are git tags, so a test can inspect what was published with the git CLI.
 
 Every request is recorded in `HubServer.requests`; requests the server does not know are logged
 at ERROR level and kept in `HubServer.unknown`, so a test can assert there were none.
+
+A test makes the server die mid-request: `HubServer.die_on[action] = "before"` (the request is
+read, nothing is done) or `"after"` (the commit or tag is made) drops the connection without an
+answer, once, and stops the server (`POST .../<action>/<rev>`: preupload, commit, tag).
 """
 
 from __future__ import annotations
@@ -142,7 +146,14 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and len(rest) == 2 and rest[0] in actions:
                 if rest[0] != "paths-info":
                     self._require_token()
-                actions[rest[0]](repo_id, rest[1])
+                die = hub.die_on.pop(rest[0], None)
+                if die == "before":
+                    self._body()
+                if die != "before":
+                    actions[rest[0]](repo_id, rest[1], respond=die is None)
+                if die is not None:
+                    self.close_connection = True
+                    threading.Thread(target=hub.stop, daemon=True).start()
                 return True
         if method in ("GET", "HEAD") and len(seg) >= 6 and seg[0] == "datasets" and seg[3] == "resolve":
             self._resolve(f"{seg[1]}/{seg[2]}", seg[4], "/".join(seg[5:]), head=method == "HEAD")
@@ -236,16 +247,17 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         self._json(listed)
 
-    def _paths_info(self, repo_id: str, revision: str) -> None:
+    def _paths_info(self, repo_id: str, revision: str, respond: bool = True) -> None:
         repos = self.server.hub.repos
         form = parse_qs(self._body().decode())
         paths = [p.strip("/") for p in form.get("paths", [])]
         expand = _flag(form.get("expand", ["false"])[-1])
         sha = repos.resolve(repo_id, revision)
         by_path = {e["path"]: e for e in repos.tree(repo_id, sha)}
-        self._json([self._entry(repo_id, sha, by_path[p], expand) for p in paths if p in by_path])
+        if respond:
+            self._json([self._entry(repo_id, sha, by_path[p], expand) for p in paths if p in by_path])
 
-    def _preupload(self, repo_id: str, revision: str) -> None:
+    def _preupload(self, repo_id: str, revision: str, respond: bool = True) -> None:
         repos = self.server.hub.repos
         payload = json.loads(self._body() or b"{}")
         sha = repos.resolve(repo_id, revision)
@@ -261,9 +273,10 @@ class _Handler(BaseHTTPRequestHandler):
                     "oid": existing["oid"] if existing else None,
                 }
             )
-        self._json({"files": files, "commitOid": sha})
+        if respond:
+            self._json({"files": files, "commitOid": sha})
 
-    def _commit(self, repo_id: str, revision: str) -> None:
+    def _commit(self, repo_id: str, revision: str, respond: bool = True) -> None:
         hub = self.server.hub
         hub.repos.require(repo_id)
         if revision.startswith("refs/") or revision not in {
@@ -297,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         if header.get("description"):
             message += "\n\n" + header["description"]
         sha = hub.repos.commit(repo_id, revision, ops, message)
+        if not respond:
+            return
         self._json(
             {
                 "success": True,
@@ -307,12 +322,13 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def _tag(self, repo_id: str, revision: str) -> None:
+    def _tag(self, repo_id: str, revision: str, respond: bool = True) -> None:
         repos = self.server.hub.repos
         payload = json.loads(self._body() or b"{}")
         sha = repos.resolve(repo_id, revision)
         repos.tag(repo_id, str(payload.get("tag", "")), sha)
-        self._json({})
+        if respond:
+            self._json({})
 
     def _resolve(self, repo_id: str, revision: str, path: str, head: bool) -> None:
         repos = self.server.hub.repos
@@ -365,6 +381,7 @@ class HubServer:
         self.auth_headers: list[str] = []
         self.unknown: list[tuple[str, str]] = []
         self.visibility: dict[str, str] = {}
+        self.die_on: dict[str, str] = {}  # action -> "before" | "after": drop the connection, stop
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.hub = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="local-hub", daemon=True)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from core.config import load_stage
 from core.io import write_json, write_parquet, write_text
+from core.models import check_model
 from core.stage import stage_main
 from train.config import EvalConfig
-from train.evaluation import PREDICTIONS_SCHEMA, EvalError, run_eval
+from train.evaluation import PREDICTIONS_SCHEMA, run_eval
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,8 @@ logger = logging.getLogger(__name__)
 def run(params: Path, out: Path) -> None:
     """Generate and score every model of `eval.models`; write predictions, table and metrics."""
     cfg, seed = load_stage(EvalConfig, params, "eval")
-    for label, model in cfg.models.items():
-        if Path(model).exists() and not (Path(model) / "config.json").exists():
-            raise EvalError(f"eval.models.{label}: {model} has no config.json")
+    for label, model in cfg.models.items():  # before any work: every model exists
+        check_model(model, f"eval.models.{label}")
     metrics, table, preds = run_eval(cfg, seed)
     write_parquet(preds, out / "predictions.parquet", PREDICTIONS_SCHEMA)
     write_text(table, out / "table.md")

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCa
 
 from core.errors import PipelineError
 from core.io import atomic_path
+from core.models import save_tokenizer
 from train.config import PhaseConfig, TrainConfig
 from train.format import Example, FormatError, tokenize_dataset
 from train.packing import PackedCollator, PackedDataset, pack_lengths, packing_isolated
@@ -252,7 +253,7 @@ def save_student(trainer: Trainer, tokenizer: Any, out_dir: Path) -> None:
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(tmp))
     if main_rank:
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)  # without loading options such as local_files_only
         for junk in ("training_args.bin",):
             (tmp / junk).unlink(missing_ok=True)
         if out_dir.exists():

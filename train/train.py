@@ -20,6 +20,7 @@ from accelerate import PartialState
 
 from core.config import load_stage
 from core.io import write_json
+from core.models import check_model
 from core.stage import stage_main
 from train.config import TrainConfig
 from train.sft import train_progressive, write_loss_csv
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 def run(params: Path, out: Path, metrics: Path, plots: Path) -> None:
     """Train every phase; the main process writes the metrics and the loss curve."""
     cfg, seed = load_stage(TrainConfig, params, "train")
+    check_model(cfg.base_model, "train.base_model")
     figures, rows, timings = train_progressive(cfg, seed, out)
     if not PartialState().is_main_process:
         return

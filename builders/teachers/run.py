@@ -29,6 +29,7 @@ from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
 from builders.teachers.keys import cache_keys, request_seeds, selected_mask
 from builders.teachers.provenance import resolve_revision, vllm_version
 from builders.teachers.tables import REMOVED_COLUMNS, STAGE, PromptSource, TeacherPlan, write_traces
+from core import parent
 from core.chat import build_messages
 from core.contracts import Funnel, TeacherRecord
 from core.errors import PipelineError
@@ -112,6 +113,7 @@ def generate(
     last = ""
     stopped: PipelineError | None = None
     results = backend.generate(requests)
+    unwatch = parent.stop_on_orphan(backend.stop)  # dvc is gone: send nothing more, keep what comes back
     bar = tqdm(total=total, desc=f"{cfg.SECTION} {teacher.name}", unit="prompt")
     flushed_at = time.monotonic()
     unpacked = 0  # bytes of shards written since the last compaction
@@ -142,8 +144,10 @@ def generate(
                     backend.stop()  # send nothing more; what is on the wire still comes back
         if stopped is not None:
             raise stopped
+        parent.raise_if_orphaned(f"teacher {teacher.name} stopped sending; the answers that came are cached")
         check_failure_rate(teacher.name, cfg, failed, n, last)  # the whole run, at its end
     finally:
+        unwatch()
         try:
             close = getattr(results, "close", None)
             if close is not None:
@@ -287,13 +291,13 @@ def run_traces(
     table = PromptSource(prompts, source)
     prompts_in = table.check()
     out_dir = Path(out_dir)
-    cache = GenerationCache(cache_dir)
     factory = backend_factory or make_backend
-    planned = plan_teachers(table, cfg.teachers, cache, seed)
-    for plan, todo in planned:
-        run_teacher(table, plan, todo, cfg, cache, factory)
-    plans = [plan for plan, _ in planned]
-    removed = write_traces(table, plans, cache, cfg, out_dir / "traces.parquet")
+    with GenerationCache(cache_dir, lock=True) as cache:  # one writer: a second run waits, then stops
+        planned = plan_teachers(table, cfg.teachers, cache, seed)
+        for plan, todo in planned:
+            run_teacher(table, plan, todo, cfg, cache, factory)
+        plans = [plan for plan, _ in planned]
+        removed = write_traces(table, plans, cache, cfg, out_dir / "traces.parquet")
     per_teacher = {}
     for plan in plans:
         mine = removed.filter(pl.col("teacher") == plan.teacher.name)

@@ -115,7 +115,7 @@ class Judge:
             revision = resolve_revision(cfg.model, cfg.revision)
         except ValueError as exc:
             raise ParamsError(f"verify.judge: {exc}") from None
-        return cls(cfg=cfg, prompt=prompt, cache=GenerationCache(cache_dir), revision=revision)
+        return cls(cfg=cfg, prompt=prompt, cache=GenerationCache(cache_dir, lock=True), revision=revision)
 
     def requests_frame(self, rows: pl.DataFrame) -> pl.DataFrame:
         """(id = item, system_prompt, question = the rendered prompt) of trace rows to judge."""
