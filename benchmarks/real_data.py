@@ -138,7 +138,11 @@ def score_removals(
     info = rows.select("sid", "example", "instance", "templates", "submix", "task_name", "kind")
     merges = (
         removed.filter(pl.col("reason").is_in(["near_duplicate", "template_variant"]))
-        .with_columns(pl.col("similarity") if "similarity" in removed.columns else pl.lit(None, pl.Float64))
+        .with_columns(
+            pl.col("similarity")
+            if "similarity" in removed.columns
+            else pl.lit(None, pl.Float64).alias("similarity")
+        )
         .select(pl.col("id").alias("sid"), "kept_id", "reason", pl.col("similarity").cast(pl.Float64))
         .join(info, on="sid")
         .join(info.rename(lambda c: f"kept_{c}").rename({"kept_sid": "kept_id"}), on="kept_id")
@@ -195,7 +199,12 @@ def score_removals(
         }
     examples = merges.filter("false_merge").sort("sid").head(10)
     out["false_merge_examples"] = [
-        {"task": t, "instance": a[:160], "kept_instance": b[:160], "similarity": round(s, 3)}
+        {
+            "task": t,
+            "instance": a[:160],
+            "kept_instance": b[:160],
+            "similarity": None if s is None else round(s, 3),
+        }
         for t, a, b, s in examples.select("task_name", "instance", "kept_instance", "similarity").iter_rows()
     ]
     return out
