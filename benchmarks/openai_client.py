@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 
 from builders.teachers.base import GenRequest, GenResult
-from builders.teachers.registry import parse_teacher
 from builders.teachers.openai_backend import OpenAIBackend
+from builders.teachers.registry import parse_teacher
 
 BODY = json.dumps(
     {

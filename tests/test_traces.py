@@ -12,8 +12,8 @@ import pytest
 
 from builders.teachers.base import GenRequest
 from builders.teachers.config import TeacherConfig
-from builders.teachers.registry import parse_teacher
 from builders.teachers.keys import selected_mask
+from builders.teachers.registry import parse_teacher
 from builders.teachers.run import run_traces
 from builders.teachers.vllm_backend import VLLMBackend
 from core.chat import build_messages

@@ -84,6 +84,7 @@ class TeacherBase(StageConfig):
     (`builders.teachers.registry`) joins them into one union told apart by `backend`."""
 
     PRICED_AT: ClassVar[str | None] = None  # "online" or "batch": which price its answers are billed at
+    GATE_WAITS: ClassVar[bool] = False  # its backend takes requests on a thread of its own (budget.py)
     name: str = Field(min_length=1)
     backend: str
     model: str = Field(min_length=1, description="local folder or Hub id")

@@ -59,4 +59,3 @@ class BatchRecords:
         (self.root / f"{record.name}.json").unlink(missing_ok=True)
         if self.root.is_dir() and not any(self.root.iterdir()):
             self.root.rmdir()
-

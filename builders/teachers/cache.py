@@ -91,7 +91,9 @@ class GenerationCache:
         lf = self._scan()
         if lf is None or keys.is_empty():
             return self._empty().select("key", "prompt_tokens", "completion_tokens")
-        lf = lf.select("key", "prompt_tokens", "completion_tokens").filter(pl.col("key").is_in(keys.implode()))
+        lf = lf.select("key", "prompt_tokens", "completion_tokens").filter(
+            pl.col("key").is_in(keys.implode())
+        )
         return lf.collect().unique(subset="key", keep="first", maintain_order=True)
 
     def lookup(self, keys: pl.Series, first_id: str, last_id: str) -> pl.DataFrame:

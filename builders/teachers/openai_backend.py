@@ -47,6 +47,7 @@ from pydantic import Field
 
 from builders.teachers.api import ApiTeacher, api_key, env_proxy, safe_url
 from builders.teachers.base import BackendEntry, GenError, GenRequest, GenResult
+from builders.teachers.budget import BudgetGate
 from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
 from builders.teachers.ratelimit import Ceilings, Ticket, UrlPacer, retry_after_s
 from core.errors import PipelineError
@@ -72,6 +73,7 @@ class OpenAITeacher(ApiTeacher):
     """A teacher behind one or several OpenAI-compatible chat completion endpoints."""
 
     PRICED_AT: ClassVar[str] = "online"
+    GATE_WAITS: ClassVar[bool] = True
     backend: Literal["openai"] = "openai"
     base_urls: list[str] = Field(min_length=1)
     concurrency: int = Field(
@@ -289,7 +291,9 @@ class OpenAIBackend:
             f"(HTTP {status}); {hint}"
         )
 
-    def _throttled(self, i: int, ticket: Ticket, headers: Mapping[str, str], data: bytes, streak: int) -> None:
+    def _throttled(
+        self, i: int, ticket: Ticket, headers: Mapping[str, str], data: bytes, streak: int
+    ) -> None:
         """A 429: stop the run when the quota is gone, else pause the URL (Retry-After, else until
         its window resets, else a backoff) and halve its cap."""
         text = data.decode("utf-8", "replace")[:500]
@@ -352,6 +356,7 @@ class OpenAIBackend:
                             reason = PROMPT_TOO_LONG if hit else REQUEST_ERROR
                             return GenError(key=req.key, id=req.id, reason=reason, detail=f"{err}: {text}")
             finally:
+                self._pacers[i].done(ticket)
                 self._release(i, connected)
             if status == THROTTLED:  # back-pressure: go again, not a retry
                 i, ticket = await self._acquire(i, cost)
@@ -398,12 +403,16 @@ class OpenAIBackend:
     async def _feed(self, session: aiohttp.ClientSession, requests: Iterator[GenRequest]) -> None:
         """Start each request once a URL may take it, until the requests run out or the run stops."""
         loop = asyncio.get_running_loop()
+        waits = isinstance(requests, BudgetGate) and requests.waits
         try:
             while True:
                 await self._room()
                 if self._stopping:
                     return
-                req = next(requests, None)
+                if waits:  # a budget gate waiting for room must not hold up the loop
+                    req = await loop.run_in_executor(None, next, requests, None)
+                else:
+                    req = next(requests, None)
                 if req is None:
                     return
                 slot = await self._acquire(None, request_cost(req))

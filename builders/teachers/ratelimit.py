@@ -78,25 +78,25 @@ class Window:
     avail: float
     reset_at: float | None
 
-    def room(self, now: float) -> float:
-        if self.reset_at is not None and now >= self.reset_at:
-            self.avail, self.reset_at = float(self.limit), None
-        return self.avail
-
 
 @dataclass(frozen=True)
 class Ticket:
     """What a URL's pacer noted when a request was sent (to read the answer's headers against)."""
 
     seq: int  # requests sent at the URL before this one
-    tokens_before: float  # tokens sent at the URL before this one
     sent_at: float
     cost: float  # its tokens
 
 
 @dataclass
 class UrlPacer:
-    """What one URL allows now: requests in flight (AIMD cap), 429 pauses and header windows."""
+    """What one URL allows now: requests in flight (AIMD cap), 429 pauses and header windows.
+
+    The room of a window is estimated from the answer to the latest-sent request heard so far: what
+    the server had left when it took that request, less every other request still unanswered (the
+    server may not have counted them yet), less what is sent from then on. An older request's
+    answer tells nothing newer and is ignored. When the window resets, its limit is available
+    again, less what is still unanswered (it may land in the new window)."""
 
     ceiling: int  # the most requests in flight (`concurrency`)
     cap: float = 1.0
@@ -105,8 +105,8 @@ class UrlPacer:
     last_decrease: float = -math.inf
     windows: dict[str, Window] = field(default_factory=dict)
     seq: int = 0
-    tokens_sent: float = 0.0
-    info_seq: int = -1  # the `seq` of the request whose headers the windows come from
+    heard_seq: int = -1  # the latest-sent request whose answer set the windows
+    inflight: dict[int, float] = field(default_factory=dict)  # seq -> tokens of requests not answered
 
     def __post_init__(self) -> None:
         self.cap = float(self.ceiling)
@@ -115,44 +115,61 @@ class UrlPacer:
         """Requests the URL may hold at once now."""
         return max(1, int(self.cap)) if self.answered else 1
 
+    def _unanswered(self, name: str, but: int | None = None) -> float:
+        return sum(1.0 if name == "requests" else c for seq, c in self.inflight.items() if seq != but)
+
+    def room(self, name: str, now: float) -> float:
+        """What window `name` has left now (after a reset: its limit less what is unanswered)."""
+        w = self.windows[name]
+        if w.reset_at is not None and now >= w.reset_at:
+            w.avail, w.reset_at = w.limit - self._unanswered(name), None
+        return w.avail
+
     def wait(self, now: float, cost: float) -> float:
-        """Seconds until a request of `cost` tokens may be sent here (0: now)."""
+        """Seconds until a request of `cost` tokens may be sent here (0: now; inf: when a request in
+        flight answers)."""
         until = self.paused_until - now
         for name, amount in (("requests", 1.0), ("tokens", cost)):
-            w = self.windows.get(name)
-            if w is None or w.reset_at is None:  # no limit known, or no time it resets: the server decides
+            if name not in self.windows:
                 continue
-            room = w.room(now)
-            if room < amount and room < w.limit:  # a request larger than the whole limit goes when it is full
-                until = max(until, (w.reset_at or now) - now)
+            w = self.windows[name]
+            room = self.room(name, now)
+            if room >= amount or (room >= w.limit - self._unanswered(name) and amount > w.limit):
+                continue  # it fits (a request larger than the whole limit goes alone)
+            if w.reset_at is not None:
+                until = max(until, w.reset_at - now)
+            elif self.inflight:  # reset and filled again: the next answer says when it resets
+                until = math.inf
         return max(0.0, until)
 
     def send(self, now: float, cost: float) -> Ticket:
         """Note a request of `cost` tokens sent now."""
-        ticket = Ticket(self.seq, self.tokens_sent, now, cost)
+        ticket = Ticket(self.seq, now, cost)
+        self.inflight[self.seq] = cost
         self.seq += 1
-        self.tokens_sent += cost
         for name, amount in (("requests", 1.0), ("tokens", cost)):
             if name in self.windows:
                 self.windows[name].avail -= amount
         return ticket
 
+    def done(self, ticket: Ticket) -> None:
+        """The request of `ticket` is answered (or failed)."""
+        self.inflight.pop(ticket.seq, None)
+
     def heard(self, now: float, headers: Mapping[str, str], ticket: Ticket) -> None:
-        """Read an answer's rate-limit headers (any status)."""
+        """Read an answer's rate-limit headers (any status), before `done`."""
         self.answered = True
-        if ticket.seq < self.info_seq:
-            return  # an older request's view of the server
-        after = {"requests": self.seq - ticket.seq - 1, "tokens": self.tokens_sent - ticket.tokens_before
-                 - ticket.cost}  # fmt: skip
+        if ticket.seq < self.heard_seq:
+            return
         for name in DIMENSIONS:
             limit = _int(headers.get(f"x-ratelimit-limit-{name}"))
             remaining = _int(headers.get(f"x-ratelimit-remaining-{name}"))
             if limit is None or remaining is None:
                 continue
             reset = parse_duration(headers.get(f"x-ratelimit-reset-{name}"))
-            reset_at = now + reset if reset is not None else None
-            self.windows[name] = Window(limit, remaining - after[name], reset_at)
-            self.info_seq = ticket.seq
+            room = remaining - self._unanswered(name, but=ticket.seq)
+            self.windows[name] = Window(limit, room, now + reset if reset is not None else None)
+            self.heard_seq = ticket.seq
 
     def succeeded(self) -> None:
         """Additive increase: one more slot per cap answers."""

@@ -107,9 +107,8 @@ def generate(
     n = failed = prompt_tokens = completion_tokens = 0
     last = ""
     stopped: PipelineError | None = None
-    if budget is not None:
-        requests = budget.gate(iter(requests))
-    results = backend.generate(requests)
+    gate = budget.gate(requests, waits=teacher.GATE_WAITS) if budget is not None else None
+    results = backend.generate(gate if gate is not None else requests)
     bar = tqdm(total=total, desc=f"{cfg.SECTION} {teacher.name}", unit="prompt")
     flushed_at = time.monotonic()
     unpacked = 0  # bytes of shards written since the last compaction
@@ -145,6 +144,8 @@ def generate(
         check_failure_rate(teacher.name, cfg, failed, n, last)  # the whole run, at its end
     finally:
         try:
+            if gate is not None:
+                gate.close()  # a request waiting for room gives up: the backend can end
             close = getattr(results, "close", None)
             if close is not None:
                 close()  # on a stop: cancel what the backend has not sent yet
@@ -163,7 +164,9 @@ def teacher_budget(teacher: TeacherConfig, cache: GenerationCache, cached: pl.Se
     price_in, price_out = teacher.price.per_token(teacher.PRICED_AT or "online")
     budget = Budget(teacher.name, price_in, price_out, teacher.max_cost)
     usage = cache.token_usage(cached)
-    budget.spent_before = budget.cost(int(usage["prompt_tokens"].sum()), int(usage["completion_tokens"].sum()))
+    budget.spent_before = budget.cost(
+        int(usage["prompt_tokens"].sum()), int(usage["completion_tokens"].sum())
+    )
     return budget
 
 
@@ -270,7 +273,9 @@ def run_teacher(
         **figures,
     }
     if budget is not None:
-        plan.run.update(cost=round(budget.spent, 6), spent_total=round(budget.total, 6), max_cost=budget.max_cost)
+        plan.run.update(
+            cost=round(budget.spent, 6), spent_total=round(budget.total, 6), max_cost=budget.max_cost
+        )
         logger.info("teacher %s: %s", teacher.name, budget.line())
     return budget
 

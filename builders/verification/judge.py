@@ -29,7 +29,13 @@ from builders.teachers.cache import GenerationCache
 from builders.teachers.config import GenerationRunConfig, TeacherConfig
 from builders.teachers.keys import cache_keys, request_seeds
 from builders.teachers.provenance import resolve_revision, vllm_version
-from builders.teachers.run import BackendFactory, count_prompt_tokens, generate, load_tokenizer, teacher_budget
+from builders.teachers.run import (
+    BackendFactory,
+    count_prompt_tokens,
+    generate,
+    load_tokenizer,
+    teacher_budget,
+)
 from core.chat import build_messages
 from core.contracts import JudgeRecord
 from core.errors import ParamsError, PipelineError
@@ -192,7 +198,9 @@ class Judge:
         todo = keys.filter(~pl.col("_key").is_in(self.cache.keys().implode()))
         logger.info("judge %s: %d rows to judge, %d cached, %d to send", self.cfg.model, keys.height,
                     keys.height - todo.height, todo.height)  # fmt: skip
-        budget = teacher_budget(self.cfg, self.cache, keys.filter(~pl.col("_key").is_in(todo["_key"].implode()))["_key"])
+        budget = teacher_budget(
+            self.cfg, self.cache, keys.filter(~pl.col("_key").is_in(todo["_key"].implode()))["_key"]
+        )
         requests = self._requests(batches(), todo) if todo.height else iter(())
         first = next(requests, None)  # no engine is started when nothing is left to send
         tokens = (0, 0)
