@@ -21,14 +21,20 @@ class PriceConfig(StageConfig):
     batch_input: float | None = Field(None, ge=0.0, description="Batch API price; null: half of input")
     batch_output: float | None = Field(None, ge=0.0, description="Batch API price; null: half of output")
 
+    def resolved(self) -> dict[str, float]:
+        """Every price per million tokens, the batch ones filled in (half of online when null)."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "batch_input": self.input / 2 if self.batch_input is None else self.batch_input,
+            "batch_output": self.output / 2 if self.batch_output is None else self.batch_output,
+        }
+
     def per_token(self, at: str) -> tuple[float, float]:
         """(input, output) price of one token, `at` "online" or "batch"."""
-        if at == "batch":
-            pin = self.input / 2 if self.batch_input is None else self.batch_input
-            pout = self.output / 2 if self.batch_output is None else self.batch_output
-        else:
-            pin, pout = self.input, self.output
-        return pin / 1e6, pout / 1e6
+        p = self.resolved()
+        prefix = "batch_" if at == "batch" else ""
+        return p[f"{prefix}input"] / 1e6, p[f"{prefix}output"] / 1e6
 
 
 class ApiTeacher(TeacherBase):

@@ -138,7 +138,7 @@ def estimate_teacher(
     if isinstance(t, ApiTeacher):
         max_cost = t.max_cost
         if t.price is not None:
-            price = t.price.model_dump(mode="json")
+            price = t.price.resolved()
             cost = {}
             for at in ("online", "batch"):
                 pin, pout = t.price.per_token(at)

@@ -295,7 +295,7 @@ def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
         fraction=t.fraction,
         prompt_tokens_total=plan.prompt_tokens,
         completion_tokens_total=plan.completion_tokens,
-        price=t.price.model_dump(mode="json") if isinstance(t, ApiTeacher) and t.price else None,
+        price=t.price.resolved() if isinstance(t, ApiTeacher) and t.price else None,
         priced_at=t.PRICED_AT if isinstance(t, ApiTeacher) and t.price else None,
     ).dump()
 
