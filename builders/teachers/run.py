@@ -69,6 +69,17 @@ def count_prompt_tokens(tokenizer: Any, convs: list[list[dict[str, str]]]) -> li
     return counts
 
 
+def teacher_revision(teacher: TeacherConfig) -> str:
+    """The resolved revision of the teacher's model (a local folder's hash, a Hub commit); for an API
+    teacher whose model is neither, its `revision` as given: the provider's snapshot name."""
+    try:
+        return resolve_revision(teacher.model, teacher.revision)
+    except ValueError:
+        if isinstance(teacher, ApiTeacher) and teacher.revision:
+            return teacher.revision
+        raise
+
+
 def check_failure_rate(teacher: str, cfg: GenerationRunConfig, failed: int, results: int, last: str) -> None:
     """Stop the run when, over at least `min_results_for_rate` results, too many are request errors."""
     if results < cfg.min_results_for_rate or failed <= cfg.max_failure_rate * results:
@@ -176,7 +187,7 @@ def plan_teachers(
     """Per teacher (one pass over the prompts): its selected prompts with their cache keys, and
     those not cached yet (id, _key)."""
     start = time.perf_counter()
-    revisions = [resolve_revision(t.model, t.revision) for t in teachers]
+    revisions = [teacher_revision(t) for t in teachers]
     frames: list[list[pl.DataFrame]] = [[] for _ in teachers]
     for batch in source.batches(["id", "system_prompt", "question"]):
         for t, revision, out in zip(teachers, revisions, frames, strict=True):

@@ -28,13 +28,14 @@ from builders.teachers.base import GenError, GenRequest
 from builders.teachers.cache import GenerationCache
 from builders.teachers.config import GenerationRunConfig, TeacherConfig
 from builders.teachers.keys import cache_keys, request_seeds
-from builders.teachers.provenance import resolve_revision, vllm_version
+from builders.teachers.provenance import vllm_version
 from builders.teachers.run import (
     BackendFactory,
     count_prompt_tokens,
     generate,
     load_tokenizer,
     teacher_budget,
+    teacher_revision,
 )
 from core.chat import build_messages
 from core.contracts import JudgeRecord
@@ -118,7 +119,7 @@ class Judge:
     def open(cls, cfg: TeacherConfig, prompt: JudgePrompt, cache_dir: Path) -> Judge:
         """The judge with its revision resolved and its cache opened."""
         try:
-            revision = resolve_revision(cfg.model, cfg.revision)
+            revision = teacher_revision(cfg)
         except ValueError as exc:
             raise ParamsError(f"verify.judge: {exc}") from None
         return cls(cfg=cfg, prompt=prompt, cache=GenerationCache(cache_dir), revision=revision)
