@@ -56,6 +56,7 @@ class PaidServer:
         self.window = -1
         self.used = {"requests": 0, "tokens": 0}
         self.received: list[str] = []
+        self.received_at: list[float] = []  # seconds since the server started, per request
         self.throttled = 0
         self.answered: list[str] = []
         self.prompt_tokens = self.completion_tokens = 0
@@ -91,6 +92,7 @@ class PaidServer:
         with self.lock:
             self.received.append(question)
             now = time.monotonic() - self.t0
+            self.received_at.append(now)
             window = int(now // self.window_s)
             if window != self.window:
                 self.window, self.used = window, {"requests": 0, "tokens": 0}

@@ -7,6 +7,7 @@ answers with OpenAI's headers and `usage`.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from email.utils import formatdate
 from functools import partial
@@ -17,6 +18,8 @@ import pytest
 import yaml
 from tqdm import tqdm
 
+from builders.teachers.base import GenRequest, GenResult
+from builders.teachers.budget import Budget
 from builders.teachers.cache import GenerationCache
 from builders.teachers.ratelimit import parse_duration, retry_after_s
 from builders.teachers.run import run_traces
@@ -72,6 +75,53 @@ def test_rate_limits_are_back_pressure_not_failures(tmp_path: Path, delay_s: flo
     assert server.throttled <= 0.10 * requests
     assert run["http_429"] == server.throttled and run["requests_sent"] == requests
     assert wall <= 1.3 * floor
+
+
+def test_own_rpm_ceiling_paces_the_fleet(tmp_path: Path) -> None:
+    server = PaidServer()  # no limits of its own
+    cfg = traces_cfg([teacher([server.url], concurrency=32, rpm=600, timeout_s=10.0)], min_response_chars=0)
+    try:
+        start = time.monotonic()
+        run_traces(prompt_table(30), cfg, 3, tmp_path / "out", tmp_path / "cache")
+        wall = time.monotonic() - start
+    finally:
+        server.close()
+    times = server.received_at
+    busiest = max(sum(t <= s < t + 1.0 for s in times) for t in times)
+    assert len(times) == 30 and busiest <= 10 + 1  # 600 a minute: 10 a second, evenly spaced
+    assert wall >= 2.8
+
+
+def request(key: str, max_tokens: int = 10) -> GenRequest:
+    return GenRequest(key, key, [{"role": "user", "content": "x" * 20}], max_tokens, 0, prompt_tokens=20)
+
+
+def test_budget_gate_without_waiting_ends_at_the_first_request_over() -> None:
+    budget = Budget("t", price_in=0.001, price_out=0.002, max_cost=0.2)
+    worst = budget.worst(request("a"))
+    gate = budget.gate((request(str(k)) for k in range(10)), waits=False)
+    sent = list(gate)  # nothing settles while a batch is written: reservations only
+    assert len(sent) == int(0.2 // worst) == budget.admitted and budget.stopped
+
+
+def test_budget_gate_waits_for_answers_in_flight() -> None:
+    budget = Budget("t", price_in=0.001, price_out=0.002, max_cost=0.2)
+    gate = budget.gate((request(str(k)) for k in range(10)), waits=True)
+    taken: list[GenRequest] = []
+    puller = threading.Thread(target=lambda: taken.extend(gate))
+    puller.start()
+    settled = 0
+    while puller.is_alive() or settled < len(taken):
+        if settled < len(taken):  # each answer costs much less than its worst case
+            budget.settle(GenResult(taken[settled].key, "", "ok", "stop", 20, 2))
+            settled += 1
+        time.sleep(0.01)
+    puller.join()
+    assert budget.spent == pytest.approx(settled * 0.024) and budget.total <= 0.2
+    worst = budget.worst(request("a"))
+    assert len(taken) > 0.2 // worst  # more than the worst cases alone allow
+    # the gate stops only with nothing in flight: the k-th goes when k - 1 answers + its worst case fit
+    assert budget.stopped and len(taken) == max(k for k in range(1, 11) if (k - 1) * 0.024 + worst <= 0.2)
 
 
 def test_exhausted_quota_stops_the_run(tmp_path: Path) -> None:

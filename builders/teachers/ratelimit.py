@@ -10,8 +10,8 @@ sent only when both dimensions have room for it (its tokens: prompt tokens plus 
 OpenAI counts them against a token limit). A 429 pauses the URL for its `Retry-After` and halves
 the requests the URL may hold at once; each answer adds back 1/cap (additive increase,
 multiplicative decrease). Until a URL has answered once it holds one request, so a run learns the
-limits before it sends a burst. `Bucket` is a teacher-wide ceiling (`rpm`, `tpm`): a token bucket
-refilled continuously and holding one second's worth.
+limits before it sends a burst. `Bucket` is a teacher-wide ceiling (`rpm`, `tpm`) that spaces
+requests evenly.
 """
 
 from __future__ import annotations
@@ -186,18 +186,18 @@ class UrlPacer:
 
 @dataclass
 class Bucket:
-    """A token bucket: `rate` per second, holding one second's worth (at least one request's cost)."""
+    """A ceiling of `rate` a second: requests spaced by their cost / rate (a token bucket that holds
+    one request's cost, so no window of any length sees more than rate x its length plus one)."""
 
     rate: float
     level: float = 0.0
     at: float = 0.0
 
     def __post_init__(self) -> None:
-        self.level, self.at = max(self.rate, 1.0), time.monotonic()
+        self.level, self.at = 1.0, time.monotonic()
 
     def _refill(self, now: float, cost: float) -> None:
-        capacity = max(self.rate, cost, 1.0)
-        self.level = min(capacity, self.level + (now - self.at) * self.rate)
+        self.level = min(max(cost, 1.0), self.level + (now - self.at) * self.rate)
         self.at = now
 
     def wait(self, now: float, cost: float) -> float:
