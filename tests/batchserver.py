@@ -2,9 +2,9 @@
 
 It serves what the `openai` SDK calls for batches: `POST /v1/files` (multipart upload),
 `GET /v1/files/{id}` and `/v1/files/{id}/content`, `POST /v1/batches`, `GET /v1/batches/{id}` and
-`GET /v1/batches` (newest first, `limit` and `after`). A worker thread runs each batch in turn with
-`python -m vllm.entrypoints.openai.run_batch -i <input> -o <output> --model <model>` (the same
-JSONL format as OpenAI's) and publishes its output file. A request whose question contains
+`GET /v1/batches` (newest first, `limit` and `after`). A worker thread runs the batches created so
+far with one `python -m vllm.entrypoints.openai.run_batch -i <input> -o <output> --model <model>`
+(the same JSONL format as OpenAI's) and publishes each batch's output file. A request whose question contains
 `FAILONCE` goes to the error file the first time it is seen, as OpenAI's error file has it
 (`response: null`, `error: {code, message}`); one with `FAILALWAYS` every time. `created` logs
 every batch created: (batch id, custom ids); `questions` maps a custom id to its question.
@@ -153,38 +153,55 @@ class BatchServer:
                 "last_id": page[-1]["id"] if page else None}  # fmt: skip
 
     def _work(self) -> None:
-        while (bid := self.work.get()) is not None:
-            with self.lock:
-                batch = self.batches[bid]
-                batch["status"] = "in_progress"
-                lines = Path(self.files[batch["input_file_id"]]["path"]).read_text().splitlines()
-            keep, errors = [], []
-            for line in lines:
-                req = json.loads(line)
-                question = req["body"]["messages"][-1]["content"]
-                once = FAIL_ONCE in question and req["custom_id"] not in self.failed_once
-                if once or FAIL_ALWAYS in question:
-                    self.failed_once.add(req["custom_id"])
-                    error = {"code": "server_error", "message": "the model failed"}
-                    errors.append({"id": f"batch_req_{next(self.ids)}", "custom_id": req["custom_id"],
-                                   "response": None, "error": error})  # fmt: skip
-                else:
-                    keep.append(line)
-            output = b""
-            if keep:
-                inp, out = self.workdir / f"{bid}.in.jsonl", self.workdir / f"{bid}.out.jsonl"
-                inp.write_text("\n".join(keep) + "\n")
+        """Run the batches created so far together in one `vllm run-batch` (its start is the slow
+        part), then publish each batch's own output and error files."""
+        while (first := self.work.get()) is not None:
+            time.sleep(0.5)  # the rest of a run's files
+            bids = [first]
+            while not self.work.empty() and (bid := self.work.get()) is not None:
+                bids.append(bid)
+            keep: dict[str, list[str]] = {}
+            errors: dict[str, list[dict[str, Any]]] = {}
+            for bid in bids:
+                keep[bid], errors[bid] = self._split(bid)
+            lines = [line for bid in bids for line in keep[bid]]
+            outputs: dict[str, str] = {}
+            if lines:
+                inp, out = self.workdir / f"{first}.in.jsonl", self.workdir / f"{first}.out.jsonl"
+                inp.write_text("\n".join(lines) + "\n")
                 run_batch(self.model, self.max_model_len, inp, out, self.workdir / "run_batch.log")
-                output = out.read_bytes()
-            error_data = "".join(json.dumps(e) + "\n" for e in errors).encode()
+                outputs = {json.loads(o)["custom_id"]: o for o in out.read_text().splitlines() if o.strip()}
             with self.lock:
-                batch["output_file_id"] = self._file(output, f"{bid}_output.jsonl", "batch_output")["id"]
-                if errors:
-                    batch["error_file_id"] = self._file(error_data, f"{bid}_error.jsonl", "batch_output")[
-                        "id"
-                    ]
-                batch["request_counts"].update(completed=len(keep), failed=len(errors))
-                batch["status"] = "completed"
+                for bid in bids:
+                    batch = self.batches[bid]
+                    ids = [json.loads(line)["custom_id"] for line in keep[bid]]
+                    output = "".join(outputs[i] + "\n" for i in ids).encode()
+                    batch["output_file_id"] = self._file(output, f"{bid}_output.jsonl", "batch_output")["id"]
+                    if errors[bid]:
+                        data = "".join(json.dumps(e) + "\n" for e in errors[bid]).encode()
+                        batch["error_file_id"] = self._file(data, f"{bid}_error.jsonl", "batch_output")["id"]
+                    batch["request_counts"].update(completed=len(ids), failed=len(errors[bid]))
+                    batch["status"] = "completed"
+
+    def _split(self, bid: str) -> tuple[list[str], list[dict[str, Any]]]:
+        """(the lines of batch `bid` the model runs, the error lines of those that fail)."""
+        with self.lock:
+            batch = self.batches[bid]
+            batch["status"] = "in_progress"
+            lines = Path(self.files[batch["input_file_id"]]["path"]).read_text().splitlines()
+        keep, errors = [], []
+        for line in lines:
+            req = json.loads(line)
+            question = req["body"]["messages"][-1]["content"]
+            once = FAIL_ONCE in question and req["custom_id"] not in self.failed_once
+            if once or FAIL_ALWAYS in question:
+                self.failed_once.add(req["custom_id"])
+                error = {"code": "server_error", "message": "the model failed"}
+                errors.append({"id": f"batch_req_{next(self.ids)}", "custom_id": req["custom_id"],
+                               "response": None, "error": error})  # fmt: skip
+            else:
+                keep.append(line)
+        return keep, errors
 
     def close(self) -> None:
         self.work.put(None)

@@ -55,42 +55,86 @@ def traces_params(server: BatchServer, **kw: Any) -> dict[str, Any]:
                        "remove_truncated": False, "min_response_chars": 0}}  # fmt: skip
 
 
-def submitted(cache: Path) -> bool:
-    return any(r.batch_id for r in BatchRecords(cache).load())
+def submitted(cache: Path) -> int:
+    """Batches recorded with their id in the cache folder."""
+    return sum(bool(r.batch_id) for r in BatchRecords(cache).load())
+
+
+def traces_cmd(tmp_path: Path, params: dict[str, Any], *head: str) -> list[str]:
+    """The stage's command line over 24 prompts written under `tmp_path`."""
+    prompt_table(24).write_parquet(tmp_path / "prompts.parquet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return [*head, "--params", str(tmp_path / "params.yaml"), "--prompts", str(tmp_path / "prompts.parquet"),
+            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]  # fmt: skip
+
+
+def collected_every_answer(tmp_path: Path, keys: set[str]) -> dict[str, Any]:
+    """The rerun's outputs hold every prompt, the cache every key and no batch record; its run.json."""
+    traces = pl.read_parquet(tmp_path / "out" / "traces.parquet")
+    assert sorted(traces["id"]) == sorted(prompt_table(24)["id"]) and (traces["completion_tokens"] > 0).all()
+    assert set(GenerationCache(tmp_path / "cache").load()["key"]) == keys
+    assert BatchRecords(tmp_path / "cache").load() == [] and not (tmp_path / "cache" / "batches").exists()
+    return json.loads((tmp_path / "out" / "run.json").read_text())["teachers"]["tiny-a"]
 
 
 def test_kill_after_submission_then_rerun_collects_without_resubmitting(
     server: BatchServer, tmp_path: Path
 ) -> None:
-    prompts = prompt_table(24)
-    prompts.write_parquet(tmp_path / "prompts.parquet")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(traces_params(server)))
-    cmd = [sys.executable, "-m", "builders.traces", "--params", str(tmp_path / "params.yaml"),
-           "--prompts", str(tmp_path / "prompts.parquet"), "--out", str(tmp_path / "out"),
-           "--cache", str(tmp_path / "cache")]  # fmt: skip
+    cmd = traces_cmd(tmp_path, traces_params(server, max_requests_per_file=10), sys.executable, "-m",
+                     "builders.traces")  # fmt: skip
     before = len(server.created)
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not submitted(tmp_path / "cache") and first.poll() is None and time.time() < deadline:
+    while submitted(tmp_path / "cache") < 3 and first.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
-    (batch_id, keys), *more = server.created[before:]
-    assert not more and len(keys) == 24  # one batch of every prompt, submitted
-    assert [r.batch_id for r in BatchRecords(tmp_path / "cache").load()] == [batch_id]
+    created = server.created[before:]
+    assert [len(keys) for _, keys in created] == [10, 10, 4]  # files within max_requests_per_file
+    ids = sorted(r.batch_id for r in BatchRecords(tmp_path / "cache").load())
+    assert ids == sorted(bid for bid, _ in created)
     assert not (tmp_path / "out" / "traces.parquet").exists()
 
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert len(server.created) == before + 1  # the rerun submitted nothing: it polled and collected
-    traces = pl.read_parquet(tmp_path / "out" / "traces.parquet")
-    assert sorted(traces["id"]) == sorted(prompts["id"]) and (traces["completion_tokens"] > 0).all()
-    assert set(GenerationCache(tmp_path / "cache").load()["key"]) == set(keys)
-    assert BatchRecords(tmp_path / "cache").load() == [] and not (tmp_path / "cache" / "batches").exists()
-    run = json.loads((tmp_path / "out" / "run.json").read_text())["teachers"]["tiny-a"]
-    assert run["batches_submitted"] == 0 and run["requests_submitted"] == 0 and run["batches_collected"] == 1
+    assert len(server.created) == before + 3  # the rerun submitted nothing: it polled and collected
+    run = collected_every_answer(tmp_path, {k for _, keys in created for k in keys})
+    assert run["batches_submitted"] == 0 and run["requests_submitted"] == 0 and run["batches_collected"] == 3
     meta = json.loads((tmp_path / "out" / "meta" / "tiny-a.json").read_text())
     assert meta["backend"] == "openai_batch" and meta["priced_at"] == "batch"
+
+
+# Killed the moment the batch exists, before its id is recorded (the record has the file id only).
+KILLED_AFTER_CREATE = """
+import os, signal, sys
+from openai.resources.batches import Batches
+create = Batches.create
+def killed(self, *args, **kwargs):
+    create(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+Batches.create = killed
+from builders.traces import main
+main(sys.argv[1:])
+"""
+
+
+def test_killed_between_create_and_record_the_rerun_finds_the_batch(
+    server: BatchServer, tmp_path: Path
+) -> None:
+    cmd = traces_cmd(tmp_path, traces_params(server))
+    before = len(server.created)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_CREATE, *cmd], cwd=REPO, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    ((_, keys),) = server.created[before:]
+    (record,) = BatchRecords(tmp_path / "cache").load()
+    assert record.file_id and record.batch_id is None and set(record.requests) == set(keys)
+
+    rerun = subprocess.run([sys.executable, "-m", "builders.traces", *cmd], cwd=REPO, capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len(server.created) == before + 1  # found among the provider's batches by its input file
+    run = collected_every_answer(tmp_path, set(keys))
+    assert run["batches_submitted"] == 0 and run["batches_collected"] == 1
 
 
 def test_dvc_repro_resubmits_failed_requests_once(server: BatchServer, tmp_path: Path) -> None:
