@@ -27,7 +27,7 @@ from builders.teachers.budget import PROMPT_MARGIN, TEMPLATE_TOKENS, worst_promp
 from builders.teachers.cache import GenerationCache
 from builders.teachers.config import TracesConfig
 from builders.teachers.registry import make_backend
-from builders.teachers.run import BackendFactory, iter_requests, plan_teachers, run_teacher
+from builders.teachers.run import BackendFactory, iter_requests, plan_teachers, run_teacher, teacher_budget
 from builders.teachers.tables import PromptSource, TeacherPlan
 from core.hashing import unit_hashes
 
@@ -148,9 +148,7 @@ def estimate_teacher(
                     "high": inp_high * pin + out_high * pout,
                     "worst": worst * pin + out_max * pout,
                 }
-            pin, pout = t.price.per_token(t.PRICED_AT or "online")
-            usage = cache.token_usage(cached)
-            spent = int(usage["prompt_tokens"].sum()) * pin + int(usage["completion_tokens"].sum()) * pout
+            spent = teacher_budget(t, cache, cached).spent_before  # type: ignore[union-attr]
     return TeacherEstimate(
         teacher=t.name, backend=t.backend, selected=plan.keys.height, cached=plan.keys.height - todo.height,
         to_send=n, too_long=plan.too_long.height, input_tokens=inp, input_low=inp_low, input_high=inp_high,
