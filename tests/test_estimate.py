@@ -65,7 +65,7 @@ def test_estimate_without_a_tokenizer_brackets_the_bill(
     prompts = prompt_table(60)
     prompts.write_parquet(tmp_path / "prompts.parquet")
     server = PaidServer()
-    params = write_params(tmp_path / "params.yaml", [teacher([server.url], price=PRICE)])
+    params = write_params(tmp_path / "params.yaml", [teacher([server.url], price=PRICE, timeout_s=10.0)])
     try:
         est, printed = bill(params, tmp_path / "prompts.parquet", tmp_path / "cache", 12, capsys)
         assert len(server.answered) == 12  # the pilot; the second estimate sent nothing more

@@ -126,7 +126,7 @@ def test_budget_gate_waits_for_answers_in_flight() -> None:
 
 def test_exhausted_quota_stops_the_run(tmp_path: Path) -> None:
     server = PaidServer(quota=5)
-    cfg = traces_cfg([teacher([server.url], concurrency=1)], shard_size=100)
+    cfg = traces_cfg([teacher([server.url], concurrency=1, timeout_s=10.0)], shard_size=100)
     try:
         with pytest.raises(PipelineError, match="insufficient_quota") as err:
             run_traces(prompt_table(12), cfg, 3, tmp_path / "out", tmp_path / "cache")
@@ -137,7 +137,7 @@ def test_exhausted_quota_stops_the_run(tmp_path: Path) -> None:
 
 
 def _params(path: Path, url: str, max_cost: float) -> Path:
-    priced = teacher([url], concurrency=4, price=PRICE, max_cost=max_cost)
+    priced = teacher([url], concurrency=4, price=PRICE, max_cost=max_cost, timeout_s=10.0)
     terms = {"license": "Apache-2.0", "outputs_may_train_models": True, "commercial_use": True, "url": None}
     params = {"base": {"seed": 5}, "license": {"teachers": {"tiny-a": terms}},
               "traces": {"teachers": [priced], "shard_size": 100, "min_new_tokens": 4,
