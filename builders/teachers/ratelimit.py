@@ -3,9 +3,8 @@
 A server that limits requests and tokens per window says so on every answer, as OpenAI does:
 `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (reset as `1s`, `6m0s`, `20ms`), and on a
 429 `Retry-After` (seconds or an HTTP date) or `retry-after-ms`. `UrlPacer` keeps, per URL and per
-dimension (requests, tokens), what may still be sent before the window resets: the `remaining` of
-the newest answer (newest by when its request was sent) less what was sent after that request,
-less what is sent from then on; at the reset the whole limit is available again. A request is
+dimension (requests, tokens), a bound on what may still be sent before the window resets (see its
+docstring); at the reset the whole limit is available again. A request is
 sent only when both dimensions have room for it (its tokens: prompt tokens plus `max_tokens`, as
 OpenAI counts them against a token limit). A 429 pauses the URL for its `Retry-After` and halves
 the requests the URL may hold at once; each answer adds back 1/cap (additive increase,
@@ -72,11 +71,13 @@ def _int(value: str | None) -> int | None:
 
 @dataclass
 class Window:
-    """One dimension's room at one URL: `avail` until `reset_at`, then `limit` again."""
+    """One dimension's room at one URL: `avail` until `reset_at`, then `limit` again. `fresh`: it
+    has just reset, and the next answer's headers set it."""
 
     limit: int
     avail: float
     reset_at: float | None
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,17 +87,20 @@ class Ticket:
     seq: int  # requests sent at the URL before this one
     sent_at: float
     cost: float  # its tokens
+    tokens_before: float  # tokens of the requests sent at the URL before this one
+    unanswered: tuple[float, float]  # (requests, tokens) in flight when it was sent
 
 
 @dataclass
 class UrlPacer:
     """What one URL allows now: requests in flight (AIMD cap), 429 pauses and header windows.
 
-    The room of a window is estimated from the answer to the latest-sent request heard so far: what
-    the server had left when it took that request, less every other request still unanswered (the
-    server may not have counted them yet), less what is sent from then on. An older request's
-    answer tells nothing newer and is ignored. When the window resets, its limit is available
-    again, less what is still unanswered (it may land in the new window)."""
+    An answer to request X says what the server had left when it took X. Any request in flight when
+    X was sent, and any sent after it, may have reached the server after X (requests sent together
+    arrive in any order), so the room now is at most that less all of those, less what is sent
+    from then on: within a window the smallest such bound holds, and the latest reset. When the
+    window resets, its limit is available again less what is unanswered (it may land in the new
+    window), until the next answer says more."""
 
     ceiling: int  # the most requests in flight (`concurrency`)
     cap: float = 1.0
@@ -105,7 +109,7 @@ class UrlPacer:
     last_decrease: float = -math.inf
     windows: dict[str, Window] = field(default_factory=dict)
     seq: int = 0
-    heard_seq: int = -1  # the latest-sent request whose answer set the windows
+    tokens_sent: float = 0.0
     inflight: dict[int, float] = field(default_factory=dict)  # seq -> tokens of requests not answered
 
     def __post_init__(self) -> None:
@@ -115,14 +119,14 @@ class UrlPacer:
         """Requests the URL may hold at once now."""
         return max(1, int(self.cap)) if self.answered else 1
 
-    def _unanswered(self, name: str, but: int | None = None) -> float:
-        return sum(1.0 if name == "requests" else c for seq, c in self.inflight.items() if seq != but)
+    def _unanswered(self, name: str) -> float:
+        return float(len(self.inflight)) if name == "requests" else sum(self.inflight.values())
 
     def room(self, name: str, now: float) -> float:
         """What window `name` has left now (after a reset: its limit less what is unanswered)."""
         w = self.windows[name]
         if w.reset_at is not None and now >= w.reset_at:
-            w.avail, w.reset_at = w.limit - self._unanswered(name), None
+            w.avail, w.reset_at, w.fresh = w.limit - self._unanswered(name), None, True
         return w.avail
 
     def wait(self, now: float, cost: float) -> float:
@@ -144,9 +148,11 @@ class UrlPacer:
 
     def send(self, now: float, cost: float) -> Ticket:
         """Note a request of `cost` tokens sent now."""
-        ticket = Ticket(self.seq, now, cost)
+        unanswered = (float(len(self.inflight)), sum(self.inflight.values()))
+        ticket = Ticket(self.seq, now, cost, self.tokens_sent, unanswered)
         self.inflight[self.seq] = cost
         self.seq += 1
+        self.tokens_sent += cost
         for name, amount in (("requests", 1.0), ("tokens", cost)):
             if name in self.windows:
                 self.windows[name].avail -= amount
@@ -157,19 +163,26 @@ class UrlPacer:
         self.inflight.pop(ticket.seq, None)
 
     def heard(self, now: float, headers: Mapping[str, str], ticket: Ticket) -> None:
-        """Read an answer's rate-limit headers (any status), before `done`."""
+        """Read an answer's rate-limit headers (any status)."""
         self.answered = True
-        if ticket.seq < self.heard_seq:
-            return
+        later = {  # what may have reached the server after the request: in flight then, or sent since
+            "requests": ticket.unanswered[0] + self.seq - ticket.seq - 1,
+            "tokens": ticket.unanswered[1] + self.tokens_sent - ticket.tokens_before - ticket.cost,
+        }
         for name in DIMENSIONS:
             limit = _int(headers.get(f"x-ratelimit-limit-{name}"))
             remaining = _int(headers.get(f"x-ratelimit-remaining-{name}"))
             if limit is None or remaining is None:
                 continue
             reset = parse_duration(headers.get(f"x-ratelimit-reset-{name}"))
-            room = remaining - self._unanswered(name, but=ticket.seq)
-            self.windows[name] = Window(limit, room, now + reset if reset is not None else None)
-            self.heard_seq = ticket.seq
+            room, reset_at = remaining - later[name], now + reset if reset is not None else None
+            w = self.windows.get(name)
+            if w is None or w.fresh or w.limit != limit:
+                self.windows[name] = Window(limit, room, reset_at)
+                continue
+            w.avail = min(w.avail, room)
+            if reset_at is not None:
+                w.reset_at = max(w.reset_at or reset_at, reset_at)
 
     def succeeded(self) -> None:
         """Additive increase: one more slot per cap answers."""
