@@ -21,7 +21,7 @@ from tqdm import tqdm
 from builders.teachers.base import GenRequest, GenResult
 from builders.teachers.budget import Budget
 from builders.teachers.cache import GenerationCache
-from builders.teachers.ratelimit import parse_duration, retry_after_s
+from builders.teachers.ratelimit import UrlPacer, parse_duration, retry_after_s
 from builders.teachers.run import run_traces
 from builders.traces import main
 from core.chat import build_messages
@@ -43,6 +43,23 @@ def test_durations_and_retry_after() -> None:
     date = retry_after_s({"retry-after": formatdate(time.time() + 30, usegmt=True)})
     assert date is not None and 25 < date <= 30
     assert retry_after_s({}) is None
+
+
+def test_pacer_bounds_the_room_whatever_order_requests_reach_the_server() -> None:
+    pacer = UrlPacer(ceiling=64)
+    first = pacer.send(0.0, 10.0)
+    headers = {"x-ratelimit-limit-requests": "6", "x-ratelimit-reset-requests": "1s"}
+    pacer.heard(0.0, {**headers, "x-ratelimit-remaining-requests": "5"}, first)
+    pacer.done(first)
+    burst = [pacer.send(0.01, 10.0) for _ in range(5)]  # the rest of the window, sent together
+    assert pacer.wait(0.01, 10.0) == pytest.approx(0.99)  # full until the reset
+    # The server took them in reverse order (the last one sent saw the most room left); their
+    # answers come back in the order they were sent.
+    for k, ticket in enumerate(burst):
+        pacer.heard(0.02, {**headers, "x-ratelimit-remaining-requests": str(k)}, ticket)
+        pacer.done(ticket)
+        assert pacer.room("requests", 0.02) <= 0 and pacer.wait(0.02, 10.0) > 0.9
+    assert pacer.wait(1.05, 10.0) == 0 and pacer.room("requests", 1.05) == 6  # reset: the whole limit
 
 
 @pytest.mark.parametrize("delay_s", [0.01, 0.4])  # answers at once; answers that take a while
