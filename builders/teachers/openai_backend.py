@@ -2,13 +2,11 @@
 limits each server announces, with retries.
 
 Requests run on an asyncio event loop in a background thread (aiohttp, keep-alive connections).
-Each base URL holds at most `concurrency` requests, fewer while it answers 429 (see
-`builders.teachers.ratelimit`: the URL's pacer halves its cap on a 429 and adds 1/cap per answer,
-holds one request until it first answers, and holds back a request until the window of requests
-and tokens that the URL's `x-ratelimit-*` headers announce has room for it); the teacher's own
-`rpm` and `tpm` cap the whole fleet. A request goes to the least busy URL that may take it now; a
-finished one frees its slot for the next at once. A URL refusing connections gets no request for
-`DOWN_S` seconds, then one probe.
+Each base URL holds at most `concurrency` requests, fewer while it answers 429, and a request waits
+until the rate-limit windows the URL's `x-ratelimit-*` headers announce have room for it
+(`builders.teachers.ratelimit`); the teacher's own `rpm` and `tpm` cap the whole fleet. A request
+goes to the least busy URL that may take it now and a finished one frees its slot for the next at
+once; a URL refusing connections gets a probe every few seconds (`builders.teachers.fleet`).
 
 A 429 is back-pressure, not a failure: the URL pauses for its `retry-after-ms` / `Retry-After`
 (else until its window resets, else an exponential backoff) and the request goes again, on
@@ -31,13 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -48,8 +44,10 @@ from pydantic import Field
 from builders.teachers.api import ApiTeacher, api_key, env_proxy, safe_url
 from builders.teachers.base import BackendEntry, GenError, GenRequest, GenResult
 from builders.teachers.budget import BudgetGate
+from builders.teachers.completions import CONTEXT_HINTS, parse_body
 from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
-from builders.teachers.ratelimit import Ceilings, Ticket, UrlPacer, retry_after_s
+from builders.teachers.fleet import Fleet, Stopped
+from builders.teachers.ratelimit import Ticket, retry_after_s
 from core.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -58,12 +56,10 @@ RETRY_STATUS = {408, 409, 425, 500, 502, 503, 504}
 THROTTLED = 429
 AUTH_STATUS = {401, 403}
 QUOTA_CODES = ("insufficient_quota",)  # a 429 that waiting does not cure
-CONTEXT_HINTS = ("context length", "maximum context", "too long", "max_model_len")
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 NEVER_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL,
                    aiohttp.NonHttpUrlClientError)  # fmt: skip
 UNREACHABLE_REQUESTS = 3  # requests in a row that found no URL accepting connections: stop the run
-DOWN_S = 2.0  # a URL that refused a connection gets no request for this long, then one probe
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
 MAX_THROTTLE_S = 60.0  # the longest a 429 without Retry-After pauses a URL
 _DONE = object()  # the end of one `generate` run's results
@@ -86,10 +82,6 @@ class OpenAITeacher(ApiTeacher):
     max_retries: int = Field(5, ge=0, description="retries of a 5xx, timeout or connection error (not 429)")
     backoff_s: float = Field(1.0, ge=0.0)
     timeout_s: float = Field(600.0, gt=0.0)
-
-
-class _Stopped(Exception):
-    """A request was dropped because the run is stopping."""
 
 
 def error_name(exc: BaseException) -> str:
@@ -123,167 +115,61 @@ class OpenAIBackend:
         self._stopping = False
         self._fatal: PipelineError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.requests_sent = 0
         self._reset()
 
     def _reset(self) -> None:
         """State of one `generate` run (touched only on its event loop, except the consumer's count)."""
-        self._busy = [0] * len(self.urls)
-        self._pacers = [UrlPacer(self.cfg.concurrency) for _ in self.urls]
-        self._ceilings = Ceilings.per_minute(self.cfg.rpm, self.cfg.tpm)
-        self._down: dict[int, float] = {}  # URLs whose last attempt could not connect -> next probe
+        self._fleet = Fleet(len(self.urls), self.cfg.concurrency, self.cfg.rpm, self.cfg.tpm)
         self._down_streak = 0  # requests in a row that used up their retries without connecting
-        self._waiters: deque[tuple[int | None, float, asyncio.Future[int | None]]] = deque()
-        self._timer: asyncio.TimerHandle | None = None  # wakes `_dispatch` when a rate window opens
-        self._timer_at = 0.0
-        self._tickets: dict[int, Ticket] = {}  # id of the waiting request's future -> its ticket
         self._tasks: set[asyncio.Task[GenResult | GenError]] = set()
         self._credit: asyncio.Future[None] | None = None  # the feeder waits on it for the consumer
         self._halted: asyncio.Event | None = None
         self._out: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._taken = self._consumed = 0
-        self._figures = {"requests_sent": 0, "http_429": 0, "retry_after_s": 0.0, "wait_s": 0.0}
+        self._throttles = {"http_429": 0, "retry_after_s": 0.0}
 
     def figures(self) -> dict[str, Any]:
         """HTTP requests sent (retries included), 429s, seconds of Retry-After honoured, and seconds
         requests waited for a slot or a rate window (summed over requests) in the last run."""
-        f = dict(self._figures)
+        f = {"requests_sent": self._fleet.sent, **self._throttles, "wait_s": self._fleet.wait_s}
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in f.items()}
-
-    def _choose(self, avoid: int | None, cost: float) -> tuple[int | None, float]:
-        """(the URL a request of `cost` tokens leaving `avoid` takes now, or None; when None, the
-        seconds until a rate window opens, or inf: wait for a slot)."""
-        now, n = time.monotonic(), len(self.urls)
-        up = [self._down.get(i, 0.0) <= now for i in range(n)]
-        up = up if any(up) else [True] * n  # every URL is down: try them anyway
-        others_up = any(u for i, u in enumerate(up) if i != avoid)
-        fleet_wait = self._ceilings.wait(now, cost)
-        ready, wake = [], float("inf")
-        for i in range(n):
-            if not up[i] or (i == avoid and others_up) or self._busy[i] >= self._pacers[i].slots():
-                continue
-            wait = max(fleet_wait, self._pacers[i].wait(now, cost))
-            if wait <= 0:
-                ready.append(i)
-            wake = min(wake, wait)
-        return min(ready, key=self._busy.__getitem__, default=None), wake  # the least busy
-
-    def _take(self, i: int, cost: float) -> tuple[int, Ticket]:
-        now = time.monotonic()
-        self._busy[i] += 1
-        self.requests_sent += 1
-        self._figures["requests_sent"] += 1
-        self._ceilings.take(now, cost)
-        if i in self._down:
-            self._down[i] = now + DOWN_S  # one probe per DOWN_S
-        return i, self._pacers[i].send(now, cost)
-
-    async def _acquire(self, avoid: int | None, cost: float) -> tuple[int, Ticket]:
-        """A slot (its URL's index) and its ticket; raises `_Stopped` once the run is stopping."""
-        start = time.monotonic()
-        try:
-            while not self._stopping:
-                i, wake = self._choose(avoid, cost)
-                if i is not None:
-                    return self._take(i, cost)
-                self._wake_in(wake)
-                fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-                self._waiters.append((avoid, cost, fut))
-                i = await fut  # a slot handed over by `_dispatch`, or None: look again
-                if i is not None:
-                    return i, self._tickets.pop(id(fut))
-            raise _Stopped()
-        finally:
-            self._figures["wait_s"] += time.monotonic() - start
-
-    def _wake_in(self, seconds: float) -> None:
-        """Run `_dispatch` in `seconds` (when a rate window or a pause ends), unless one runs sooner."""
-        if seconds == float("inf"):
-            return
-        at = time.monotonic() + seconds
-        if self._timer is not None and self._timer_at <= at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = asyncio.get_running_loop().call_later(seconds + 0.001, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._dispatch()
 
     def _release(self, i: int, connected: bool | None) -> None:
         """Free a slot; `connected` is whether the attempt reached the server (None: not made)."""
-        self._busy[i] -= 1
         if connected:
-            self._down.pop(i, None)
             self._down_streak = 0
-        elif connected is False:
-            if i not in self._down:
-                asyncio.get_running_loop().call_later(DOWN_S, self._dispatch)  # its probe is due then
-            self._down[i] = time.monotonic() + DOWN_S
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Hand free slots to waiting requests, first come first served."""
-        if self._stopping:
-            return
-        full: set[int | None] = set()  # `avoid` values that found no slot in this pass
-        wake = float("inf")
-        for _ in range(len(self._waiters)):
-            avoid, cost, fut = self._waiters.popleft()
-            if fut.done():
-                continue
-            i = None
-            if avoid not in full:
-                i, wait = self._choose(avoid, cost)
-                wake = min(wake, wait)
-            if i is None:
-                full.add(avoid)
-                self._waiters.append((avoid, cost, fut))
-            else:
-                i, ticket = self._take(i, cost)
-                self._tickets[id(fut)] = ticket
-                fut.set_result(i)
-        if self._waiters:
-            self._wake_in(wake)
+        self._fleet.release(i, connected)
 
     def _halt(self) -> None:
         """Stop: wake every waiting request, the feeder and the backoff sleeps (on the loop)."""
         self._stopping = True
         if self._halted is not None:
             self._halted.set()
-        for _, _, fut in self._waiters:
-            if not fut.done():
-                fut.set_result(None)
-        self._waiters.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._fleet.halt()
         self._grant()
 
     def _grant(self) -> None:
         if self._credit is not None and not self._credit.done():
             self._credit.set_result(None)
 
-    def _abort(self, message: str) -> _Stopped:
+    def _abort(self, message: str) -> Stopped:
         """Record a whole-run failure and stop every request; the caller raises what it returns."""
         if self._fatal is None:
             self._fatal = PipelineError(message)
         self._halt()
-        return _Stopped()
+        return Stopped()
 
     def _unreachable(self, err: str) -> None:
         """A request found no server: stop the run when every URL is down for several in a row."""
         self._down_streak += 1
-        if self._down_streak >= UNREACHABLE_REQUESTS and len(self._down) == len(self.urls):
+        if self._down_streak >= UNREACHABLE_REQUESTS and self._fleet.all_down():
             urls = ", ".join(safe_url(u) for u in self.urls)
             raise self._abort(
                 f"teacher {self.cfg.name}: no server reachable at {urls} "
                 f"({err} on every URL, {UNREACHABLE_REQUESTS} requests in a row)"
             )
 
-    def _auth_refused(self, i: int, status: int) -> _Stopped:
+    def _auth_refused(self, i: int, status: int) -> Stopped:
         env = self.cfg.api_key_env
         hint = f"check the key in ${env}" if env else "no API key is configured (set api_key_env)"
         return self._abort(
@@ -305,13 +191,13 @@ class OpenAIBackend:
         now = time.monotonic()
         wait = retry_after_s(headers)
         if wait is None:
-            pacer = self._pacers[i]
+            pacer = self._fleet.pacers[i]
             resets = [w.reset_at - now for w in pacer.windows.values() if w.reset_at is not None]
             backoff = self.cfg.backoff_s * (2**streak) * (0.5 + self._rng.random())
             wait = min(max(resets, default=backoff), MAX_THROTTLE_S)
-        self._figures["http_429"] += 1
-        self._figures["retry_after_s"] += wait
-        self._pacers[i].throttled(now, ticket, wait)
+        self._throttles["http_429"] += 1
+        self._throttles["retry_after_s"] += wait
+        self._fleet.pacers[i].throttled(now, ticket, wait)
 
     async def _one(
         self, session: aiohttp.ClientSession, req: GenRequest, slot: tuple[int, Ticket]
@@ -330,19 +216,19 @@ class OpenAIBackend:
             status = 0
             try:
                 if self._stopping:
-                    raise _Stopped()
+                    raise Stopped()
                 connected = True
                 url = self.urls[i]
                 try:
                     async with session.post(f"{url}/chat/completions", json=body, proxy=self.proxies[i]) as r:
                         status, data = r.status, await r.read()
-                        self._pacers[i].heard(time.monotonic(), r.headers, ticket)
+                        self._fleet.pacers[i].heard(time.monotonic(), r.headers, ticket)
                 except TRANSPORT_ERRORS as exc:
                     err, connected = error_name(exc), not isinstance(exc, NEVER_CONNECTED)
                 else:
                     if status == 200:
-                        self._pacers[i].succeeded()
-                        return _parse(req, data)
+                        self._fleet.pacers[i].succeeded()
+                        return parse_body(req, data)
                     if status in AUTH_STATUS:
                         raise self._auth_refused(i, status)
                     if status == THROTTLED:
@@ -356,10 +242,10 @@ class OpenAIBackend:
                             reason = PROMPT_TOO_LONG if hit else REQUEST_ERROR
                             return GenError(key=req.key, id=req.id, reason=reason, detail=f"{err}: {text}")
             finally:
-                self._pacers[i].done(ticket)
+                self._fleet.pacers[i].done(ticket)
                 self._release(i, connected)
             if status == THROTTLED:  # back-pressure: go again, not a retry
-                i, ticket = await self._acquire(i, cost)
+                i, ticket = await self._fleet.acquire(i, cost)
                 continue
             never_connected = never_connected and not connected
             if attempt >= self.cfg.max_retries:
@@ -370,7 +256,7 @@ class OpenAIBackend:
             if delay > 0 and self._halted is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._halted.wait(), delay)
-            i, ticket = await self._acquire(i, cost)
+            i, ticket = await self._fleet.acquire(i, cost)
         if never_connected:
             self._unreachable(err)
         n = self.cfg.max_retries
@@ -386,11 +272,11 @@ class OpenAIBackend:
         exc = task.exception()
         if exc is None:
             self._out.put(task.result())
-        elif not isinstance(exc, _Stopped):
+        elif not isinstance(exc, Stopped):
             self._out.put(exc)
 
     async def _room(self) -> None:
-        """Wait until the consumer is less than `window` results behind; raises `_Stopped` on a stop."""
+        """Wait until the consumer is less than `window` results behind; raises `Stopped` on a stop."""
         while self._taken - self._consumed >= self.window and not self._stopping:
             self._credit = asyncio.get_running_loop().create_future()
             if self._taken - self._consumed < self.window:  # the consumer took one meanwhile
@@ -398,7 +284,7 @@ class OpenAIBackend:
             await self._credit
         self._credit = None
         if self._stopping:
-            raise _Stopped()
+            raise Stopped()
 
     async def _feed(self, session: aiohttp.ClientSession, requests: Iterator[GenRequest]) -> None:
         """Start each request once a URL may take it, until the requests run out or the run stops."""
@@ -415,12 +301,12 @@ class OpenAIBackend:
                     req = next(requests, None)
                 if req is None:
                     return
-                slot = await self._acquire(None, request_cost(req))
+                slot = await self._fleet.acquire(None, request_cost(req))
                 self._taken += 1
                 task = loop.create_task(self._one(session, req, slot))
                 self._tasks.add(task)
                 task.add_done_callback(self._deliver)
-        except _Stopped:
+        except Stopped:
             pass
 
     async def _drive(self, requests: Iterator[GenRequest]) -> None:
@@ -442,8 +328,7 @@ class OpenAIBackend:
         except BaseException as exc:
             self._out.put(exc)
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
+            self._fleet.cancel_timer()
             self._out.put(_DONE)
 
     def _cancel(self) -> None:
@@ -492,53 +377,6 @@ class OpenAIBackend:
     def close(self) -> None:
         """Stop a run still going (its generator's end joins it)."""
         self.stop()
-
-
-def _parse(req: GenRequest, body: bytes) -> GenResult | GenError:
-    """A 200's chat completion, or this request's `GenError` when the body is not one."""
-
-    def fail(detail: str) -> GenError:
-        logger.warning("prompt %s: %s", req.id, detail)
-        return GenError(key=req.key, id=req.id, reason=REQUEST_ERROR, detail=detail)
-
-    try:
-        data: Any = json.loads(body)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        return fail(f"malformed JSON body: {exc} (body starts {body[:80].decode('utf-8', 'replace')!r})")
-    return parse_completion(req.key, req.id, data, fail)
-
-
-def parse_completion(key: str, pid: str, data: Any, fail: Any) -> GenResult | GenError:
-    """A chat completion object as a `GenResult`; `fail(detail)` when it is not one."""
-    if not isinstance(data, dict):
-        return fail(f"response is not a JSON object but {type(data).__name__}")
-    choices = data.get("choices")
-    if not choices:
-        extra = f" (error: {str(data['error'])[:200]})" if data.get("error") else ""
-        return fail(f"response has no choices{extra}")
-    if not isinstance(choices, list) or not isinstance(choices[0], dict):
-        return fail("response 'choices' is not a list of objects")
-    choice = choices[0]
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        return fail("response choice has no message")
-    content = message.get("content")
-    if content is not None and not isinstance(content, str):
-        return fail(f"message content is {type(content).__name__}, not a string")
-    usage = data.get("usage") or {}
-    try:
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-    except (AttributeError, TypeError, ValueError):
-        return fail(f"malformed usage {str(usage)[:100]}")
-    return GenResult(
-        key=key,
-        id=pid,
-        response=content or "",
-        finish_reason=str(choice.get("finish_reason") or "unknown"),
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-    )
 
 
 def create(cfg: OpenAITeacher, workdir: Path) -> OpenAIBackend:

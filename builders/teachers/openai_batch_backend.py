@@ -35,8 +35,8 @@ from builders.teachers.api import ApiTeacher, api_key, safe_url
 from builders.teachers.base import BackendEntry, GenError, GenRequest, GenResult
 from builders.teachers.batch_records import BatchRecord, BatchRecords
 from builders.teachers.cache import GenerationCache
+from builders.teachers.completions import CONTEXT_HINTS, parse_completion
 from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
-from builders.teachers.openai_backend import CONTEXT_HINTS, parse_completion
 from core.errors import PipelineError
 
 logger = logging.getLogger(__name__)
