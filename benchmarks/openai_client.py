@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 
 from builders.teachers.base import GenRequest, GenResult
-from builders.teachers.config import TeacherConfig
 from builders.teachers.openai_backend import OpenAIBackend
+from builders.teachers.registry import parse_teacher
 
 BODY = json.dumps(
     {
@@ -109,7 +109,7 @@ async def _bare(urls: list[str], concurrency: int, n: int) -> int:
 
 def _backend(urls: list[str], concurrency: int, n: int) -> int:
     """`OpenAIBackend.generate()` over `n` requests; completions counted."""
-    cfg = TeacherConfig.model_validate(
+    cfg = parse_teacher(
         {"name": "bench", "backend": "openai", "model": "bench", "base_urls": urls,
          "concurrency": concurrency, "max_retries": 0, "timeout_s": 30.0}
     )  # fmt: skip

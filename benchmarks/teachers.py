@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from builders.teachers.base import GenRequest, GenResult
-from builders.teachers.config import TeacherConfig
+from builders.teachers.registry import parse_teacher
 from builders.teachers.vllm_backend import VLLMBackend, make_llm
 from core.chat import build_messages
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vllm-bench", action="store_true", help="also run `vllm bench throughput`")
     args = p.parse_args(argv)
     print(f"load average before: {os.getloadavg()}")
-    cfg = TeacherConfig.model_validate(
+    cfg = parse_teacher(
         {
             "name": "bench",
             "model": args.model,

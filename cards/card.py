@@ -184,6 +184,28 @@ def teacher_table(inputs: ReleaseInputs) -> str:
     return table(["teacher", "model", "revision", "backend", "vLLM", "sampling", "rows"], rows)
 
 
+def ledger_table(inputs: ReleaseInputs) -> str:
+    """Per teacher: tokens of its released rows (by usage), its price and what they cost online and
+    through a Batch API."""
+    rows = []
+    for name, meta in inputs.teacher_meta.items():
+        prompt, completion = inputs.traces.tokens_per_teacher.get(name, (0, 0))
+        p = meta.price
+        if p is None:
+            priced = ["not priced", "-", "-", "-"]
+        else:
+            online = (prompt * p["input"] + completion * p["output"]) / 1e6
+            batch = (prompt * p["batch_input"] + completion * p["batch_output"]) / 1e6
+            price = f"{p['input']:g} / {p['output']:g} (batch {p['batch_input']:g} / {p['batch_output']:g})"
+            priced = [price, f"{online:,.4f}", f"{batch:,.4f}", meta.priced_at or "-"]
+        rows.append(
+            [name, inputs.traces.rows_per_teacher.get(name, 0), f"{prompt:,}", f"{completion:,}", *priced]
+        )
+    header = ["teacher", "rows", "input tokens", "output tokens", "price in / out per 1M tokens",
+              "cost online", "cost batch", "billed at"]  # fmt: skip
+    return table(header, rows)
+
+
 def _stats_md(key: str, value: Any) -> str:
     """A mapping of scalars as a table; a mapping of such mappings as one table each; else JSON."""
     if (
@@ -240,6 +262,7 @@ def render_card(inputs: ReleaseInputs, shards: list[ConfigShards], settings: Car
         submix_table=submix_md,
         system_table=sys_md,
         teacher_table=teacher_table(inputs),
+        ledger_table=ledger_table(inputs),
         teacher_meta={k: json_block(v.dump()) for k, v in inputs.teacher_meta.items()},
         funnel_table=funnel_table(inputs.funnel),
         license_table=license_md,

@@ -29,6 +29,8 @@ TRACE_REQUIRED = (
     "system_prompt",
     "question",
     "response",
+    "prompt_tokens",
+    "completion_tokens",
     "answer_check",  # the release reads the `verify` stage's table, not the raw traces
 )
 HELDOUT_REQUIRED = ("id", "submix", "task_name", "question", "reference")
@@ -40,7 +42,7 @@ class ReleaseInputError(InputError):
 
 # Rows per batch of the streaming passes over the trace table (the traces stage's row group size).
 # The columns the check pass reads: the sort key and what the card counts per distinct prompt.
-SCAN_COLUMNS = ["id", "teacher", "submix", "system_prompt_id"]
+SCAN_COLUMNS = ["id", "teacher", "submix", "system_prompt_id", "prompt_tokens", "completion_tokens"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class TraceTable:
     rows: int
     prompts: int  # distinct ids
     rows_per_teacher: dict[str, int]
+    tokens_per_teacher: dict[str, tuple[int, int]]  # (prompt, completion) tokens of its rows, by usage
     prompt_mix: pl.DataFrame  # distinct prompts per (system_prompt_id, submix): columns ..., `len`
 
     @property
@@ -121,12 +124,16 @@ def scan_traces(path: Path) -> TraceTable:
         _check_batch(path, df, rows)
         rows += df.height
         last = {"id": df["id"][-1], "teacher": df["teacher"][-1]}
-        per_teacher.append(df.group_by("teacher").len())
+        per_teacher.append(
+            df.group_by("teacher").agg(
+                pl.len(), pl.col("prompt_tokens").sum(), pl.col("completion_tokens").sum()
+            )
+        )
         first_of_id = (pl.col("id") != pl.col("prev_id")).fill_null(True)
         mix.append(df.filter(first_of_id).group_by("system_prompt_id", "submix").len())
     if rows == 0:
         raise ReleaseInputError(f"{path}: the trace table is empty")
-    counts = pl.concat(per_teacher).group_by("teacher").agg(pl.col("len").sum())
+    counts = pl.concat(per_teacher).group_by("teacher").agg(pl.all().sum())
     prompt_mix = pl.concat(mix).group_by("system_prompt_id", "submix").agg(pl.col("len").sum())
     prompt_mix = prompt_mix.sort("system_prompt_id", "submix")
     return TraceTable(
@@ -134,7 +141,8 @@ def scan_traces(path: Path) -> TraceTable:
         schema=schema,
         rows=rows,
         prompts=int(prompt_mix["len"].sum()),
-        rows_per_teacher=dict(counts.iter_rows()),
+        rows_per_teacher=dict(counts.select("teacher", "len").iter_rows()),
+        tokens_per_teacher={t: (int(p), int(c)) for t, _, p, c in counts.iter_rows()},
         prompt_mix=prompt_mix,
     )
 

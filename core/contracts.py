@@ -113,6 +113,10 @@ class TeacherRecord(Contract):
     fraction: float
     prompt_tokens_total: NonNegativeInt
     completion_tokens_total: NonNegativeInt
+    price: dict[str, float] | None = Field(
+        None, description="per million tokens: input, output, batch_input, batch_output (null: not priced)"
+    )
+    priced_at: str | None = Field(None, description="online or batch: the price its answers were billed at")
 
 
 class JudgeRecord(Contract):

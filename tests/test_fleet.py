@@ -73,6 +73,7 @@ class FleetServer:
                 question = self.question()
                 for g in (server.gauge, fleet):
                     g.add(1)
+                held = True
                 try:
                     with lock:
                         server.received.append(question)
@@ -86,10 +87,14 @@ class FleetServer:
                             return  # dropped
                         server.answered.append(question)
                         server.dead = len(server.answered) == die_after
+                    for g in (server.gauge, fleet):  # before the answer: the client may send the next at once
+                        g.add(-1)
+                    held = False
                     self.reply(completion(question))
                 finally:
-                    for g in (server.gauge, fleet):
-                        g.add(-1)
+                    if held:
+                        for g in (server.gauge, fleet):
+                            g.add(-1)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

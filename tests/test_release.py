@@ -361,3 +361,18 @@ def test_card_digests_its_declared_inputs_and_nothing_of_the_working_tree(
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x"], **run)
     assert main(argv(copy, tmp_path / "again")) == 0
     assert (tmp_path / "again" / "README.md").read_text() == card
+
+
+def test_card_ledger_prices_the_released_rows(tmp_path: Path) -> None:
+    inp = copy_inputs(tmp_path / "inputs")
+    meta = json.loads((inp / "meta" / "large.json").read_text())
+    price = {"input": 2.5, "output": 10.0, "batch_input": 1.25, "batch_output": 5.0}
+    (inp / "meta" / "large.json").write_text(json.dumps({**meta, "price": price, "priced_at": "batch"}))
+    assert main(argv(inp, tmp_path / "out")) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    traces = pl.read_parquet(inp / "traces.parquet").filter(pl.col("teacher") == "large")
+    p, c = int(traces["prompt_tokens"].sum()), int(traces["completion_tokens"].sum())
+    online, batch = (p * 2.5 + c * 10.0) / 1e6, (p * 1.25 + c * 5.0) / 1e6
+    row = f"| large | {traces.height} | {p:,} | {c:,} | 2.5 / 10 (batch 1.25 / 5) | {online:,.4f} | "
+    assert row + f"{batch:,.4f} | batch |" in card
+    assert "| small | 12 |" in card and "| not priced | - | - | - |" in card

@@ -13,6 +13,7 @@ import pytest
 from builders.teachers.base import GenRequest
 from builders.teachers.config import TeacherConfig
 from builders.teachers.keys import selected_mask
+from builders.teachers.registry import parse_teacher
 from builders.teachers.run import run_traces
 from builders.teachers.vllm_backend import VLLMBackend
 from core.chat import build_messages
@@ -64,7 +65,7 @@ class CountingFactory:
 
 
 def test_chat_template_reaches_the_model(llm: Any, teacher_dir: Path) -> None:
-    cfg = TeacherConfig.model_validate(teacher(teacher_dir))
+    cfg = parse_teacher(teacher(teacher_dir))
     backend = VLLMBackend(cfg, llm=llm)
     reqs = [
         GenRequest("k1", "a", build_messages("explain step by step", "the fox?"), 5, 1),

@@ -275,6 +275,9 @@ class InterruptedBackend:
     def close(self) -> None:
         self.closed = True
 
+    def figures(self) -> dict[str, Any]:
+        return {}
+
 
 def test_interrupt_caches_finished_answers(tmp_path: Path) -> None:
     backend = InterruptedBackend()

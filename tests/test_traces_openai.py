@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,51 +20,19 @@ import yaml
 from builders.teachers.cache import GenerationCache
 from builders.teachers.run import run_traces
 from tests.test_traces_common import build_teacher, prompt_table, traces_cfg
+from tests.vllmserve import vllm_serve
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`vllm serve` of the tiny teacher on 127.0.0.1; yields (base URL, model folder)."""
     model = build_teacher(tmp_path_factory.mktemp("serve") / "tiny-a")
-    port = free_port()
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    log = open(tmp_path_factory.mktemp("log") / "serve.log", "wb")  # noqa: SIM115
-    # `vllm serve`'s own entry module (the `vllm` script needs the dist name "vllm", not "vllm-cpu").
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-           "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "256",
-           "--dtype", "float32", "--seed", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 240
-        while True:
-            assert proc.poll() is None, f"vllm serve exited; see {log.name}"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "vllm serve did not start"
-            time.sleep(1)
-        yield f"{url}/v1", model
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with vllm_serve(model, tmp_path_factory.mktemp("log") / "serve.log") as url:
+        yield url, model
 
 
 class Proxy:

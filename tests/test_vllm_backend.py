@@ -9,6 +9,7 @@ import pytest
 
 from builders.teachers.base import GenError, GenRequest, GenResult
 from builders.teachers.config import TeacherConfig
+from builders.teachers.registry import parse_teacher
 from builders.teachers.vllm_backend import VLLMBackend, make_llm
 from core.chat import build_messages
 from tests.test_traces_common import WORDS, build_teacher
@@ -24,7 +25,7 @@ N = 40
 def cfg(tmp_path_factory: pytest.TempPathFactory) -> TeacherConfig:
     model = build_teacher(tmp_path_factory.mktemp("teacher") / "tiny-a")
     sampling = {"temperature": 1.0, "top_p": 0.9, "max_tokens": 64, "seed": 0}
-    return TeacherConfig.model_validate(
+    return parse_teacher(
         {"name": "tiny-a", "model": str(model), "max_model_len": 256, "dtype": "float32",
          "max_in_flight": IN_FLIGHT, "sampling": sampling}
     )  # fmt: skip

@@ -191,6 +191,16 @@ class GenerationCache:
 
         return self._read(read)
 
+    def token_usage(self, keys: pl.Series) -> pl.DataFrame:
+        """(key, prompt_tokens, completion_tokens) of the cached rows with `keys`, one per key."""
+        lf = self._scan()
+        if lf is None or keys.is_empty():
+            return self._empty().select("key", "prompt_tokens", "completion_tokens")
+        lf = lf.select("key", "prompt_tokens", "completion_tokens").filter(
+            pl.col("key").is_in(keys.implode())
+        )
+        return lf.collect().unique(subset="key", keep="first", maintain_order=True)
+
     def lookup(self, keys: pl.Series, first_id: str, last_id: str) -> pl.DataFrame:
         """Cached rows with `keys`, one per key, whose prompt ids lie in [first_id, last_id]."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from builders.teachers.config import TracesConfig
+if TYPE_CHECKING:  # the config's backends import this module's reasons
+    from builders.teachers.config import TracesConfig
 
 TRUNCATED, EMPTY, REFUSAL, TOO_SHORT, PROMPT_TOO_LONG = (
     "truncated",

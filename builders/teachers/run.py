@@ -22,12 +22,15 @@ import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
 
+from builders.teachers.api import ApiTeacher
 from builders.teachers.base import Backend, GenError, GenRequest, GenResult
+from builders.teachers.budget import Budget, BudgetReached
 from builders.teachers.cache import GenerationCache
 from builders.teachers.config import GenerationRunConfig, TeacherConfig, TracesConfig
 from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
 from builders.teachers.keys import cache_keys, request_seeds, selected_mask
 from builders.teachers.provenance import resolve_revision, vllm_version
+from builders.teachers.registry import make_backend
 from builders.teachers.tables import REMOVED_COLUMNS, STAGE, PromptSource, TeacherPlan, write_traces
 from core import parent
 from core.chat import build_messages
@@ -44,15 +47,16 @@ BackendFactory = Callable[[TeacherConfig], Backend]
 
 
 def load_tokenizer(teacher: TeacherConfig) -> Any:
-    """The teacher's tokenizer (for the context check) or None when it cannot be had locally."""
+    """The teacher's tokenizer (for the context check and token counts) or None when it cannot be
+    had locally."""
+    source = teacher.tokenizer_source
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(teacher.model, revision=teacher.revision)
+        revision = teacher.revision if source == teacher.model else None
+        return AutoTokenizer.from_pretrained(source, revision=revision)
     except Exception as exc:
-        logger.warning(
-            "teacher %s: no tokenizer for %s (%s); lengths unchecked", teacher.name, teacher.model, exc
-        )
+        logger.warning("teacher %s: no tokenizer for %s (%s); lengths unchecked", teacher.name, source, exc)
         return None
 
 
@@ -66,15 +70,15 @@ def count_prompt_tokens(tokenizer: Any, convs: list[list[dict[str, str]]]) -> li
     return counts
 
 
-def make_backend(teacher: TeacherConfig) -> Backend:
-    """The backend named by `teacher.backend`."""
-    if teacher.backend == "vllm":
-        from builders.teachers.vllm_backend import VLLMBackend
-
-        return VLLMBackend(teacher)
-    from builders.teachers.openai_backend import OpenAIBackend
-
-    return OpenAIBackend(teacher)
+def teacher_revision(teacher: TeacherConfig) -> str:
+    """The resolved revision of the teacher's model (a local folder's hash, a Hub commit); for an API
+    teacher whose model is neither, its `revision` as given: the provider's snapshot name."""
+    try:
+        return resolve_revision(teacher.model, teacher.revision)
+    except ValueError:
+        if isinstance(teacher, ApiTeacher) and teacher.revision:
+            return teacher.revision
+        raise
 
 
 def check_failure_rate(teacher: str, cfg: GenerationRunConfig, failed: int, results: int, last: str) -> None:
@@ -97,28 +101,34 @@ def generate(
     cfg: GenerationRunConfig,
     cache: GenerationCache,
     revision: str,
+    budget: Budget | None = None,
 ) -> tuple[dict[str, GenError], int, int]:
-    """Send `requests`: (errors by key, prompt tokens, completion tokens) of this run.
+    """Send `requests` (through `budget`'s gate when there is one): (errors by key, prompt tokens,
+    completion tokens) of this run.
 
     Answers go to the cache every `shard_size` answers or `flush_s` seconds, whichever comes first
     (small shards are compacted once they add up to `cache_pack_bytes`), and, whatever stops the
     run (a `PipelineError` from the backend or the failure-rate guard, Ctrl-C, a bug), before the
     exception propagates; the backend's generator is closed first, so nothing more is sent. When
     the failure-rate guard trips, the backend is stopped and requests already sent still come back
-    and are cached. Errors are never cached.
+    and are cached. Errors are never cached. A budget that holds a request back ends the requests:
+    what was sent comes back and is cached, and `budget.stopped` tells the caller.
     """
     buffer: list[GenResult] = []
     errors: dict[str, GenError] = {}
     n = failed = prompt_tokens = completion_tokens = 0
     last = ""
     stopped: PipelineError | None = None
-    results = backend.generate(requests)
+    gate = budget.gate(requests, waits=teacher.GATE_WAITS) if budget is not None else None
+    results = backend.generate(gate if gate is not None else requests)
     unwatch = parent.stop_on_orphan(backend.stop)  # dvc is gone: send nothing more, keep what comes back
     bar = tqdm(total=total, desc=f"{cfg.SECTION} {teacher.name}", unit="prompt")
     flushed_at = time.monotonic()
     unpacked = 0  # bytes of shards written since the last compaction
     try:
         for r in results:
+            if budget is not None:
+                budget.settle(r)
             if isinstance(r, GenError):
                 errors[r.key] = r
                 if r.reason == REQUEST_ERROR:
@@ -149,6 +159,8 @@ def generate(
     finally:
         unwatch()
         try:
+            if gate is not None:
+                gate.close()  # a request waiting for room gives up: the backend can end
             close = getattr(results, "close", None)
             if close is not None:
                 close()  # on a stop: cancel what the backend has not sent yet
@@ -160,13 +172,26 @@ def generate(
     return errors, prompt_tokens, completion_tokens
 
 
+def teacher_budget(teacher: TeacherConfig, cache: GenerationCache, cached: pl.Series) -> Budget | None:
+    """The teacher's budget (None when it has no price), counting the cost of its `cached` answers."""
+    if not isinstance(teacher, ApiTeacher) or teacher.price is None:
+        return None
+    price_in, price_out = teacher.price.per_token(teacher.PRICED_AT or "online")
+    budget = Budget(teacher.name, price_in, price_out, teacher.max_cost)
+    usage = cache.token_usage(cached)
+    budget.spent_before = budget.cost(
+        int(usage["prompt_tokens"].sum()), int(usage["completion_tokens"].sum())
+    )
+    return budget
+
+
 def plan_teachers(
     source: PromptSource, teachers: list[TeacherConfig], cache: GenerationCache, seed: int
 ) -> list[tuple[TeacherPlan, pl.DataFrame]]:
     """Per teacher (one pass over the prompts): its selected prompts with their cache keys, and
     those not cached yet (id, _key)."""
     start = time.perf_counter()
-    revisions = [resolve_revision(t.model, t.revision) for t in teachers]
+    revisions = [teacher_revision(t) for t in teachers]
     frames: list[list[pl.DataFrame]] = [[] for _ in teachers]
     for batch in source.batches(["id", "system_prompt", "question"]):
         for t, revision, out in zip(teachers, revisions, frames, strict=True):
@@ -215,7 +240,7 @@ def iter_requests(
             max_tokens = teacher.sampling.max_tokens
             if tokenizer is not None:
                 max_tokens = min(max_tokens, teacher.max_model_len - n)
-            yield GenRequest(key, pid, conv, max_tokens, seed)
+            yield GenRequest(key, pid, conv, max_tokens, seed, n if tokenizer is not None else None)
         if too_long:
             plan.too_long = pl.concat([plan.too_long, pl.DataFrame(too_long, schema=REMOVED_COLUMNS)])
             too_long = []
@@ -228,24 +253,29 @@ def run_teacher(
     cfg: TracesConfig,
     cache: GenerationCache,
     backend_factory: BackendFactory,
-) -> None:
-    """Send one teacher the prompts it has not answered yet (`todo`); records the run in `plan`."""
+) -> Budget | None:
+    """Send one teacher the prompts it has not answered yet (`todo`); records the run in `plan`.
+    Returns the teacher's budget (None without a price); `stopped` when it held requests back."""
     teacher = plan.teacher
+    cached = plan.keys.filter(~pl.col("_key").is_in(todo["_key"].implode()))["_key"]
+    budget = teacher_budget(teacher, cache, cached)
     requests = iter_requests(source, todo, plan, cfg) if todo.height else iter(())
     first = next(requests, None)  # no engine is started when every prompt is too long
     tokens = (0, 0)
+    figures: dict[str, Any] = {}
     start = time.perf_counter()
     if first is not None:
         backend = backend_factory(teacher)
         try:
             plan.errors, *tokens = generate(
-                backend, chain([first], requests), todo.height, teacher, cfg, cache, plan.revision
+                backend, chain([first], requests), todo.height, teacher, cfg, cache, plan.revision, budget
             )
         finally:
+            figures = backend.figures()
             backend.close()
             cache.compact(cfg.cache_pack_bytes)
     wall = max(time.perf_counter() - start, 1e-9)
-    sent = todo.height - plan.too_long.height
+    sent = budget.admitted if budget is not None else todo.height - plan.too_long.height
     total = sum(tokens)
     plan.run = {  # this run only (how much was cached before it depends on earlier runs): run.json
         "cached_before_run": plan.keys.height - todo.height,
@@ -255,7 +285,14 @@ def run_teacher(
         "wall_time_s": round(wall, 3),
         "completion_tokens_per_s": round(tokens[1] / wall, 3) if sent else None,
         "total_tokens_per_s": round(total / wall, 3) if sent else None,
+        **figures,
     }
+    if budget is not None:
+        plan.run.update(
+            cost=round(budget.spent, 6), spent_total=round(budget.total, 6), max_cost=budget.max_cost
+        )
+        logger.info("teacher %s: %s", teacher.name, budget.line())
+    return budget
 
 
 def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
@@ -273,6 +310,8 @@ def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
         fraction=t.fraction,
         prompt_tokens_total=plan.prompt_tokens,
         completion_tokens_total=plan.completion_tokens,
+        price=t.price.resolved() if isinstance(t, ApiTeacher) and t.price else None,
+        priced_at=t.PRICED_AT if isinstance(t, ApiTeacher) and t.price else None,
     ).dump()
 
 
@@ -291,11 +330,16 @@ def run_traces(
     table = PromptSource(prompts, source)
     prompts_in = table.check()
     out_dir = Path(out_dir)
-    factory = backend_factory or make_backend
     with GenerationCache(cache_dir, lock=True) as cache:  # one writer: a second run waits, then stops
+        factory = backend_factory or (lambda teacher: make_backend(teacher, cache.root))
         planned = plan_teachers(table, cfg.teachers, cache, seed)
+        stops: list[BudgetReached] = []
         for plan, todo in planned:
-            run_teacher(table, plan, todo, cfg, cache, factory)
+            budget = run_teacher(table, plan, todo, cfg, cache, factory)
+            if budget is not None and budget.stopped:
+                stops.append(budget.reached(todo.height - plan.too_long.height - budget.admitted))
+        if stops:  # every teacher ran as far as its budget allows; nothing is released
+            raise stops[0] if len(stops) == 1 else BudgetReached(" | ".join(str(e) for e in stops))
         plans = [plan for plan, _ in planned]
         removed = write_traces(table, plans, cache, cfg, out_dir / "traces.parquet")
     per_teacher = {}

@@ -12,15 +12,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator, Iterable, Iterator
 from itertools import islice
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from builders.teachers.base import GenError, GenRequest, GenResult
-from builders.teachers.config import TeacherConfig
+from pydantic import Field
+
+from builders.teachers.base import BackendEntry, GenError, GenRequest, GenResult, TeacherBase
 from core.vllm_env import cpu_engine_kwargs
 
 logger = logging.getLogger(__name__)
 
 ADD_CHUNK = 256  # requests rendered and added to the engine at a time
+
+
+class VLLMTeacher(TeacherBase):
+    """A teacher run in this process by an offline `vllm.LLM` engine."""
+
+    backend: Literal["vllm"] = "vllm"
+    tensor_parallel_size: int = Field(1, ge=1)
+    dtype: str = "auto"
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    max_in_flight: int = Field(4096, ge=1, description="requests kept in the engine at once")
 
 
 class VLLMBackend:
@@ -30,7 +42,7 @@ class VLLMBackend:
     the first one's outputs. The engine is kept full up to `cfg.max_in_flight` requests.
     """
 
-    def __init__(self, cfg: TeacherConfig, *, llm: Any = None) -> None:
+    def __init__(self, cfg: VLLMTeacher, *, llm: Any = None) -> None:
         self.cfg = cfg
         self.max_in_flight = cfg.max_in_flight
         if llm is None:
@@ -38,6 +50,7 @@ class VLLMBackend:
         self.llm = llm
         self._stopped = False
         self._active: Generator[GenResult | GenError, None, None] | None = None
+        self._added = 0
 
     def generate(self, requests: Iterable[GenRequest]) -> Iterator[GenResult | GenError]:
         """Yield one result per request, in finishing order; closing the generator aborts the rest."""
@@ -97,6 +110,11 @@ class VLLMBackend:
                                     seed=req.seed, output_kind=RequestOutputKind.FINAL_ONLY)  # fmt: skip
             request_id = str(next(llm.request_counter))
             pending[request_id] = (llm.llm_engine.add_request(request_id, prompt, params), req)
+        self._added += len(batch)
+
+    def figures(self) -> dict[str, Any]:
+        """Requests added to the engine (since it was made)."""
+        return {"requests_sent": self._added}
 
     def stop(self) -> None:
         """Add no further request; those already in the engine still finish and are yielded."""
@@ -123,7 +141,7 @@ def _result(req: GenRequest, out: Any) -> GenResult:
     )
 
 
-def make_llm(cfg: TeacherConfig) -> Any:
+def make_llm(cfg: VLLMTeacher) -> Any:
     """Start a `vllm.LLM` for `cfg` (engine start takes a while)."""
     extra = cpu_engine_kwargs(cfg.max_model_len)
     from vllm import LLM
@@ -140,3 +158,11 @@ def make_llm(cfg: TeacherConfig) -> Any:
         gpu_memory_utilization=cfg.gpu_memory_utilization,
         seed=cfg.sampling.seed,
     )
+
+
+def create(cfg: VLLMTeacher, workdir: Path) -> VLLMBackend:
+    """The registry's constructor (starts the engine)."""
+    return VLLMBackend(cfg)
+
+
+ENTRY = BackendEntry("vllm", VLLMTeacher, create)

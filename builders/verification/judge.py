@@ -28,8 +28,15 @@ from builders.teachers.base import GenError, GenRequest
 from builders.teachers.cache import GenerationCache
 from builders.teachers.config import GenerationRunConfig, TeacherConfig
 from builders.teachers.keys import cache_keys, request_seeds
-from builders.teachers.provenance import resolve_revision, vllm_version
-from builders.teachers.run import BackendFactory, count_prompt_tokens, generate, load_tokenizer
+from builders.teachers.provenance import vllm_version
+from builders.teachers.run import (
+    BackendFactory,
+    count_prompt_tokens,
+    generate,
+    load_tokenizer,
+    teacher_budget,
+    teacher_revision,
+)
 from core.chat import build_messages
 from core.contracts import JudgeRecord
 from core.errors import ParamsError, PipelineError
@@ -112,7 +119,7 @@ class Judge:
     def open(cls, cfg: TeacherConfig, prompt: JudgePrompt, cache_dir: Path) -> Judge:
         """The judge with its revision resolved and its cache opened."""
         try:
-            revision = resolve_revision(cfg.model, cfg.revision)
+            revision = teacher_revision(cfg)
         except ValueError as exc:
             raise ParamsError(f"verify.judge: {exc}") from None
         return cls(cfg=cfg, prompt=prompt, cache=GenerationCache(cache_dir, lock=True), revision=revision)
@@ -179,7 +186,7 @@ class Judge:
                 max_tokens = self.cfg.sampling.max_tokens
                 if tokenizer is not None:
                     max_tokens = min(max_tokens, limit - n)
-                yield GenRequest(key, item, conv, max_tokens, seed)
+                yield GenRequest(key, item, conv, max_tokens, seed, n if tokenizer is not None else None)
 
     def send(
         self,
@@ -192,9 +199,13 @@ class Judge:
         todo = keys.filter(~pl.col("_key").is_in(self.cache.keys().implode()))
         logger.info("judge %s: %d rows to judge, %d cached, %d to send", self.cfg.model, keys.height,
                     keys.height - todo.height, todo.height)  # fmt: skip
+        budget = teacher_budget(
+            self.cfg, self.cache, keys.filter(~pl.col("_key").is_in(todo["_key"].implode()))["_key"]
+        )
         requests = self._requests(batches(), todo) if todo.height else iter(())
         first = next(requests, None)  # no engine is started when nothing is left to send
         tokens = (0, 0)
+        figures: dict[str, Any] = {}
         start = time.perf_counter()
         if first is not None:
             backend = factory(self.cfg)
@@ -207,17 +218,25 @@ class Judge:
                     gen_cfg,
                     self.cache,
                     self.revision,
+                    budget,
                 )
             finally:
+                figures = backend.figures()
                 backend.close()
                 self.cache.compact(gen_cfg.cache_pack_bytes)
         self.run = {
             "cached_before_run": keys.height - todo.height,
-            "sent": todo.height - len(self.too_long),
+            "sent": budget.admitted if budget is not None else todo.height - len(self.too_long),
             "prompt_tokens": tokens[0],
             "completion_tokens": tokens[1],
             "wall_time_s": round(time.perf_counter() - start, 3),
+            **figures,
         }
+        if budget is not None:
+            self.run.update(cost=round(budget.spent, 6), spent_total=round(budget.total, 6))
+            logger.info("judge %s: %s", self.cfg.model, budget.line())
+            if budget.stopped:
+                raise budget.reached(todo.height - len(self.too_long) - budget.admitted)
 
     def outcomes(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Per judged trace row (`item` column): judge_verdict (correct/wrong/null), judge_reply and

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from answers.check import VERDICTS, check_frame
-from builders.teachers.run import BackendFactory, make_backend
+from builders.teachers.registry import make_backend
+from builders.teachers.run import BackendFactory
 from builders.teachers.tables import LONG_TEXT
 from builders.verification.config import VerifyConfig
 from builders.verification.judge import FAILED, JUDGED, TOO_LONG, UNPARSEABLE, Judge, JudgePrompt, item_id
@@ -206,7 +207,8 @@ def run_verify(
         for batch in table.batches([*CHECK_INPUT, "id", "teacher"]):
             checked = pl.concat([batch, check_frame(batch.select(CHECK_INPUT))], how="horizontal")
             judge.plan(checked.filter(to_judge()).select(JUDGE_INPUT))
-        judge.send(lambda: table.batches(JUDGE_INPUT), cfg, backend_factory or make_backend)
+        factory = backend_factory or (lambda teacher: make_backend(teacher, cache_dir))
+        judge.send(lambda: table.batches(JUDGE_INPUT), cfg, factory)
     schema = table.out_schema()
     opts = {**WRITER_OPTS, "use_dictionary": [n for n in schema.names if n not in LONG_TEXT]}
     counts, judged, rows_out = [], [], 0
