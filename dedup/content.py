@@ -28,16 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedup.kernels import (
-    content_shingles,
-    count_min_add,
-    count_min_estimate,
-    key_set,
-    template_keys,
-    word_multisets,
-)
+from dedup.kernels import content_shingles, key_set, template_keys, word_multisets
 from dedup.minhash import Shingles, Words, batch_words, fmix64
 from dedup.normalize import NormalizedBatch
+from dedup.set_kernels import count_min_add, count_min_estimate
 
 _SALT = np.uint64(0x9E3779B97F4A7C15)
 

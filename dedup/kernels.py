@@ -220,60 +220,6 @@ def template_keys(
     return out[:k], out_doc[:k], out_span[:k]  # no copy: most spans of a doc are distinct
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _cells(key: np.uint64, blocks: np.uint64) -> tuple[np.uint64, np.uint64]:
-    # both counters of a key sit in one 64-byte block: one cache miss per key, not two
-    base = (key % blocks) * _U64(64)
-    i = (key >> _U64(32)) & _U64(63)
-    j = (key >> _U64(40)) & _U64(63)
-    if j == i:
-        j = i ^ _U64(1)
-    return base + i, base + j
-
-
-@nb.njit(cache=True, nogil=True)
-def count_min_add(
-    table: np.ndarray, keys: np.ndarray, task: np.ndarray, span: np.ndarray, cap: int, floor: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Add one to both counters of every key (saturating at `cap`), in order.
-
-    `table` is a blocked count-min sketch: 64 one-byte counters per block, two per key. Returns
-    the keys (with their tasks and spans) whose own insertion lifted their estimate to `floor`:
-    every key that can reach a task's threshold is among them, each once (unless other keys
-    lifted both its counters first, which a table sized to the keys makes rare).
-    """
-    blocks = _U64(len(table) // 64)
-    out = np.empty(len(keys), np.uint64)
-    out_task = np.empty(len(keys), np.int64)
-    out_span = np.empty(len(keys), np.uint64)
-    k = 0
-    for n in range(len(keys)):
-        key = keys[n]
-        i, j = _cells(key, blocks)
-        before = min(table[i], table[j])
-        if table[i] < cap:
-            table[i] += 1
-        if table[j] < cap:
-            table[j] += 1
-        if before < floor <= min(table[i], table[j]):
-            out[k] = key
-            out_task[k] = task[n]
-            out_span[k] = span[n]
-            k += 1
-    return out[:k].copy(), out_task[:k].copy(), out_span[:k].copy()
-
-
-@nb.njit(cache=True, nogil=True)
-def count_min_estimate(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """The estimate (the smaller of its two counters) of each key."""
-    blocks = _U64(len(table) // 64)
-    out = np.empty(len(keys), np.int64)
-    for n in range(len(keys)):
-        i, j = _cells(keys[n], blocks)
-        out[n] = min(table[i], table[j])
-    return out
-
-
 @nb.njit(cache=True, nogil=True)
 def key_set(keys: np.ndarray) -> np.ndarray:
     """Open-addressing hash set of uint64 keys, none 0 (a power-of-two table, 0 = empty)."""

@@ -1,5 +1,6 @@
-"""Compiled loops over sketches and candidate pairs (numba, `nogil`): MinHash signatures, LSH band
-keys, per-row shingle sets, pair scores and the LSH bucket scan. Text kernels are in `dedup.kernels`."""
+"""Compiled loops over sketches and candidate pairs (numba, `nogil`): the template count-min table,
+MinHash signatures, LSH band keys, per-row shingle sets, pair scores, star clusters and the LSH
+bucket scan. Text kernels are in `dedup.kernels`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,60 @@ import numba as nb
 import numpy as np
 
 from dedup.kernels import _MASK32, _MERSENNE, _U64, _fmix32, fmix64
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _cells(key: np.uint64, blocks: np.uint64) -> tuple[np.uint64, np.uint64]:
+    # both counters of a key sit in one 64-byte block: one cache miss per key, not two
+    base = (key % blocks) * _U64(64)
+    i = (key >> _U64(32)) & _U64(63)
+    j = (key >> _U64(40)) & _U64(63)
+    if j == i:
+        j = i ^ _U64(1)
+    return base + i, base + j
+
+
+@nb.njit(cache=True, nogil=True)
+def count_min_add(
+    table: np.ndarray, keys: np.ndarray, task: np.ndarray, span: np.ndarray, cap: int, floor: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add one to both counters of every key (saturating at `cap`), in order.
+
+    `table` is a blocked count-min sketch: 64 one-byte counters per block, two per key. Returns
+    the keys (with their tasks and spans) whose own insertion lifted their estimate to `floor`:
+    every key that can reach a task's threshold is among them, each once (unless other keys
+    lifted both its counters first, which a table sized to the keys makes rare).
+    """
+    blocks = _U64(len(table) // 64)
+    out = np.empty(len(keys), np.uint64)
+    out_task = np.empty(len(keys), np.int64)
+    out_span = np.empty(len(keys), np.uint64)
+    k = 0
+    for n in range(len(keys)):
+        key = keys[n]
+        i, j = _cells(key, blocks)
+        before = min(table[i], table[j])
+        if table[i] < cap:
+            table[i] += 1
+        if table[j] < cap:
+            table[j] += 1
+        if before < floor <= min(table[i], table[j]):
+            out[k] = key
+            out_task[k] = task[n]
+            out_span[k] = span[n]
+            k += 1
+    return out[:k].copy(), out_task[:k].copy(), out_span[:k].copy()
+
+
+@nb.njit(cache=True, nogil=True)
+def count_min_estimate(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The estimate (the smaller of its two counters) of each key."""
+    blocks = _U64(len(table) // 64)
+    out = np.empty(len(keys), np.int64)
+    for n in range(len(keys)):
+        i, j = _cells(keys[n], blocks)
+        out[n] = min(table[i], table[j])
+    return out
 
 
 @nb.njit(cache=True, nogil=True)
