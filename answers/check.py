@@ -30,23 +30,21 @@ Verdicts (`check_answer`; how the final answer is found: `answers.extract`):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import polars as pl
 
-from answers.extract import (
-    Choices,
-    Reading,
-    final_span,
-    first_line,
-    read_choice,
-    read_number,
-    reference_answer,
+from answers.choice import Choices, Reading, read_choice
+from answers.extract import final_span, first_line, read_number, reference_answer
+from answers.kinds import (
+    asks_for_generation,
+    asks_for_question_or_reasoning,
+    instruction,
+    reference_is_question,
 )
 from answers.options import parse_options, reference_option
-from answers.text import Number, as_number, clean, normalize, same_number, tokenize
+from answers.text import Number, as_number, clean, normalize, same_number, tokenize, word_set
 
 KINDS = ("multiple_choice", "closed", "open")
 VERDICTS = ("correct", "wrong", "unverifiable")
@@ -58,12 +56,6 @@ LABEL_FAMILIES = (
     ("positive", "negative", "neutral"),
     ("entailment", "neutral", "contradiction"),
     ("entailment", "not entailment"),
-)
-_GENERATIVE = re.compile(
-    r"\b(?:translat\w*|summar\w*|paraphras\w*|rephras\w*|rewrite|compose"
-    r"|(?:a|good|best|suitable|short)\s+(?:title|headline)|(?:title|headline)\s+for"
-    r"|(?:write|generate|create)\s+(?:a|an|the|one|two|some|short|new)\b)",
-    re.IGNORECASE,
 )
 _STOPWORDS = frozenset(
     {"of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "is", "are", "was", "were", "be"}
@@ -97,11 +89,6 @@ class _Setup:
     asked: frozenset[str] = frozenset()  # the question's words, for span answers
 
 
-def _generative(question: str) -> bool:
-    lines = [ln for ln in question.strip().splitlines() if ln.strip()]
-    return bool(lines) and any(_GENERATIVE.search(ln[:300]) for ln in {lines[0], lines[-1]})
-
-
 def _short(text: str) -> bool:
     return len(text) <= CLOSED_MAX_CHARS and len(text.split()) <= CLOSED_MAX_WORDS
 
@@ -109,15 +96,18 @@ def _short(text: str) -> bool:
 @lru_cache(maxsize=8192)
 def _setup(question: str, reference: str) -> _Setup:
     ref = reference_answer(reference)
+    lows = instruction(question)
+    if not ref or reference_is_question(reference, ref) or asks_for_question_or_reasoning(lows):
+        return _Setup("open", reference.strip())
     options = parse_options(question)
     if options is not None:
-        choices = Choices.of(options.texts, len(options.texts))
         gold = reference_option(ref, options)
+        choices = Choices.from_options(options)
         if gold is None and _short(ref):
             gold = (read_choice(ref, choices) or Reading(None)).index
         if gold is not None:
             return _Setup("multiple_choice", options.texts[gold], choices, options.texts, gold)
-    if not ref or not _short(ref) or _generative(question):
+    if not _short(ref) or asks_for_generation(lows):
         return _Setup("open", reference.strip())
     norm = normalize(ref)
     family = tuple(dict.fromkeys(x for f in LABEL_FAMILIES if norm in f for x in f))
@@ -127,7 +117,7 @@ def _setup(question: str, reference: str) -> _Setup:
     if number is not None:
         shown = f"{number.value:g}" + (f" {number.unit}" if number.unit else "")
         return _Setup("closed", shown, number=number)
-    return _Setup("closed", norm, asked=frozenset(normalize(question).split()))
+    return _Setup("closed", norm, asked=word_set(question))
 
 
 def answer_kind(question: str, reference: str, has_options: bool) -> str:
@@ -140,6 +130,8 @@ def answer_kind(question: str, reference: str, has_options: bool) -> str:
 def _choice_verdict(s: _Setup, reading: Reading | None) -> tuple[str, str | None]:
     if reading is None:
         return "unverifiable", None
+    if reading.other is not None:
+        return "wrong", _clip(reading.other)
     if reading.index is None:
         return "wrong", " / ".join(s.texts[i] for i in reading.hedged)
     return ("correct" if reading.index == s.gold else "wrong"), s.texts[reading.index]

@@ -1,0 +1,303 @@
+"""Which option (or label) an explained response commits to.
+
+An option is named by its text ("the heart"), its name ("Sentence B") or its label as the question
+prints it or in brackets ("(B)", "B)", "B.", "[b].", "(2).", "2)", "II.", "option 2"); a capital
+letter names a bulleted list's options by position. The final answer wins: the first thing named
+right after the last answer cue (`answers.extract.cue_spans`); a last cue that commits to something
+that is no option ("So the answer is pleasure.") is an answer of its own, which option words
+inside the reasoning do not override; failing a cue, a short first line ("No.\\n\\n..."), then the
+concluding sentences, last first. "At first I thought (A)... so the answer is (B)" reads (B). An
+option named with a negation ("not (A)", "rather than yes") or rejected ("(A) is wrong") does not
+count; a commitment that names two different options joined by "or"/"and"/"/", or with a hedge
+word ("could", "might", "either", "maybe", "both"), is a hedge.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from answers.extract import ASIDE, cue_positions, first_line, sentences
+from answers.options import Options
+from answers.text import ARTICLES, Token, clean, tokenize
+
+_CLAUSE = re.compile(r"[,;:]|\b(?:so|therefore|thus|hence|which\s+means|meaning|because|since)\b", re.I)
+_LETTERS = (
+    re.compile(r"[(\[]([A-Z])[)\]]"),
+    re.compile(r"(?<![\w(])([A-Z])\)"),
+    re.compile(r"(?:^|(?<=\s))([A-Z])[.:](?=\s|$)"),
+    re.compile(r"(?i:\b(?:option|choice|letter))\s*\(?([A-Z])\b"),
+    re.compile(r"^\s*\(?([A-Z])\)?\s*[.!]?\s*$"),
+    re.compile(r"(?<![\w/])\(?([A-Z])\)?(?=\s*/\s*\(?[A-Z]\)?(?!\w))"),
+    re.compile(r"(?<=/)\s*\(?([A-Z])\)?(?!\w)"),
+    re.compile(r"[(\[]([a-z])[)\]]"),
+    re.compile(r"(?<![\w(\[])([a-z])\)"),
+)
+_SMALL_LETTER_AFTER_CUE = re.compile(
+    r"^\s*[(\[]?(?:([b-z])(?:[)\]]|[.:]?\s*$|[.:](?=\s))|(a)(?:[)\]]|[.:]\s*$))"
+)
+_NUMBERED = re.compile(r"(?i:\b(?:option|choice)\s*(?:#|no\.?|number)?\s*)([1-9]\d?)\b")
+_LETTER_AFTER_CUE = re.compile(
+    r"^\s*\(?(?:([B-HJ-Z])\b|([AI])(?:\)|[.:,/]?\s*$|[.:,/](?=\s|\(?[A-Z]\b)"
+    r"|(?=\s+(?:because|since|as|which|for|-|–|—)\s)))"
+)
+# numbers and roman numerals as labels: "(2)", "[2].", "2)", "(ii)"; right after a cue also "2.", "II."
+_LABEL_MENTION = re.compile(r"[(\[]([ivxIVX]{1,5}|\d{1,2})[)\]]|(?<![\w(\[.,$/-])([ivxIVX]{1,5}|\d{1,2})\)")
+_LABEL_AFTER_CUE = re.compile(r"^\s*[(\[]?([ivxIVX]{1,5}|\d{1,2})(?:[)\]]|[)\]]?[.:]?(?=\s|$|[,;]))")
+_OUT_OF = re.compile(r"\s+out\s+of\s+\d+\b", re.IGNORECASE)
+_NEGATORS = frozenset(
+    {"not", "never", "nor", "neither", "t", "cannot", "than", "unlike", "except", "nothing", "without"}
+)
+_OR = frozenset({"or", "and", "nor"}) | ARTICLES  # a piece cut before "a brick" keeps its "a"
+_REJECTED = frozenset({"wrong", "incorrect", "eliminated", "excluded", "ruled"})
+_CONNECTORS = (
+    frozenset({"or", "and", "either", "maybe", "perhaps", "possibly", "also", "both", "option"}) | ARTICLES
+)
+_HEDGES = frozenset({"could", "might", "may", "either", "maybe", "perhaps", "possibly", "both", "unsure"})
+# a cue followed by one of these commits to nothing ("the answer is not obvious", "... as follows:")
+_NO_COMMITMENT = frozenset(
+    {"not", "unclear", "uncertain", "ambiguous", "unknown", "cannot", "can", "t", "impossible", "hard",
+     "difficult", "tricky", "simple", "clear", "obvious", "straightforward", "easy", "as", "below",
+     "following", "here", "this", "these", "that", "in", "to", "based", "because", "since", "if",
+     "probably", "likely", "either", "maybe", "perhaps", "possibly", "somewhat", "yet", "still",
+     "one", "which", "what", "how", "why", "where", "who", "when", "found", "given", "determined", "i",
+     "sorry", "unsure", "no", "idk", "n"}
+)  # fmt: skip
+COMMITMENT_MAX_WORDS = 8
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The answers a closed question allows: per option the word sequences that name it (text,
+    name), how many options capital letters A, B, ... name (0: none), and the options' number or
+    roman labels ("1", "ii"; empty when none)."""
+
+    words: tuple[tuple[tuple[str, ...], ...], ...]
+    lettered: int
+    labels: tuple[str, ...] = ()
+    by_first: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        for i, aliases in enumerate(self.words):
+            for alias in dict.fromkeys(aliases):
+                if alias:
+                    index.setdefault(alias[0], []).append((alias, i))
+        object.__setattr__(self, "by_first", {k: tuple(v) for k, v in index.items()})
+
+    @classmethod
+    def of(cls, texts: Sequence[str], lettered: int = 0) -> Choices:
+        """Options named by their texts (and the first `lettered` by capital letters)."""
+        return cls(tuple((_words(x),) for x in texts), lettered)
+
+    @classmethod
+    def from_options(cls, options: Options) -> Choices:
+        """A question's options: named by text, name and label."""
+        kind = options.label_kind
+        words = tuple(
+            tuple(a for a in (_words(text), _words(name or ""), _words(_after_name(text, name))) if a)
+            for text, name in zip(options.texts, options.names or (None,) * len(options.texts), strict=True)
+        )
+        numbered = kind in ("digit", "roman")
+        labels = tuple(x.lower() for x in options.letters) if numbered else ()
+        return cls(words, 0 if numbered else len(options.texts), labels)
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(t.word for t in tokenize(text))
+
+
+def _after_name(text: str, name: str | None) -> str:
+    return text.split(":", 1)[1].strip().strip('"') if name and ":" in text else ""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a response commits to: one option, a hedge between several, or (`other`) an answer
+    that is none of them."""
+
+    index: int | None
+    hedged: tuple[int, ...] = ()
+    other: str | None = None
+
+
+class _Mention(NamedTuple):
+    index: int
+    start: int
+    end: int
+
+
+def _text_mentions(toks: list[Token], choices: Choices, span: str) -> list[_Mention]:
+    """Option texts and names in a span, longest first where they overlap."""
+    words = [t.word for t in toks]
+    found: list[tuple[int, int, int]] = []  # (token start, token end, index)
+    for j, w in enumerate(words):
+        for alias, i in choices.by_first.get(w, ()):
+            n = len(alias)
+            if n == 1 or tuple(words[j : j + n]) == alias:
+                found.append((j, j + n, i))
+    taken: set[int] = set()
+    out = []
+    for j, k, i in sorted(found, key=lambda f: (f[0] - f[1], f[0])):
+        if taken.isdisjoint(range(j, k)):
+            if k - j == 1 and words[j] == "no" and not _standalone(toks, j, span):
+                continue
+            taken.update(range(j, k))
+            out.append(_Mention(i, toks[j].start, toks[k - 1].end))
+    return out
+
+
+def _standalone(toks: list[Token], j: int, span: str) -> bool:
+    """A "no" that is an answer ("No, ...", "... is no.") rather than a determiner ("no way")."""
+    after = span[toks[j].end :].lstrip(" ")
+    return j == 0 or not after or not after[0].isalnum()
+
+
+def _label_mentions(span: str, choices: Choices, after_cue: bool) -> list[_Mention]:
+    """Options named by a label: capital (or small) letters, numbers, roman numerals."""
+    found = []
+    if choices.lettered:
+        for p in _LETTERS:
+            for m in p.finditer(span):
+                i = ord(m.group(1).upper()) - ord("A")
+                if i < choices.lettered:
+                    found.append(_Mention(i, m.start(1), m.end(1)))
+        if after_cue:
+            m = _LETTER_AFTER_CUE.match(span) or _SMALL_LETTER_AFTER_CUE.match(span)
+            if m:
+                g = 1 if m.group(1) else 2
+                i = ord(m.group(g).upper()) - ord("A")
+                if i < choices.lettered:
+                    found.append(_Mention(i, m.start(g), m.end(g)))
+    if choices.lettered or choices.labels[:1] == ("1",):
+        n = choices.lettered or len(choices.labels)
+        for m in _NUMBERED.finditer(span):
+            i = int(m.group(1)) - 1
+            if i < n:
+                found.append(_Mention(i, m.start(1), m.end(1)))
+    if choices.labels:
+        marks = list(_LABEL_MENTION.finditer(span))
+        after = _LABEL_AFTER_CUE.match(span) if after_cue else None
+        for m in [*marks, after] if after else marks:
+            g = 1 if m.group(1) else 2
+            value = m.group(g).lower()
+            if value in choices.labels:
+                found.append(_Mention(choices.labels.index(value), m.start(g), m.end(g)))
+    return found
+
+
+def _mentions(span: str, choices: Choices, after_cue: bool) -> list[_Mention]:
+    """The options a span names (text, name, label, "option 2"), negated and rejected ones left out."""
+    span = _OUT_OF.sub(lambda m: " " * len(m.group()), span)  # "4 out of 5 stars" names "4 stars"
+    toks = tokenize(span)
+    found = _text_mentions(toks, choices, span) + _label_mentions(span, choices, after_cue)
+    unique = {(m.start, m.index): m for m in found}
+    ordered = sorted(unique.values(), key=lambda m: (m.start, -m.end))
+    starts = [t.start for t in toks]
+    kept: list[_Mention] = []
+    last_negated: _Mention | None = None
+    for mention in ordered:
+        k = bisect.bisect_left(starts, mention.start)
+        window = toks[max(0, k - 4) : k]
+        cut = max((window[0].start if window else 0), _last_stop(span, mention.start))
+        before = {t.word for t in window if t.start >= cut}
+        after = {t.word for t in toks[k : k + 4] if t.start >= mention.end}
+        negated = bool(before & _NEGATORS or after & _REJECTED or {"instead", "of"} <= before)
+        if not negated and last_negated is not None:  # "not A or B", "rather than A or B"
+            between = {t.word for t in tokenize(span[last_negated.end : mention.start])}
+            negated = between <= _OR
+        if negated:
+            last_negated = mention
+        else:
+            kept.append(mention)
+            last_negated = None
+    return kept
+
+
+def _last_stop(span: str, end: int) -> int:
+    """Where the clause holding position `end` starts (after the last , ; : . ! ? before it)."""
+    return max(span.rfind(c, 0, end) for c in ",;:.!?") + 1
+
+
+def _hedged(span: str, ms: list[_Mention]) -> tuple[int, ...] | None:
+    """The options hedged between, when a span names several without committing to one."""
+    distinct = tuple(dict.fromkeys(m.index for m in ms))
+    if len(distinct) < 2:
+        return None
+    if {t.word for t in tokenize(span)} & _HEDGES:
+        return distinct
+    first = ms[0]
+    second = next(m for m in ms if m.index != first.index)
+    between = {t.word for t in tokenize(span[first.end : second.start])}
+    if between <= _CONNECTORS:
+        return distinct
+    return None
+
+
+def _decide(span: str, choices: Choices, after_cue: bool) -> Reading | None:
+    ms = _mentions(span, choices, after_cue)
+    if not ms:
+        return None
+    if not after_cue:  # a concluding sentence: asides set apart, its last clause that names an option
+        asides = [(m.start(), m.end()) for m in ASIDE.finditer(span)]
+        outside = [m for m in ms if not any(a <= m.start < b for a, b in asides)]
+        ms = outside or ms
+        cuts = [0, *(m.end() for m in _CLAUSE.finditer(span))]
+        for cut in reversed(cuts):
+            tail = [m for m in ms if m.start >= cut]
+            if tail:
+                head = [m for m in ms if m.start < cut and m.index != tail[0].index]
+                if head:  # "positive, or maybe neutral": the clause continues a hedge
+                    between = {t.word for t in tokenize(span[head[-1].end : tail[0].start])}
+                    if between <= _CONNECTORS:
+                        return Reading(None, tuple(dict.fromkeys(m.index for m in (head[-1], *tail))))
+                ms, span = tail, span[cut:]
+                break
+    hedged = _hedged(span, ms)
+    return Reading(None, hedged) if hedged else Reading(ms[0].index)
+
+
+def _commits(span: str) -> bool:
+    """A cue's span that is an answer of its own: a few words, not "not obvious", "as follows"."""
+    words = [t.word for t in tokenize(span)]
+    return 0 < len(words) <= COMMITMENT_MAX_WORDS and words[0] not in _NO_COMMITMENT
+
+
+def read_choice(response: str, choices: Choices) -> Reading | None:
+    """The option a response commits to (or hedges between, or an answer that is none of them),
+    None when it names none."""
+    text = clean(response)
+    for k, (end, span) in enumerate(cue_positions(text)):
+        found = _decide(span, choices, after_cue=True)
+        if found:
+            return found
+        if k == 0:
+            if _commits(span):
+                return Reading(None, other=span)
+            later = text[end + len(span) :]
+            for sent in sentences(later) if later.strip() else ():
+                found = _decide(sent, choices, after_cue=False)
+                if found:
+                    return found
+    first = first_line(text)
+    if first:  # answer first ("No.\n\nThe premise ...")
+        ms = _mentions(first, choices, after_cue=True)
+        alone = len(tokenize(first)) <= max(len(a) for a in choices.words[ms[0].index]) + 2 if ms else False
+        if alone and len({m.index for m in ms}) == 1:
+            return Reading(ms[0].index)
+    for sent in sentences(text):
+        found = _decide(sent, choices, after_cue=False)
+        if found:
+            return found
+    if first and first == text.strip() and _commits(first):  # a bare answer that is no option
+        return Reading(None, other=first)
+    return None
+
+
+def extract_choice(reply: str, options: Options) -> int | None:
+    """The option a reply commits to, None for none, a hedge or another answer."""
+    reading = read_choice(reply, Choices.from_options(options))
+    return reading.index if reading else None
