@@ -86,7 +86,7 @@ class _Setup:
     texts: tuple[str, ...] = ()
     gold: int | None = None
     number: Number | None = None
-    asked: frozenset[str] = frozenset()  # the question's words, for span answers
+    question: str = ""  # for span answers: the words it asks with are no answer
 
 
 def _short(text: str) -> bool:
@@ -117,7 +117,7 @@ def _setup(question: str, reference: str) -> _Setup:
     if number is not None:
         shown = f"{number.value:g}" + (f" {number.unit}" if number.unit else "")
         return _Setup("closed", shown, number=number)
-    return _Setup("closed", norm, asked=word_set(question))
+    return _Setup("closed", norm, question=question)
 
 
 def answer_kind(question: str, reference: str, has_options: bool) -> str:
@@ -137,7 +137,7 @@ def _choice_verdict(s: _Setup, reading: Reading | None) -> tuple[str, str | None
     return ("correct" if reading.index == s.gold else "wrong"), s.texts[reading.index]
 
 
-def _span_verdict(reference: str, response: str, asked: frozenset[str]) -> tuple[str, str | None]:
+def _span_verdict(reference: str, response: str, question: str) -> tuple[str, str | None]:
     """A short span: contained in the final span (or in a short first line), not negated or hedged,
     is correct; a final span whose new words (not the question's) are some of the reference's is
     unverifiable (a partial answer: "Orwell" for "George Orwell"); anything else is wrong."""
@@ -156,6 +156,7 @@ def _span_verdict(reference: str, response: str, asked: frozenset[str]) -> tuple
                 if {"not", "t", "never"} & set(before) or "or" in before[-1:] or "or" in after:
                     return "wrong", _clip(cand)
                 return "correct", cand[toks[j].start : toks[j + len(ref) - 1].end]
+    asked = word_set(question)
     new_ref = set(ref) - _STOPWORDS - asked
     new_span = set(normalize(span).split()) - _STOPWORDS - asked
     if new_ref & new_span and new_span <= new_ref:
@@ -185,7 +186,7 @@ def check_answer(question: str, reference: str, response: str, has_options: bool
             ok = same_number(got, s.number) and not hedged
             verdict, extracted = ("correct" if ok else "wrong"), got.text
     else:
-        verdict, extracted = _span_verdict(s.reference, response, s.asked)
+        verdict, extracted = _span_verdict(s.reference, response, s.question)
     return Check(s.kind, verdict, extracted, s.reference)
 
 

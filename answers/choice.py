@@ -58,13 +58,29 @@ _CONNECTORS = (
 )
 _HEDGES = frozenset({"could", "might", "may", "either", "maybe", "perhaps", "possibly", "both", "unsure"})
 # a cue followed by one of these commits to nothing ("the answer is not obvious", "... as follows:")
+# a cue followed by one of these commits to nothing ("the answer is unclear", "... as follows:")
 _NO_COMMITMENT = frozenset(
-    {"not", "unclear", "uncertain", "ambiguous", "unknown", "cannot", "can", "t", "impossible", "hard",
-     "difficult", "tricky", "simple", "clear", "obvious", "straightforward", "easy", "as", "below",
-     "following", "here", "this", "these", "that", "in", "to", "based", "because", "since", "if",
-     "probably", "likely", "either", "maybe", "perhaps", "possibly", "somewhat", "yet", "still",
-     "one", "which", "what", "how", "why", "where", "who", "when", "found", "given", "determined", "i",
-     "sorry", "unsure", "no", "idk", "n"}
+    {"unclear", "uncertain", "ambiguous", "unknown", "cannot", "can", "t", "impossible", "as", "below",
+     "following", "here", "that", "based", "because", "since", "if", "which", "what", "how", "why",
+     "where", "who", "when", "i", "sorry", "unsure", "no", "idk", "n"}
+)  # fmt: skip
+# ... nor one of these followed by more words ("easy to see", "not obvious", "one of them"); alone
+# ("easy") or "not" before another word ("not fat") they are an answer
+_META = frozenset(
+    {"not", "simple", "clear", "obvious", "straightforward", "easy", "hard", "difficult", "tricky",
+     "one", "either", "maybe", "perhaps", "possibly", "probably", "likely", "somewhat", "yet", "still",
+     "found", "given", "determined", "stated", "mentioned", "provided", "listed", "certain", "sure",
+     "known", "immediately", "necessarily", "entirely", "among", "this", "these", "always", "very"}
+)  # fmt: skip
+# a word before an option's text right after a cue that keeps it the answer ("is definitely (B)
+# sex"); any other word makes it part of a longer answer ("the answer is opera house" for "house")
+_LEAD_OK = frozenset(
+    {"is", "be", "it", "that", "this", "definitely", "clearly", "obviously", "probably", "likely",
+     "most", "simply", "just", "indeed", "certainly", "surely", "option", "choice", "answer", "letter",
+     "sentence", "statement", "in", "on", "at", "to", "of", "for", "by", "with", "from", "into", "so",
+     "then", "yes", "no", "correct", "right", "best", "final", "therefore", "thus", "hence", "and", "or",
+     "either", "both", "not", "rather", "than", "maybe", "perhaps", "possibly", "s", "would", "will",
+     "should", "must", "could", "only", "also", "still", "called", "named", "known", "as", "because"}
 )  # fmt: skip
 COMMITMENT_MAX_WORDS = 8
 
@@ -150,6 +166,15 @@ def _text_mentions(toks: list[Token], choices: Choices, span: str) -> list[_Ment
     return out
 
 
+def _leads(toks: list[Token], mention: _Mention) -> bool:
+    """After a cue: the option's text is the answer, not the end of a longer one ("opera house")."""
+    k = bisect.bisect_left([t.start for t in toks], mention.start)
+    if k == 0:
+        return True
+    word = toks[k - 1].word
+    return len(word) < 2 or word.isdigit() or word in _LEAD_OK
+
+
 def _standalone(toks: list[Token], j: int, span: str) -> bool:
     """A "no" that is an answer ("No, ...", "... is no.") rather than a determiner ("no way")."""
     after = span[toks[j].end :].lstrip(" ")
@@ -193,7 +218,10 @@ def _mentions(span: str, choices: Choices, after_cue: bool) -> list[_Mention]:
     """The options a span names (text, name, label, "option 2"), negated and rejected ones left out."""
     span = _OUT_OF.sub(lambda m: " " * len(m.group()), span)  # "4 out of 5 stars" names "4 stars"
     toks = tokenize(span)
-    found = _text_mentions(toks, choices, span) + _label_mentions(span, choices, after_cue)
+    texts = _text_mentions(toks, choices, span)
+    if after_cue and texts:
+        texts = [m for m in texts if _leads(toks, m)]
+    found = texts + _label_mentions(span, choices, after_cue)
     unique = {(m.start, m.index): m for m in found}
     ordered = sorted(unique.values(), key=lambda m: (m.start, -m.end))
     starts = [t.start for t in toks]
@@ -260,10 +288,16 @@ def _decide(span: str, choices: Choices, after_cue: bool) -> Reading | None:
     return Reading(None, hedged) if hedged else Reading(ms[0].index)
 
 
-def _commits(span: str) -> bool:
-    """A cue's span that is an answer of its own: a few words, not "not obvious", "as follows"."""
-    words = [t.word for t in tokenize(span)]
-    return 0 < len(words) <= COMMITMENT_MAX_WORDS and words[0] not in _NO_COMMITMENT
+def _commits(span: str, choices: Choices) -> bool:
+    """A cue's span that is an answer of its own: a few words that name no option (not even to
+    reject it), not "unclear", "easy to see", "not obvious", "as follows"."""
+    toks = tokenize(span)
+    words = [t.word for t in toks]
+    if not 0 < len(words) <= COMMITMENT_MAX_WORDS or words[0] in _NO_COMMITMENT:
+        return False
+    if len(words) > 1 and words[0] in _META and not (words[0] == "not" and words[1] not in _META):
+        return False
+    return not (_text_mentions(toks, choices, span) or _label_mentions(span, choices, after_cue=True))
 
 
 def read_choice(response: str, choices: Choices) -> Reading | None:
@@ -275,7 +309,7 @@ def read_choice(response: str, choices: Choices) -> Reading | None:
         if found:
             return found
         if k == 0:
-            if _commits(span):
+            if _commits(span, choices):
                 return Reading(None, other=span)
             later = text[end + len(span) :]
             for sent in sentences(later) if later.strip() else ():
@@ -292,7 +326,7 @@ def read_choice(response: str, choices: Choices) -> Reading | None:
         found = _decide(sent, choices, after_cue=False)
         if found:
             return found
-    if first and first == text.strip() and _commits(first):  # a bare answer that is no option
+    if first and first == text.strip() and _commits(first, choices):  # a bare answer that is no option
         return Reading(None, other=first)
     return None
 

@@ -60,8 +60,15 @@ _ABBREVIATIONS = (
     "Pres",
     "vs",
 )
+# after an initial ("J. K. Rowling", "U.S. Army") a sentence ends only before a word that starts
+# one ("... vitamin K. The answer: yes.")
+_STARTERS = (
+    r"(?:The|So|Therefore|Thus|Hence|This|That|These|It|He|She|They|We|I|A|An|In|Answer|Final|Yes|No)\b"
+)
 _SENTENCE_END = re.compile(
-    r"(?<=[.!?])(?<!\b[A-Z]\.)" + "".join(f"(?<!\\b{a}\\.)" for a in _ABBREVIATIONS) + r"\s+(?![a-z(])|\n+"
+    rf"(?<=[.!?])(?:(?<!\b[A-Z]\.)|(?=\s+{_STARTERS}))"
+    + "".join(f"(?<!\\b{a}\\.)" for a in _ABBREVIATIONS)
+    + r"\s+(?![a-z(])|\n+"
 )
 _REASON = re.compile(r"\b(?:because|since)\b", re.IGNORECASE)
 ASIDE = re.compile(r"\([^()]*\s[^()]*\)")
@@ -72,19 +79,28 @@ _FLUFF = re.compile(
 )
 
 
-def cue_positions(text: str) -> list[tuple[int, str]]:
-    """(where the span starts, the sentence after the cue) for each answer cue, last cue first."""
-    out = []
+def _cues(text: str) -> list[tuple[int, int, str]]:
+    """(where the cue starts, where its span starts, the span: the sentence after the cue) for each
+    answer cue, last cue first."""
     low = text.lower()
-    ends = sorted(
-        m.end() for words, cue in ANSWER_CUES if any(w in low for w in words) for m in cue.finditer(text)
-    )
-    for end in reversed(ends):
+    found: list[tuple[int, int]] = []
+    for words, cue in ANSWER_CUES:
+        for w in words:
+            if w in low:
+                found.extend(m.span() for m in cue.finditer(text))
+                break
+    out = []
+    for start, end in sorted(found, key=lambda f: f[1], reverse=True):
         raw = _SENTENCE_END.split(text[end:], maxsplit=1)[0]
         span = raw.strip()
         if span:
-            out.append((end + len(raw) - len(raw.lstrip()), span))
+            out.append((start, end + len(raw) - len(raw.lstrip()), span))
     return out
+
+
+def cue_positions(text: str) -> list[tuple[int, str]]:
+    """(where the span starts, the sentence after the cue) for each answer cue, last cue first."""
+    return [(at, span) for _, at, span in _cues(text)]
 
 
 def cue_spans(text: str) -> list[str]:
@@ -126,11 +142,20 @@ def read_number(response: str) -> tuple[Number | None, bool]:
 
 def reference_answer(reference: str) -> str:
     """The short answer of an explained reference (FLAN CoT targets end "... So the answer is
-    no."): the answer cue of its last sentence, when there is one; else the reference, stripped."""
+    no."): the answer cue of its last sentence, when a sentence comes before it; else the
+    reference, stripped."""
     ref = reference.strip()
-    last = sentences(clean(ref))
-    spans = cue_spans(last[0]) if len(last) > 1 else []
-    return spans[0].rstrip(" .!") if spans else ref
+    text = clean(ref)
+    cues = _cues(text)
+    if cues:
+        cue, start, span = cues[0]  # in the last sentence, with one before it
+        if (
+            not text[start + len(span) :].strip()
+            and "\n" not in text[cue:start].lstrip()
+            and _SENTENCE_END.search(text, 0, cue + 1)
+        ):
+            return span.rstrip(" .!")
+    return ref
 
 
 def final_span(response: str) -> str | None:

@@ -43,7 +43,7 @@ _REASONING_KEYS = ("the question", "what question", "answer pair", "explain", "j
 _QUESTION_VERB = re.compile(
     r"\b(?:come\s+up\s+with|imagine|image|reconstruct|provide|write|generate|create|ask|formulate|compose"
     r"|construct|make\s+up|think\s+of|pose|suggest|propose)\s+(?:(?:a|an|the|one|some|new|reasonable"
-    r"|relevant|possible|plausible|good|suitable|short|simple|creative)\s+){0,3}$"
+    r"|relevant|possible|plausible|good|suitable|short|simple|creative|me|us|him|her|them)\s+){0,3}$"
 )
 _QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”')
 _OPTION_LINE = re.compile(r"^\s*(?:--?|\+|\*|\[[-+]\]|\(?[A-Za-z0-9]{1,3}[).\]])\s")

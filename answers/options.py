@@ -24,6 +24,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from answers.text import normalize
 
@@ -35,7 +36,10 @@ _HEADER_WORDS = (
     r"options?(?:\s+are)?|choices|answer\s+choices|possible\s+answers|available\s+(?:choices|options)"
     r"|(?:choose|pick|select)(?:\s+your\s+answer)?\s+from(?:\s+the\s+following)?|opt"
 )
-_HEADER = re.compile(rf"(?im)(?:^|(?<=[\s.?!]))(?:{_HEADER_WORDS})\s*(?::|\.(?=\s|$))")
+_HEADER = re.compile(rf"(?m)(?:^|(?<=[\s.?!]))(?:{_HEADER_WORDS})\s*(?::|\.(?=\s|$))")  # on lowercased text
+_HEADER_KEYS = ("opt", "choice", "answers", "choose", "pick", "select")  # one of them is in every header
+_DOT_LABEL_LINE = re.compile(r"\n[ \t]*([1aiI])[.:][ \t]")  # a line that starts "1. ", "a. ", "i. "
+_BULLET_LINE = re.compile(r"\n[ \t]*(?:--?|\+|\*|•|\[[-+]\])[ \t]*\S")
 _BULLET = re.compile(r"(--?|\+|\*|•|\[[-+]\])(?=\s*\S)")
 _LINE_BULLET = re.compile(r"(?m)^[ \t]*(--?|\+|\*|•|\[[-+]\])[ \t]*(\S.*)$")
 # a label: "(A)", "(a).", "[1].", "A)", "a).", "II.", "1." (value, opening bracket, closing, dot)
@@ -51,14 +55,24 @@ _APPENDED = re.compile(
     r"|Answer|Solution|Stream|Give|So\b|Now\b|First\b|Be\b|Show|Provide|Choose|Pick|Select|Output|Options?\b"
     r"|Justify|Rationale|Explanation|Detailed|Q:|A:|The\s+(?:thought|thinking|answer|reasoning|solution)))"
 )
+_CAPITAL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])|\s+(?=[A-Z])")  # "locationWould", " Would"
 _ABBREVIATION_END = re.compile(r"(?:\b(?:St|Mr|Mrs|Ms|Dr|Mt|Ft|Sen|Gov|Gen|Rep|Jr|Sr|Prof|Rev|vs)|\b[A-Z])$")
-# the same test as parse_options finding a list, for a polars column (Rust regex syntax)
-LISTS_OPTIONS = (
-    rf"(?im)(?:^|[\s.?!])(?:{_HEADER_WORDS})\s*(?::|\.\s)\s*(?:--?|\+|\*|•|\[[-+]\]|[(\[]?(?:a|1|i)[)\]]?[.:]?\s)"
-    r"|^[ \t]*(?:--?|\+|\*|•)[ \t]*\S[^\n]*\n[ \t]*(?:--?|\+|\*|•)[ \t]*\S"
-    r"|(?:^|\s)[(\[][aA1][)\]]\.?\s+\S[^\n]*?\s[(\[][bB2][)\]]\.?\s+\S"
-    r"|(?:^|\s)[aA1]\)\.?\s+\S[^\n]*?\s[bB2]\)\.?\s+\S"
-    r"|(?:^|\s)A[.:]\s+\S[^\n]*?\sB[.:]\s+\S"
+# nearly the same test as parse_options finding a list, for a whole polars column (Rust regex
+# syntax, no look-around): a header and a first item, two bulleted lines, a line of two or more
+# bullets, or two labels in order ("(A) x (B)", "a) x b)", "A. x B.", "1. x 2. x 3." on a line)
+_B = r"(?:--?|\+|\*|•|\[[-+]\])"
+_V1, _V2 = r"(?:[aA1]|i|I)", r"(?:[bB2]|ii|II)"
+LISTS_OPTIONS = "|".join(
+    (
+        rf"(?im:(?:^|[\s.?!])(?:{_HEADER_WORDS})\s*(?::|\.(?:\s|$))\s*(?:{_B}\s*\S"
+        r"|[(\[]?(?:[a-z]|\d{1,2}|[ivx]{1,5})[)\]]?[.:]?\s))",
+        rf"(?m:^[ \t]*{_B}[ \t]*\S[^\n]*\n[ \t]*{_B}[ \t]*\S)",
+        rf"(?m:^[ \t]*{_B}[ \t]*\S[^\n]*?\s{_B}[ \t]*\S)",
+        rf"(?s:(?:^|\s)[(\[]{_V1}[)\]][.:]?\s.*?\s[(\[]{_V2}[)\]][.:]?(?:\s|$))",
+        rf"(?s:(?:^|\s){_V1}\)[.:]?\s.*?\s{_V2}\)[.:]?(?:\s|$))",
+        r"(?s:(?:^|\s)A[.:]\s.*?\sB[.:](?:\s|$))",
+        r"(?s:\n[ \t]*(?:1|a|i|I)[.:][ \t].*?\s(?:2|b|ii|II)[.:]\s.*?\s(?:3|c|iii|III)[.:](?:\s|$))",
+    )
 )
 
 
@@ -105,38 +119,101 @@ def _sequence(first: str) -> tuple[str, ...] | None:
     return None
 
 
-def _labelled(text: str, start: int, anchored: bool) -> tuple[int, list[str], list[str]] | None:
-    """A labelled sequence in `text` from `start`: (its start, values, item texts), two or more
-    items whose labels have one shape and follow in order. `anchored`: the first label is at
-    `start`; else the last such sequence, bracketed ("(A)", "[a]", "1)") or capital letters."""
-    marks = [m for m in _LABEL.finditer(text, start) if _shape_ok(m.group(1), m.group(3), m.group(4))]
-    if anchored and (not marks or text[start : marks[0].start()].strip()):
+class _Label(NamedTuple):
+    start: int
+    end: int
+    opening: str
+    value: str
+    closing: str
+    dot: str
+
+
+def _label_at(text: str, start: int) -> _Label | None:
+    """A label ("(A)", "a).", "[1].", "II.") at `start`, between white space (or the text's ends)."""
+    m = _LABEL.match(text, start)
+    if m is None or not _shape_ok(m.group(1), m.group(3), m.group(4)):
         return None
-    where: dict[tuple[str, str, str, str], list[re.Match[str]]] = {}
-    for m in marks:
-        where.setdefault(m.group(1, 2, 3, 4), []).append(m)
-    best = None
-    for m in marks[:1] if anchored else marks:
-        opening, value, closing, dot = m.group(1, 2, 3, 4)
-        seq = _sequence(value)
-        if seq is None or not (anchored or opening or closing or value == "A"):
-            continue
-        chain = [m]
-        while len(chain) < len(seq):
-            after = [
-                x
-                for x in where.get((opening, seq[len(chain)], closing, dot), ())
-                if x.start() >= chain[-1].end()
-            ]
-            if not after:
+    return _Label(m.start(), m.end(), *m.group(1, 2, 3, 4))
+
+
+def _bracket_labels(text: str) -> list[_Label]:
+    """Labels that end in ")" or "]" ("(A)", "a).", "[1]."), found with str.find (fast)."""
+    out = []
+    for close in ")]":
+        p = text.find(close)
+        while p >= 0:
+            j = p
+            while j > 0 and p - j < 5 and text[j - 1].isalnum():
+                j -= 1
+            k = j - 1 if j > 0 and text[j - 1] in "([" else j
+            label = _label_at(text, k) if j < p else None
+            if label is not None and label.closing == close:
+                out.append(label)
+            p = text.find(close, p + 1)
+    return out
+
+
+def _capital_dot_labels(text: str) -> list[_Label]:
+    """Capital letters as labels "A. x B. y" (and "A: x")."""
+    out = []
+    for marker in ("A.", "A:"):
+        p = text.find(marker)
+        while p >= 0:
+            label = _label_at(text, p)
+            if label is not None:
+                out.append(label)
+            p = text.find(marker, p + 1)
+    return out
+
+
+def _chain(text: str, first: _Label) -> list[_Label] | None:
+    """The labels that follow `first` in order and in its shape ("(A)", "(B)", ...), two or more."""
+    seq = _sequence(first.value)
+    if seq is None:
+        return None
+    chain = [first]
+    while len(chain) < len(seq):
+        marker = f"{first.opening}{seq[len(chain)]}{first.closing}{first.dot}"
+        p = text.find(marker, chain[-1].end)
+        while p >= 0:
+            label = _label_at(text, p)
+            if label is not None and label.end == p + len(marker):
                 break
-            chain.append(after[0])
-        if len(chain) >= 2:
-            items = [text[a.end() : b.start()] for a, b in itertools.pairwise(chain)]
-            line_end = text.find("\n", chain[-1].end() + 1)
-            items.append(text[chain[-1].end() : line_end if line_end >= 0 else len(text)])
-            best = (m.start(), [x.group(2) for x in chain], items)
-    return best
+            p = text.find(marker, p + 1)
+        if p < 0 or label is None:
+            break
+        chain.append(label)
+    return chain if len(chain) >= 2 else None
+
+
+def _labelled(text: str, start: int, anchored: bool) -> tuple[int, list[str], list[str]] | None:
+    """A labelled sequence in `text`: (its start, values, item texts), two or more items whose
+    labels have one shape and follow in order. `anchored`: the first label is at `start`; else
+    the last such sequence, bracketed ("(A)", "[a]", "1)") or capital letters ("A. x B. y"), or of
+    three or more labels with a dot only ("1. x", "i. x") starting a line."""
+    if anchored:
+        first = _label_at(text, start)
+        return _items(text, _chain(text, first) if first is not None else None)
+    firsts = _bracket_labels(text) + _capital_dot_labels(text)
+    firsts += [
+        x for m in _DOT_LABEL_LINE.finditer(text) if (x := _label_at(text, m.end() - 2 - len(m.group(1))))
+    ]
+    for first in sorted(firsts, reverse=True):
+        if first.value in ("A", "a", "1", "I", "i"):
+            chain = _chain(text, first)
+            if chain and (first.opening or first.closing or first.value == "A" or len(chain) >= 3):
+                return _items(text, chain)
+    return None
+
+
+def _items(text: str, chain: list[_Label] | None) -> tuple[int, list[str], list[str]] | None:
+    """(start, values, item texts) of a chain of labels; the last item ends with its line."""
+    if not chain:
+        return None
+    items = [text[a.end : b.start] for a, b in itertools.pairwise(chain)]
+    line_end = text.find("\n", chain[-1].end + 1)
+    items.append(text[chain[-1].end : line_end if line_end >= 0 else len(text)])
+    return chain[0].start, [x.value for x in chain], items
 
 
 def _shape_ok(opening: str, closing: str, dot: str) -> bool:
@@ -149,35 +226,45 @@ def _shape_ok(opening: str, closing: str, dot: str) -> bool:
 def _bulleted(body: str) -> list[str] | None:
     """A bulleted list at the start of `body`: inline on its first line ("OPTIONS: - a - b"), or
     on lines of their own."""
-    head = body.lstrip(" \t")
+    inline = _inline_bullets(body)
+    if inline:
+        return inline
+    runs = _line_runs(body.lstrip())
+    return runs[0][1] if runs and runs[0][0] == 0 else None
+
+
+def _inline_bullets(text: str) -> list[str] | None:
+    """Two or more items of one bullet on the first line of `text` ("- yes - no", "*a; *b;")."""
+    head = text.lstrip(" \t")
     m = _BULLET.match(head)
-    if m is not None:
-        bullet = re.escape(m.group(1))
-        line = head.split("\n", 1)[0]
-        inline = [x for x in re.split(rf"(?:^|\s+){bullet}(?=\s*\S)", line) if x.strip()]
-        if len(inline) >= 2:
-            return inline
-    run = _line_runs(body.lstrip())
-    return run[0][1] if run and run[0][0] == 0 else None
+    if m is None:
+        return None
+    line = head.split("\n", 1)[0]
+    inline = [x for x in re.split(rf"(?:^|\s+){re.escape(m.group(1))}(?=\s*\S)", line) if x.strip()]
+    return inline if len(inline) >= 2 else None
 
 
 def _line_runs(text: str) -> list[tuple[int, list[str]]]:
-    """Runs of two or more consecutive lines with one bullet: (first line's index, items)."""
+    """Runs of two or more consecutive lines with one bullet, or one line of inline bullets:
+    (where the run starts in `text`, items)."""
     runs: list[tuple[int, list[str]]] = []
     run: list[str] = []
     bullet = None
-    start = 0
-    for k, line in enumerate([*text.split("\n"), ""]):
+    start = pos = 0
+    for line in [*text.split("\n"), ""]:
         m = _LINE_BULLET.match(line)
         if m is not None and (not run or m.group(1) == bullet):
             if not run:
-                start = k
+                start = pos
             bullet = m.group(1)
             run.append(m.group(2))
-            continue
-        if len(run) >= 2:
-            runs.append((start, run))
-        run, bullet, start = ([m.group(2)], m.group(1), k) if m is not None else ([], None, k)
+        else:
+            if len(run) >= 2:
+                runs.append((start, run))
+            elif len(run) == 1 and (inline := _inline_bullets(text[start:])):
+                runs.append((start, inline))
+            run, bullet, start = ([m.group(2)], m.group(1), pos) if m is not None else ([], None, pos)
+        pos += len(line) + 1
     return runs
 
 
@@ -191,7 +278,7 @@ def _clean_items(items: list[str]) -> list[str]:
             cut = _first_end(last, end)
             last = last[:cut].rstrip() if cut is not None else last
             break
-    cut = _appended(last)
+    cut = _appended(last, max((len(x.split()) for x in head), default=0))
     if cut:
         last = last[:cut].rstrip()
     return [*head, last.rstrip(";").strip()]
@@ -210,13 +297,22 @@ def _first_end(text: str, end: str) -> int | None:
     return None
 
 
-def _appended(last: str) -> int | None:
-    """Where template text appended to the last option starts: an instruction ("Let's think
-    first.", "Hmmm, let me think.", "Chain of thought:") that ends the item with . : ? or !."""
+def _appended(last: str, words: int) -> int | None:
+    """Where template text appended to the last option starts, when the item ends with . : ? or
+    !: an instruction ("Let's think first.", "Hmmm, let me think.", "Chain of thought:"), or, in
+    an item longer than the others' `words` + 4, the first word with a capital that leaves at most
+    `words` + 2 ("location Would the answer ...?", "locationWould ...")."""
     if not last.rstrip().endswith((".", ":", "?", "!")):
         return None
     m = _APPENDED.search(last)
-    return m.start() if m else None
+    if m:
+        return m.start()
+    if len(last.split()) > words + 4:
+        for m in _CAPITAL.finditer(last):
+            if len(last[: m.start()].split()) <= words + 2:
+                return m.start()
+            break
+    return None
 
 
 def _split_labels(items: list[str]) -> tuple[list[str], list[str]]:
@@ -247,12 +343,26 @@ def _options(values: list[str], items: list[str]) -> Options | None:
     return Options(texts=tuple(items), letters=tuple(values), names=tuple(_names(items)))
 
 
+def _last_header(question: str) -> int | None:
+    """Where the last option header ("Options:", "Choose from:" ...) ends, if any."""
+    low = question.lower()
+    best: tuple[int, int] | None = None
+    for key in _HEADER_KEYS:
+        p = low.rfind(key)
+        while p >= 0 and (best is None or p > best[0]):
+            m = _HEADER.search(low, max(0, p - 12), p + 40)
+            if m is not None and m.start() <= p < m.end():
+                best = (m.start(), m.end())
+                break
+            p = low.rfind(key, 0, p)
+    return best[1] if best else None
+
+
 @lru_cache(maxsize=8192)
 def parse_options(question: str) -> Options | None:
     """The answer options listed in a question (see the module docstring), or None."""
-    headers = list(_HEADER.finditer(question))
-    if headers:
-        end = headers[-1].end()
+    end = _last_header(question)
+    if end is not None:
         body = question[end:]
         bulleted = _bulleted(body)
         if bulleted:
@@ -261,8 +371,8 @@ def parse_options(question: str) -> Options | None:
         if found:
             return _options(found[1], found[2])
     found = _labelled(question, 0, anchored=False)
-    runs = _line_runs(question)
-    if runs and (found is None or question.count("\n", 0, found[0]) < runs[-1][0]):
+    runs = _line_runs(question) if _BULLET_LINE.search(question) or _LINE_BULLET.match(question) else []
+    if runs and (found is None or found[0] < runs[-1][0]):
         return _options([], runs[-1][1])
     return _options(found[1], found[2]) if found else None
 
