@@ -3,18 +3,25 @@
 The reference is first read for its short answer: FLAN CoT targets are a rationale ending "... So
 the answer is no.", whose answer is the cue of its last sentence (`extract.reference_answer`).
 
-Kinds (`answer_kind`):
-- `multiple_choice`: the question lists options (FLAN's "OPTIONS:" dash lists, or lettered
-  "(A) x" / "A) x" / "A. x" lists; whether or not `has_options` says so) and the reference names
-  one of them by text or letter.
-- `open`: the instruction (first or last line of the question) asks for a generation — translate,
-  summarise, paraphrase, rewrite, write/compose/generate/create, a title or headline — or the
-  reference is longer than a short answer (more than 5 words or 40 characters).
+Kinds (`answer_kind`), decided from the prompt and the reference alone (no task names):
+- `open` first when the prompt asks for a question or for the reasoning behind an answer it gives
+  (FLAN's CoT inversions "what was the question?", "Come up with a question and reasoning that
+  would justify this answer: X", "explain the reasoning", "What step-by-step reasoning justifies
+  that answer?"), or the reference is a question (`answers.kinds`): never checked on the "yes" or
+  "(A)" inside it.
+- `multiple_choice`: the question lists options (any FLAN option format, `answers.options`;
+  whether or not `has_options` says so) and the reference names one of them by text, name
+  ("Sentence A") or label ("(B)", "(1).", "B).", "[a].", "II.").
+- `open`: the instruction asks for a generation — translate, summarise, paraphrase, rewrite,
+  write/compose/generate/create, a title or headline — or the reference is longer than a short
+  answer (more than 5 words or 40 characters).
 - `closed`: everything else: a label, yes/no, true/false, a number, a short span.
 
-Verdicts (`check_answer`; how the final answer is found: `answers.extract`):
-- multiple choice: the option the response commits to against the reference's option;
-  `unverifiable` when the response names no option, `wrong` when it hedges between two.
+Verdicts (`check_answer`; how the final answer is found: `answers.extract`, `answers.choice`):
+- multiple choice: the option the response commits to against the reference's option; `wrong`
+  when it hedges between two or commits to something that is no option ("So the answer is
+  cake." when cake is not listed; option words inside the reasoning do not override it);
+  `unverifiable` when it names no option and commits to nothing.
 - closed, a label of a known family (yes/no, true/false, sentiment, entailment): read like an
   option among the family's labels (same rules; no label named is `unverifiable`).
 - closed, a number: the committed number equals the reference's as a number ("1,000" = 1000,

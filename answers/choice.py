@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from answers.extract import ASIDE, cue_positions, first_line, sentences
+from answers.extract import ASIDE, cues, first_line, sentences
 from answers.options import Options
 from answers.text import ARTICLES, Token, clean, tokenize
 
@@ -57,28 +57,28 @@ _CONNECTORS = (
     frozenset({"or", "and", "either", "maybe", "perhaps", "possibly", "also", "both", "option"}) | ARTICLES
 )
 _HEDGES = frozenset({"could", "might", "may", "either", "maybe", "perhaps", "possibly", "both", "unsure"})
-# a cue followed by one of these commits to nothing ("the answer is not obvious", "... as follows:")
-# a cue followed by one of these commits to nothing ("the answer is unclear", "... as follows:")
-_NO_COMMITMENT = frozenset(
-    {"unclear", "uncertain", "ambiguous", "unknown", "cannot", "can", "t", "impossible", "as", "below",
-     "following", "here", "that", "based", "because", "since", "if", "which", "what", "how", "why",
-     "where", "who", "when", "i", "sorry", "unsure", "no", "idk", "n"}
-)  # fmt: skip
-# ... nor one of these followed by more words ("easy to see", "not obvious", "one of them"); alone
-# ("easy") or "not" before another word ("not fat") they are an answer
-_META = frozenset(
-    {"not", "simple", "clear", "obvious", "straightforward", "easy", "hard", "difficult", "tricky",
-     "one", "either", "maybe", "perhaps", "possibly", "probably", "likely", "somewhat", "yet", "still",
-     "found", "given", "determined", "stated", "mentioned", "provided", "listed", "certain", "sure",
-     "known", "immediately", "necessarily", "entirely", "among", "this", "these", "always", "very"}
-)  # fmt: skip
+# what follows a cue without committing to an answer: "not obvious", "easy to see", "one of
+# them", "as follows", "unclear", "no idea", a clause ("that ...", "based on ..."); a few other
+# words do commit, also such words alone or in other phrases ("easy", "not fat", "one head")
+_ADJ = r"(?:clear|obvious|straightforward|simple|easy|evident|apparent|certain|sure|known|given|stated"
+_ADJ += r"|mentioned|provided|listed|possible|determinable|available|hard|difficult|tricky|found|determined)"
+_NO_COMMITMENT = re.compile(
+    rf"(?:not\s+(?:(?:immediately|entirely|so|very|quite|yet|really)\s+)?(?:{_ADJ}|among|in|one|any|there|here)\b"
+    rf"|{_ADJ}(?:\s*[:,;-]|\s+(?:to|from|in|by|when|if|because|since|as|now|here|there|below|above|that)\b)"
+    r"|as\s+follows|(?:the\s+)?following\b|here\b|one\s+of\b|(?:un(?:clear|certain|known|sure|determined)"
+    r"|ambiguous|impossible|indeterminate|sorry|idk|n/a|cannot|can\s*(?:not|'t|’t)"
+    r"|no\s+(?:idea|clue|answer|way|single))\b"
+    r"|(?:i|that|this|these|which|what|how|why|where|who|when|if|because|since|based)\s+\w)",
+    re.IGNORECASE,
+)
 # a word before an option's text right after a cue that keeps it the answer ("is definitely (B)
 # sex"); any other word makes it part of a longer answer ("the answer is opera house" for "house")
+_LONE_ADJ = re.compile(rf"{_ADJ}\W*$", re.IGNORECASE)  # "The answer is simple." before the answer
 _LEAD_OK = frozenset(
     {"is", "be", "it", "that", "this", "definitely", "clearly", "obviously", "probably", "likely",
      "most", "simply", "just", "indeed", "certainly", "surely", "option", "choice", "answer", "letter",
      "sentence", "statement", "in", "on", "at", "to", "of", "for", "by", "with", "from", "into", "so",
-     "then", "yes", "no", "correct", "right", "best", "final", "therefore", "thus", "hence", "and", "or",
+     "then", "yes", "no", "correct", "right", "best", "final", "therefore", "thus", "hence",
      "either", "both", "not", "rather", "than", "maybe", "perhaps", "possibly", "s", "would", "will",
      "should", "must", "could", "only", "also", "still", "called", "named", "known", "as", "because"}
 )  # fmt: skip
@@ -166,13 +166,20 @@ def _text_mentions(toks: list[Token], choices: Choices, span: str) -> list[_Ment
     return out
 
 
-def _leads(toks: list[Token], mention: _Mention) -> bool:
-    """After a cue: the option's text is the answer, not the end of a longer one ("opera house")."""
-    k = bisect.bisect_left([t.start for t in toks], mention.start)
-    if k == 0:
-        return True
-    word = toks[k - 1].word
-    return len(word) < 2 or word.isdigit() or word in _LEAD_OK
+def _cue_texts(toks: list[Token], texts: list[_Mention]) -> list[_Mention]:
+    """After a cue, option texts that are the answer, not the end of a longer one ("opera house",
+    "food and water" for "house", "water"): the word before is a label, a function word
+    (`_LEAD_OK`), or "and"/"or" after another option ("bloody mess or cake" is a hedge)."""
+    starts = [t.start for t in toks]
+    ends = {m.end for m in texts}
+    kept = []
+    for m in texts:
+        k = bisect.bisect_left(starts, m.start)
+        word = toks[k - 1].word if k else ""
+        after_option = word in ("and", "or", "nor") and k >= 2 and toks[k - 2].end in ends
+        if not word or len(word) < 2 or word.isdigit() or word in _LEAD_OK or after_option:
+            kept.append(m)
+    return kept
 
 
 def _standalone(toks: list[Token], j: int, span: str) -> bool:
@@ -220,7 +227,7 @@ def _mentions(span: str, choices: Choices, after_cue: bool) -> list[_Mention]:
     toks = tokenize(span)
     texts = _text_mentions(toks, choices, span)
     if after_cue and texts:
-        texts = [m for m in texts if _leads(toks, m)]
+        texts = _cue_texts(toks, texts)
     found = texts + _label_mentions(span, choices, after_cue)
     unique = {(m.start, m.index): m for m in found}
     ordered = sorted(unique.values(), key=lambda m: (m.start, -m.end))
@@ -288,30 +295,33 @@ def _decide(span: str, choices: Choices, after_cue: bool) -> Reading | None:
     return Reading(None, hedged) if hedged else Reading(ms[0].index)
 
 
-def _commits(span: str, choices: Choices) -> bool:
+def _commits(span: str, choices: Choices, more: bool) -> bool:
     """A cue's span that is an answer of its own: a few words that name no option (not even to
-    reject it), not "unclear", "easy to see", "not obvious", "as follows"."""
+    reject it), not ending in ":" (it introduces what follows), not a non-answer
+    (`_NO_COMMITMENT`: "not obvious", "as follows", "unclear", ...), and, when `more` text follows
+    a prose cue ("The answer is simple. ..."), not a lone "simple" or "clear"."""
     toks = tokenize(span)
-    words = [t.word for t in toks]
-    if not 0 < len(words) <= COMMITMENT_MAX_WORDS or words[0] in _NO_COMMITMENT:
+    if not 0 < len(toks) <= COMMITMENT_MAX_WORDS or span.rstrip().endswith(":"):
         return False
-    if len(words) > 1 and words[0] in _META and not (words[0] == "not" and words[1] not in _META):
+    bare = span.lstrip(" ('\"“")
+    if _NO_COMMITMENT.match(bare) or (more and _LONE_ADJ.match(bare)):
         return False
-    return not (_text_mentions(toks, choices, span) or _label_mentions(span, choices, after_cue=True))
+    texts = _cue_texts(toks, _text_mentions(toks, choices, span))
+    return not (texts or _label_mentions(span, choices, after_cue=True))
 
 
 def read_choice(response: str, choices: Choices) -> Reading | None:
     """The option a response commits to (or hedges between, or an answer that is none of them),
     None when it names none."""
     text = clean(response)
-    for k, (end, span) in enumerate(cue_positions(text)):
+    for k, (cue, end, span) in enumerate(cues(text)):
         found = _decide(span, choices, after_cue=True)
         if found:
             return found
         if k == 0:
-            if _commits(span, choices):
-                return Reading(None, other=span)
             later = text[end + len(span) :]
+            if _commits(span, choices, more=bool(later.strip()) and ":" not in text[cue:end]):
+                return Reading(None, other=span)
             for sent in sentences(later) if later.strip() else ():
                 found = _decide(sent, choices, after_cue=False)
                 if found:
@@ -326,7 +336,9 @@ def read_choice(response: str, choices: Choices) -> Reading | None:
         found = _decide(sent, choices, after_cue=False)
         if found:
             return found
-    if first and first == text.strip() and _commits(first, choices):  # a bare answer that is no option
+    if (
+        first and first == text.strip() and _commits(first, choices, more=False)
+    ):  # a bare answer that is no option
         return Reading(None, other=first)
     return None
 

@@ -79,7 +79,7 @@ _FLUFF = re.compile(
 )
 
 
-def _cues(text: str) -> list[tuple[int, int, str]]:
+def cues(text: str) -> list[tuple[int, int, str]]:
     """(where the cue starts, where its span starts, the span: the sentence after the cue) for each
     answer cue, last cue first."""
     low = text.lower()
@@ -98,14 +98,9 @@ def _cues(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def cue_positions(text: str) -> list[tuple[int, str]]:
-    """(where the span starts, the sentence after the cue) for each answer cue, last cue first."""
-    return [(at, span) for _, at, span in _cues(text)]
-
-
 def cue_spans(text: str) -> list[str]:
     """The sentence after each answer cue, last cue first."""
-    return [span for _, span in cue_positions(text)]
+    return [span for _, _, span in cues(text)]
 
 
 def sentences(text: str) -> list[str]:
@@ -146,9 +141,9 @@ def reference_answer(reference: str) -> str:
     reference, stripped."""
     ref = reference.strip()
     text = clean(ref)
-    cues = _cues(text)
-    if cues:
-        cue, start, span = cues[0]  # in the last sentence, with one before it
+    found = cues(text)
+    if found:
+        cue, start, span = found[0]  # in the last sentence, with one before it
         if (
             not text[start + len(span) :].strip()
             and "\n" not in text[cue:start].lstrip()
