@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import polars as pl
 
-from answers.choice import Choices, Reading, read_choice
+from answers.choice import Choices, Reading, read_choice, sole_option
 from answers.extract import final_span, first_line, read_number, reference_answer
 from answers.kinds import (
     asks_for_generation,
@@ -111,7 +111,7 @@ def _setup(question: str, reference: str) -> _Setup:
         gold = reference_option(ref, options)
         choices = Choices.from_options(options)
         if gold is None and _short(ref):
-            gold = (read_choice(ref, choices) or Reading(None)).index
+            gold = sole_option(ref, choices)
         if gold is not None:
             return _Setup("multiple_choice", options.texts[gold], choices, options.texts, gold)
     if not _short(ref) or asks_for_generation(lows):

@@ -39,6 +39,7 @@ _LETTERS = (
 _SMALL_LETTER_AFTER_CUE = re.compile(
     r"^\s*[(\[]?(?:([b-z])(?:[)\]]|[.:]?\s*$|[.:](?=\s))|(a)(?:[)\]]|[.:]\s*$))"
 )
+_LONE_CAPITAL = re.compile(r"(?<![\w'’])([A-Z])(?![\w'’])")
 _NUMBERED = re.compile(r"(?i:\b(?:option|choice)\s*(?:#|no\.?|number)?\s*)([1-9]\d?)\b")
 _LETTER_AFTER_CUE = re.compile(
     r"^\s*\(?(?:([B-HJ-Z])\b|([AI])(?:\)|[.:,/]?\s*$|[.:,/](?=\s|\(?[A-Z]\b)"
@@ -166,18 +167,22 @@ def _text_mentions(toks: list[Token], choices: Choices, span: str) -> list[_Ment
     return out
 
 
-def _cue_texts(toks: list[Token], texts: list[_Mention]) -> list[_Mention]:
+def _cue_texts(toks: list[Token], texts: list[_Mention], span: str) -> list[_Mention]:
     """After a cue, option texts that are the answer, not the end of a longer one ("opera house",
-    "food and water" for "house", "water"): the word before is a label, a function word
-    (`_LEAD_OK`), or "and"/"or" after another option ("bloody mess or cake" is a hedge)."""
+    "food and water" for "house", "water"): what comes before is nothing, punctuation ("spring,
+    summer"), a label, a function word (`_LEAD_OK`), or "and"/"or" after another option ("bloody
+    mess or cake" is a hedge)."""
     starts = [t.start for t in toks]
     ends = {m.end for m in texts}
     kept = []
     for m in texts:
         k = bisect.bisect_left(starts, m.start)
-        word = toks[k - 1].word if k else ""
+        if k == 0 or not span[toks[k - 1].end : m.start].isspace():
+            kept.append(m)
+            continue
+        word = toks[k - 1].word
         after_option = word in ("and", "or", "nor") and k >= 2 and toks[k - 2].end in ends
-        if not word or len(word) < 2 or word.isdigit() or word in _LEAD_OK or after_option:
+        if len(word) < 2 or word.isdigit() or word in _LEAD_OK or after_option:
             kept.append(m)
     return kept
 
@@ -227,7 +232,7 @@ def _mentions(span: str, choices: Choices, after_cue: bool) -> list[_Mention]:
     toks = tokenize(span)
     texts = _text_mentions(toks, choices, span)
     if after_cue and texts:
-        texts = _cue_texts(toks, texts)
+        texts = _cue_texts(toks, texts, span)
     found = texts + _label_mentions(span, choices, after_cue)
     unique = {(m.start, m.index): m for m in found}
     ordered = sorted(unique.values(), key=lambda m: (m.start, -m.end))
@@ -306,7 +311,7 @@ def _commits(span: str, choices: Choices, more: bool) -> bool:
     bare = span.lstrip(" ('\"“")
     if _NO_COMMITMENT.match(bare) or (more and _LONE_ADJ.match(bare)):
         return False
-    texts = _cue_texts(toks, _text_mentions(toks, choices, span))
+    texts = _cue_texts(toks, _text_mentions(toks, choices, span), span)
     return not (texts or _label_mentions(span, choices, after_cue=True))
 
 
@@ -341,6 +346,19 @@ def read_choice(response: str, choices: Choices) -> Reading | None:
     ):  # a bare answer that is no option
         return Reading(None, other=first)
     return None
+
+
+def sole_option(answer: str, choices: Choices) -> int | None:
+    """The option a short answer names when it names one and no other ("(B) the heart", "the
+    heart"); None for none or several ("A, C, D")."""
+    named = {m.index for m in _mentions(clean(answer), choices, after_cue=True)}
+    if len(named) != 1:
+        return None
+    if choices.lettered:  # "A, B, C, D": each letter names an option
+        letters = {ord(x) - ord("A") for x in _LONE_CAPITAL.findall(answer)}
+        if len(named | {i for i in letters if i < choices.lettered}) > 1:
+            return None
+    return named.pop()
 
 
 def extract_choice(reply: str, options: Options) -> int | None:
