@@ -32,7 +32,7 @@ ANSWER_CUES = tuple(  # (words one of which a text must hold, pattern): a prefil
             r"\bI(?:\s+would|\s+will|['’]d|['’]ll)?\s+(?:choose|pick|select|go\s+with)\b\s*:?\s*",
         ),
         (
-            (":",),
+            ("output", "label", "verdict", "prediction", "sentiment", "classification", "category", "topic"),
             r"(?m:^)\s*(?:output|label|verdict|prediction|sentiment|classification|category|topic)\s*:\s*",
         ),
     )
@@ -70,6 +70,7 @@ _SENTENCE_END = re.compile(
     + "".join(f"(?<!\\b{a}\\.)" for a in _ABBREVIATIONS)
     + r"\s+(?![a-z(])|\n+"
 )
+REFERENCE_TAIL_CHARS = 400
 _REASON = re.compile(r"\b(?:because|since)\b", re.IGNORECASE)
 ASIDE = re.compile(r"\([^()]*\s[^()]*\)")
 _FLUFF = re.compile(
@@ -141,9 +142,11 @@ def reference_answer(reference: str) -> str:
     reference, stripped."""
     ref = reference.strip()
     text = clean(ref)
-    found = cues(text)
+    tail = max(0, len(text) - REFERENCE_TAIL_CHARS)  # the last sentence is in the tail
+    found = cues(text[tail:])
     if found:
-        cue, start, span = found[0]  # in the last sentence, with one before it
+        cue, start, span = found[0]
+        cue, start = cue + tail, start + tail
         if (
             not text[start + len(span) :].strip()
             and "\n" not in text[cue:start].lstrip()

@@ -20,7 +20,8 @@ import polars as pl
 HERE = Path(__file__).parent
 REAL = HERE.parents[2] / ".." / "shared" / "data" / "real"
 SEED = 23
-FLAN_COLUMNS = ("task_name", "template_type", "template_index", "line", "inputs", "targets", "answer", "rationale")
+FLAN_COLUMNS = ("task_name", "template_type", "template_index", "line", "inputs", "targets")
+FLAN_COLUMNS += ("answer", "rationale")
 NIV1_COLUMNS = ("task_name", "template_type", "encoding", "instance", "inputs", "targets")
 
 
