@@ -183,14 +183,24 @@ def control_table(v: pl.DataFrame) -> pl.DataFrame:
         rate("other_explained", "correct").alias("other_expl_correct"),
         rate("other", "wrong").alias("other_wrong"),
         rate("other_explained", "wrong").alias("other_expl_wrong"),
-        ((pl.col("kind") != "open") & (pl.col("right") == "correct")).sum().alias("n_right_correct"),
-        ((pl.col("kind") != "open") & (pl.col("right") == "wrong")).sum().alias("n_right_wrong"),
-        ((pl.col("kind") != "open") & (pl.col("right") == "unverifiable"))
-        .sum()
-        .alias("n_right_unverifiable"),
+        *(
+            ((pl.col("kind") != "open") & (pl.col(col) == verdict)).sum().alias(f"n_{col}_{verdict}")
+            for col in CONTROL_COLUMNS
+            for verdict in ("correct", "wrong", "unverifiable")
+        ),
     ]
     per_task = v.group_by("task_name").agg(aggs).sort("task_name")
     return pl.concat([per_task, v.select(pl.lit("all").alias("task_name"), *aggs)])
+
+
+def counts_line(table: pl.DataFrame) -> str:
+    """The `all` row's verdict counts over checkable rows, per control column."""
+    r = table.filter(pl.col("task_name") == "all").row(0, named=True)
+    parts = [
+        f"{col}: " + " / ".join(f"{r[f'n_{col}_{v}']:,} {v}" for v in ("correct", "wrong", "unverifiable"))
+        for col in CONTROL_COLUMNS
+    ]
+    return f"all {r['checkable']:,} checkable rows; " + "; ".join(parts)
 
 
 def format_table(table: pl.DataFrame) -> str:
@@ -296,9 +306,10 @@ def run(name: str, rows: pl.DataFrame, baseline_ref: str | None = None, repeat: 
 
 def report(res: dict, baseline_ref: str | None = None) -> str:
     """The printed form of `run`'s result."""
-    out = [f"== {res['submix']}", format_table(res["table"])]
+    out = [f"== {res['submix']}", format_table(res["table"]), counts_line(res["table"])]
     if "baseline_table" in res:
-        out += [f"-- the checker at {baseline_ref}", format_table(res["baseline_table"])]
+        base = res["baseline_table"]
+        out += [f"-- the checker at {baseline_ref}", format_table(base), counts_line(base)]
     rate, exact = res["checker_rows_per_s"], res["exact_match_rows_per_s"]
     out.append(
         f"checker: {rate:,.0f} rows/CPU-s; normalised exact match: {exact:,.0f} rows/CPU-s "
