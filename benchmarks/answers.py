@@ -18,8 +18,9 @@ Printed per submix and task: rows, answer kinds, checkable rows (kind not `open`
 right answer is `correct`, how often the other answer is `correct` and `wrong`. Then rows per CPU
 second of `check_frame` over one explained response per row (every prompt seen once, as in `verify`)
 against a plain normalised exact match of the final answer, measured in the same run; with
-`--baseline-ref`, the checker of that commit runs in a subprocess on the same rows (its control
-table and rate are printed too). Without ../shared, the tests/data/answers copies are used.
+`--baseline-ref`, also the checker of that commit on the same rows (its control table and rate are
+printed too). Each timing runs in a fresh process, the checkers taking turns; the best of
+`--repeat` rounds is printed. Without ../shared, the tests/data/answers copies are used.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from answers.check import check_frame
+from answers.check import LABEL_FAMILIES, check_frame
 from answers.options import parse_options, reference_option
 from answers.text import as_number, normalize
 
@@ -51,6 +52,7 @@ WRAPPERS = (  # the last one answers first, so it needs a rationale
     "Let's think. {r}The answer: {a}{p}",
     "Answer: {a}{p}\nExplanation: {r}",
 )
+_LABELS = frozenset(x for family in LABEL_FAMILIES for x in family if " " not in x)
 CONTROL_COLUMNS = ("right", "right_explained", "other", "other_explained")
 
 
@@ -84,7 +86,7 @@ def explain(answer: str, rationale: str, i: int) -> str:
 
 def _key(question: str, answer: str) -> tuple[str, object]:
     """What makes two answers the same: the option they name in the question, else the number,
-    else the normal form."""
+    else the label they start with (yes, no, true, ...), else the normal form."""
     options = parse_options(question)
     if options is not None:
         i = reference_option(answer, options)
@@ -93,7 +95,11 @@ def _key(question: str, answer: str) -> tuple[str, object]:
     num = as_number(answer)
     if num is not None:
         return "number", round(num.value, 6)
-    return "text", normalize(answer)
+    norm = normalize(answer)
+    first = norm.split(" ", 1)[0]
+    if first in _LABELS:  # "No.\nreason: ..." is the answer "no"
+        return "label", first
+    return "text", norm
 
 
 def control_frame(rows: pl.DataFrame, seed: int = SEED) -> pl.DataFrame:
@@ -255,48 +261,46 @@ def rows_per_s(fn: Callable[[pl.DataFrame], object], df: pl.DataFrame, batch: in
     return df.height / max(time.process_time() - t0, 1e-9)
 
 
-def _baseline_checker(
-    ref: str, control: pl.DataFrame, tmp: Path, verdicts_too: bool
-) -> tuple[pl.DataFrame | None, float]:
-    """The checker of git `ref` in a subprocess over the same control rows: (its verdicts when
-    asked, rows per CPU second)."""
-    old = tmp / "old"
-    if not old.exists():
-        old.mkdir()
-        archive = subprocess.run(
-            ["git", "archive", ref, "answers"], cwd=ROOT, capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-        control.write_parquet(tmp / "control.parquet")
+def _timed(answers_root: Path, control: Path, verdicts_out: Path | None = None) -> dict[str, float]:
+    """Rows per CPU second of `check_frame` (the `answers` package under `answers_root`) and of the
+    exact-match baseline over the control's timing frame, in a fresh process (each side on a small
+    heap, so neither pays the other's garbage collection); `verdicts_out`: also its verdicts."""
     code = (
         "import sys, json; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import polars as pl; "
-        "import benchmarks.answers as b; c = pl.read_parquet(sys.argv[3]); "
-        "sys.argv[5] == '1' and b.verdicts(c).write_parquet(sys.argv[4]); "
-        "from answers.check import check_frame; "
-        "print(json.dumps({'rows_per_s': b.rows_per_s(check_frame, b.timing_frame(c))}))"
+        "import benchmarks.answers as b; from answers.check import check_frame; "
+        "c = pl.read_parquet(sys.argv[3]); sys.argv[4] and b.verdicts(c).write_parquet(sys.argv[4]); "
+        "t = b.timing_frame(c); print(json.dumps({'checker': b.rows_per_s(check_frame, t), "
+        "'exact_match': b.rows_per_s(b.exact_match_frame, t)}))"
     )
-    args = [str(old), str(ROOT), str(tmp / "control.parquet"), str(tmp / "v.parquet"), str(int(verdicts_too))]
+    args = [str(answers_root), str(ROOT), str(control), str(verdicts_out or "")]
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
-    rate = json.loads(out.stdout.strip().splitlines()[-1])["rows_per_s"]
-    return (pl.read_parquet(tmp / "v.parquet") if verdicts_too else None), rate
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run(name: str, rows: pl.DataFrame, baseline_ref: str | None = None, repeat: int = 1) -> dict:
     """The control table and timings of one submix's rows; rates are the best of `repeat` rounds,
-    ours and the baseline's taking turns."""
+    ours and the baseline's (the checker at git `baseline_ref`) taking turns."""
     control = control_frame(rows)
     res: dict = {"submix": name, "table": control_table(verdicts(control))}
-    timing = timing_frame(control)
     ours, exact, old_rates = [], [], []
     with tempfile.TemporaryDirectory(prefix="answers-bench-") as tmp:
+        path, old = Path(tmp) / "control.parquet", Path(tmp) / "old"
+        control.write_parquet(path)
+        if baseline_ref:
+            old.mkdir()
+            archive = subprocess.run(
+                ["git", "archive", baseline_ref, "answers"], cwd=ROOT, capture_output=True, check=True
+            )
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         for k in range(repeat):
-            ours.append(rows_per_s(check_frame, timing))
-            exact.append(rows_per_s(exact_match_frame, timing))
+            rates = _timed(ROOT, path)
+            ours.append(rates["checker"])
+            exact.append(rates["exact_match"])
             if baseline_ref:
-                old_v, rate = _baseline_checker(baseline_ref, control, Path(tmp), verdicts_too=k == 0)
-                old_rates.append(rate)
+                old_v = Path(tmp) / "old_verdicts.parquet" if k == 0 else None
+                old_rates.append(_timed(old, path, old_v)["checker"])
                 if old_v is not None:
-                    res["baseline_table"] = control_table(old_v)
+                    res["baseline_table"] = control_table(pl.read_parquet(old_v))
     res["checker_rows_per_s"] = max(ours)
     res["exact_match_rows_per_s"] = max(exact)
     if old_rates:
