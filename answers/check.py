@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import polars as pl
 
-from answers.choice import Choices, Reading, read_choice, sole_option
+from answers.choice import Choices, Reading, options_choices, read_choice, sole_option
 from answers.extract import final_span, first_line, read_number, reference_answer
 from answers.kinds import (
     asks_for_generation,
@@ -109,7 +109,7 @@ def _setup(question: str, reference: str) -> _Setup:
     options = parse_options(question)
     if options is not None:
         gold = reference_option(ref, options)
-        choices = Choices.from_options(options)
+        choices = options_choices(options)
         if gold is None and _short(ref):
             gold = sole_option(ref, choices)
         if gold is not None:

@@ -18,6 +18,7 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 from answers.extract import ASIDE, cues, first_line, sentences
@@ -123,8 +124,15 @@ class Choices:
         return cls(words, 0 if numbered else len(options.texts), labels)
 
 
+@lru_cache(maxsize=65536)
 def _words(text: str) -> tuple[str, ...]:
     return tuple(t.word for t in tokenize(text))
+
+
+@lru_cache(maxsize=4096)
+def options_choices(options: Options) -> Choices:
+    """`Choices.from_options`, cached: FLAN's option lists repeat across prompts."""
+    return Choices.from_options(options)
 
 
 def _after_name(text: str, name: str | None) -> str:
@@ -363,5 +371,5 @@ def sole_option(answer: str, choices: Choices) -> int | None:
 
 def extract_choice(reply: str, options: Options) -> int | None:
     """The option a reply commits to, None for none, a hedge or another answer."""
-    reading = read_choice(reply, Choices.from_options(options))
+    reading = read_choice(reply, options_choices(options))
     return reading.index if reading else None
