@@ -85,6 +85,7 @@ _LEAD_OK = frozenset(
      "should", "must", "could", "only", "also", "still", "called", "named", "known", "as", "because"}
 )  # fmt: skip
 COMMITMENT_MAX_WORDS = 8
+BARE_MAX_WORDS = 4  # a response of this few words is read like the words after a cue
 
 
 @dataclass(frozen=True)
@@ -331,15 +332,24 @@ def read_choice(response: str, choices: Choices) -> Reading | None:
         found = _decide(span, choices, after_cue=True)
         if found:
             return found
+        later = text[end + len(span) :]
         if k == 0:
-            later = text[end + len(span) :]
             if _commits(span, choices, more=bool(later.strip()) and ":" not in text[cue:end]):
                 return Reading(None, other=span)
             for sent in sentences(later) if later.strip() else ():
                 found = _decide(sent, choices, after_cue=False)
                 if found:
                     return found
+        elif _commits(span, choices, more=True):  # "Answer: cake. Explanation: ... her answer was ..."
+            return Reading(None, other=span)
     first = first_line(text)
+    bare = first is not None and first == text.strip()
+    if bare and len(tokenize(first)) <= BARE_MAX_WORDS:  # a bare answer ("(B)", "opera house")
+        found = _decide(first, choices, after_cue=True)
+        if found:
+            return found
+        if _commits(first, choices, more=False):
+            return Reading(None, other=first)
     if first:  # answer first ("No.\n\nThe premise ...")
         ms = _mentions(first, choices, after_cue=True)
         alone = len(tokenize(first)) <= max(len(a) for a in choices.words[ms[0].index]) + 2 if ms else False
@@ -349,9 +359,7 @@ def read_choice(response: str, choices: Choices) -> Reading | None:
         found = _decide(sent, choices, after_cue=False)
         if found:
             return found
-    if (
-        first and first == text.strip() and _commits(first, choices, more=False)
-    ):  # a bare answer that is no option
+    if bare and _commits(first, choices, more=False):  # a one-line answer that is no option
         return Reading(None, other=first)
     return None
 

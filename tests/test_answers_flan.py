@@ -112,6 +112,8 @@ ARCH = ("Where is the arch?", "It is in Missouri. So the answer is St. Louis.")
         (ECQA, R_ECQA, "So the answer is opera mess.", "wrong"),
         (ECQA, R_ECQA, "Answer: bloody mess\nExplanation: no pleasure.", "correct"),
         (ECQA, R_ECQA, "The answer is not obvious. It is a bloody mess.", "correct"),
+        (ECQA, R_ECQA, "cake and bloody mess", "wrong"),  # a bare answer read like one after a cue
+        (ECQA, R_ECQA, "You would see it at a crime scene: a really bloody mess.", "correct"),
         # abbreviations keep their periods
         (*ARCH, "The answer is St. Louis. It is big.", "correct"),
         ("Who won in 2008?", "Sen. Barack Obama", "The answer is Sen. Barack Obama. He won.", "correct"),
