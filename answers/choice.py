@@ -75,6 +75,7 @@ _NO_COMMITMENT = re.compile(
 )
 # a word before an option's text right after a cue that keeps it the answer ("is definitely (B)
 # sex"); any other word makes it part of a longer answer ("the answer is opera house" for "house")
+_ADJACENT = re.compile(r"\s+(?:(?:a|an|the)\s+)*", re.IGNORECASE)  # "such a nice home": one phrase
 _LONE_ADJ = re.compile(rf"{_ADJ}\W*$", re.IGNORECASE)  # "The answer is simple." before the answer
 _LEAD_OK = frozenset(
     {"is", "be", "it", "that", "this", "definitely", "clearly", "obviously", "probably", "likely",
@@ -186,7 +187,7 @@ def _cue_texts(toks: list[Token], texts: list[_Mention], span: str) -> list[_Men
     kept = []
     for m in texts:
         k = bisect.bisect_left(starts, m.start)
-        if k == 0 or not span[toks[k - 1].end : m.start].isspace():
+        if k == 0 or not _ADJACENT.fullmatch(span, toks[k - 1].end, m.start):
             kept.append(m)
             continue
         word = toks[k - 1].word
