@@ -100,6 +100,9 @@ def _short(text: str) -> bool:
     return len(text) <= CLOSED_MAX_CHARS and len(text.split()) <= CLOSED_MAX_WORDS
 
 
+_family_choices = lru_cache(maxsize=64)(Choices.of)
+
+
 @lru_cache(maxsize=8192)
 def _setup(question: str, reference: str) -> _Setup:
     ref = reference_answer(reference)
@@ -119,7 +122,7 @@ def _setup(question: str, reference: str) -> _Setup:
     norm = normalize(ref)
     family = tuple(dict.fromkeys(x for f in LABEL_FAMILIES if norm in f for x in f))
     if family:
-        return _Setup("closed", norm, Choices.of(family), family, family.index(norm))
+        return _Setup("closed", norm, _family_choices(family), family, family.index(norm))
     number = as_number(ref)
     if number is not None:
         shown = f"{number.value:g}" + (f" {number.unit}" if number.unit else "")

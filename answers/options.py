@@ -11,11 +11,13 @@ A label at the start of bulleted items ("- (A) DNA") labels them; a name before 
 ('- Sentence A: "..."') names its option too. Text a template appends to the last option ("- no
 Let's think first. ...", "+ location.Would the answer ...") is not part of it.
 
-The list after the last header is the question's options; without a header, the last run of
-bulleted lines, or the last labelled sequence whose labels are bracketed ("(A)", "[a]", "1)") or
-capital letters ("A. x B. y"). FLAN answers a labelled list with the label as printed ("(1).",
-"B).", "[a].", "II."): `reference_option` reads those, an option's text, or its name.
-`LISTS_OPTIONS` is the same test as a Rust-regex pattern, for `has_options` over a whole column.
+The list after the last header is the question's options; without a header, the last of: a run
+of bulleted lines or a line of inline bullets, a labelled sequence whose labels are bracketed
+("(A)", "[a]", "1)") or capital letters ("A. x B. y"), three or more labels with a dot only ("1.
+x", "i. x") from the start of a line. FLAN answers a labelled list with the label as printed
+("(1).", "B).", "[a].", "II."): `reference_option` reads those, an option's text, or its name.
+`LISTS_OPTIONS` is nearly the same test as one Rust-regex pattern, for `has_options` over a whole
+column.
 """
 
 from __future__ import annotations
@@ -195,9 +197,7 @@ def _labelled(text: str, start: int, anchored: bool) -> tuple[int, list[str], li
         first = _label_at(text, start)
         return _items(text, _chain(text, first) if first is not None else None)
     firsts = _bracket_labels(text) + _capital_dot_labels(text)
-    firsts += [
-        x for m in _DOT_LABEL_LINE.finditer(text) if (x := _label_at(text, m.end() - 2 - len(m.group(1))))
-    ]
+    firsts += [x for m in _DOT_LABEL_LINE.finditer(text) if (x := _label_at(text, m.start(1)))]
     for first in sorted(firsts, reverse=True):
         if first.value in ("A", "a", "1", "I", "i"):
             chain = _chain(text, first)
