@@ -3,18 +3,25 @@
 The reference is first read for its short answer: FLAN CoT targets are a rationale ending "... So
 the answer is no.", whose answer is the cue of its last sentence (`extract.reference_answer`).
 
-Kinds (`answer_kind`):
-- `multiple_choice`: the question lists options (FLAN's "OPTIONS:" dash lists, or lettered
-  "(A) x" / "A) x" / "A. x" lists; whether or not `has_options` says so) and the reference names
-  one of them by text or letter.
-- `open`: the instruction (first or last line of the question) asks for a generation — translate,
-  summarise, paraphrase, rewrite, write/compose/generate/create, a title or headline — or the
-  reference is longer than a short answer (more than 5 words or 40 characters).
+Kinds (`answer_kind`), decided from the prompt and the reference alone (no task names):
+- `open` first when the prompt asks for a question or for the reasoning behind an answer it gives
+  (FLAN's CoT inversions "what was the question?", "Come up with a question and reasoning that
+  would justify this answer: X", "explain the reasoning", "What step-by-step reasoning justifies
+  that answer?"), or the reference is a question (`answers.kinds`): never checked on the "yes" or
+  "(A)" inside it.
+- `multiple_choice`: the question lists options (any FLAN option format, `answers.options`;
+  whether or not `has_options` says so) and the reference names one of them by text, name
+  ("Sentence A") or label ("(B)", "(1).", "B).", "[a].", "II.").
+- `open`: the instruction asks for a generation — translate, summarise, paraphrase, rewrite,
+  write/compose/generate/create, a title or headline — or the reference is longer than a short
+  answer (more than 5 words or 40 characters).
 - `closed`: everything else: a label, yes/no, true/false, a number, a short span.
 
-Verdicts (`check_answer`; how the final answer is found: `answers.extract`):
-- multiple choice: the option the response commits to against the reference's option;
-  `unverifiable` when the response names no option, `wrong` when it hedges between two.
+Verdicts (`check_answer`; how the final answer is found: `answers.extract`, `answers.choice`):
+- multiple choice: the option the response commits to against the reference's option; `wrong`
+  when it hedges between two or commits to something that is no option ("So the answer is
+  cake." when cake is not listed; option words inside the reasoning do not override it);
+  `unverifiable` when it names no option and commits to nothing.
 - closed, a label of a known family (yes/no, true/false, sentiment, entailment): read like an
   option among the family's labels (same rules; no label named is `unverifiable`).
 - closed, a number: the committed number equals the reference's as a number ("1,000" = 1000,
@@ -30,23 +37,21 @@ Verdicts (`check_answer`; how the final answer is found: `answers.extract`):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import polars as pl
 
-from answers.extract import (
-    Choices,
-    Reading,
-    final_span,
-    first_line,
-    read_choice,
-    read_number,
-    reference_answer,
+from answers.choice import Choices, Reading, options_choices, read_choice, sole_option
+from answers.extract import final_span, first_line, read_number, reference_answer
+from answers.kinds import (
+    asks_for_generation,
+    asks_for_question_or_reasoning,
+    instruction,
+    reference_is_question,
 )
 from answers.options import parse_options, reference_option
-from answers.text import Number, as_number, clean, normalize, same_number, tokenize
+from answers.text import Number, as_number, clean, normalize, same_number, tokenize, word_set
 
 KINDS = ("multiple_choice", "closed", "open")
 VERDICTS = ("correct", "wrong", "unverifiable")
@@ -58,12 +63,6 @@ LABEL_FAMILIES = (
     ("positive", "negative", "neutral"),
     ("entailment", "neutral", "contradiction"),
     ("entailment", "not entailment"),
-)
-_GENERATIVE = re.compile(
-    r"\b(?:translat\w*|summar\w*|paraphras\w*|rephras\w*|rewrite|compose"
-    r"|(?:a|good|best|suitable|short)\s+(?:title|headline)|(?:title|headline)\s+for"
-    r"|(?:write|generate|create)\s+(?:a|an|the|one|two|some|short|new)\b)",
-    re.IGNORECASE,
 )
 _STOPWORDS = frozenset(
     {"of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "is", "are", "was", "were", "be"}
@@ -94,40 +93,41 @@ class _Setup:
     texts: tuple[str, ...] = ()
     gold: int | None = None
     number: Number | None = None
-    asked: frozenset[str] = frozenset()  # the question's words, for span answers
-
-
-def _generative(question: str) -> bool:
-    lines = [ln for ln in question.strip().splitlines() if ln.strip()]
-    return bool(lines) and any(_GENERATIVE.search(ln[:300]) for ln in {lines[0], lines[-1]})
+    question: str = ""  # for span answers: the words it asks with are no answer
 
 
 def _short(text: str) -> bool:
     return len(text) <= CLOSED_MAX_CHARS and len(text.split()) <= CLOSED_MAX_WORDS
 
 
+_family_choices = lru_cache(maxsize=64)(Choices.of)
+
+
 @lru_cache(maxsize=8192)
 def _setup(question: str, reference: str) -> _Setup:
     ref = reference_answer(reference)
+    lows = instruction(question)
+    if not ref or reference_is_question(reference, ref) or asks_for_question_or_reasoning(lows):
+        return _Setup("open", reference.strip())
     options = parse_options(question)
     if options is not None:
-        choices = Choices.of(options.texts, len(options.texts))
         gold = reference_option(ref, options)
+        choices = options_choices(options)
         if gold is None and _short(ref):
-            gold = (read_choice(ref, choices) or Reading(None)).index
+            gold = sole_option(ref, choices)
         if gold is not None:
             return _Setup("multiple_choice", options.texts[gold], choices, options.texts, gold)
-    if not ref or not _short(ref) or _generative(question):
+    if not _short(ref) or asks_for_generation(lows):
         return _Setup("open", reference.strip())
     norm = normalize(ref)
     family = tuple(dict.fromkeys(x for f in LABEL_FAMILIES if norm in f for x in f))
     if family:
-        return _Setup("closed", norm, Choices.of(family), family, family.index(norm))
+        return _Setup("closed", norm, _family_choices(family), family, family.index(norm))
     number = as_number(ref)
     if number is not None:
         shown = f"{number.value:g}" + (f" {number.unit}" if number.unit else "")
         return _Setup("closed", shown, number=number)
-    return _Setup("closed", norm, asked=frozenset(normalize(question).split()))
+    return _Setup("closed", norm, question=question)
 
 
 def answer_kind(question: str, reference: str, has_options: bool) -> str:
@@ -140,12 +140,14 @@ def answer_kind(question: str, reference: str, has_options: bool) -> str:
 def _choice_verdict(s: _Setup, reading: Reading | None) -> tuple[str, str | None]:
     if reading is None:
         return "unverifiable", None
+    if reading.other is not None:
+        return "wrong", _clip(reading.other)
     if reading.index is None:
         return "wrong", " / ".join(s.texts[i] for i in reading.hedged)
     return ("correct" if reading.index == s.gold else "wrong"), s.texts[reading.index]
 
 
-def _span_verdict(reference: str, response: str, asked: frozenset[str]) -> tuple[str, str | None]:
+def _span_verdict(reference: str, response: str, question: str) -> tuple[str, str | None]:
     """A short span: contained in the final span (or in a short first line), not negated or hedged,
     is correct; a final span whose new words (not the question's) are some of the reference's is
     unverifiable (a partial answer: "Orwell" for "George Orwell"); anything else is wrong."""
@@ -164,6 +166,7 @@ def _span_verdict(reference: str, response: str, asked: frozenset[str]) -> tuple
                 if {"not", "t", "never"} & set(before) or "or" in before[-1:] or "or" in after:
                     return "wrong", _clip(cand)
                 return "correct", cand[toks[j].start : toks[j + len(ref) - 1].end]
+    asked = word_set(question)
     new_ref = set(ref) - _STOPWORDS - asked
     new_span = set(normalize(span).split()) - _STOPWORDS - asked
     if new_ref & new_span and new_span <= new_ref:
@@ -193,7 +196,7 @@ def check_answer(question: str, reference: str, response: str, has_options: bool
             ok = same_number(got, s.number) and not hedged
             verdict, extracted = ("correct" if ok else "wrong"), got.text
     else:
-        verdict, extracted = _span_verdict(s.reference, response, s.asked)
+        verdict, extracted = _span_verdict(s.reference, response, s.question)
     return Check(s.kind, verdict, extracted, s.reference)
 
 

@@ -8,6 +8,23 @@ from typing import NamedTuple
 
 _TOKEN = re.compile(r"[^\W_]+")
 ARTICLES = frozenset({"a", "an", "the"})
+# An article is a word before another word ("a man", "the heart"); a letter that ends a phrase or
+# precedes punctuation ("Sentence A", "(A)", "A).", "is a.") or follows a label noun ("Sentence A
+# is wrong", "option a") is an option label and stays.
+LABEL_NOUNS = (
+    "sentence",
+    "option",
+    "choice",
+    "statement",
+    "letter",
+    "candidate",
+    "item",
+    "person",
+    "speaker",
+)
+_ARTICLE = re.compile(
+    r"\b(?:a|an|the)\b" + "".join(f"(?<!{n} a)" for n in LABEL_NOUNS) + r"(?=\s+[^\W_])", re.IGNORECASE
+)
 _MARKUP = re.compile(r"\*\*|__|`")
 _WORD_UNITS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -47,8 +64,15 @@ def clean(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """Lowercase, drop punctuation and articles, collapse whitespace."""
-    return " ".join(w for w in _TOKEN.findall(text.lower()) if w not in ARTICLES)
+    """Lowercase, drop punctuation and articles (not option labels: "Sentence A" keeps its "a"),
+    collapse whitespace; a lone article ("A.") is no text."""
+    words = _TOKEN.findall(_ARTICLE.sub(" ", text.lower()))
+    return "" if len(words) == 1 and words[0] in ARTICLES else " ".join(words)
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The lowercased words of a text, articles left out (for "which words does it use")."""
+    return frozenset(_TOKEN.findall(text.lower())) - ARTICLES
 
 
 class Token(NamedTuple):
@@ -60,11 +84,12 @@ class Token(NamedTuple):
 
 
 def tokenize(text: str) -> list[Token]:
-    """The words of `text` as `normalize` sees them, with positions in `text`."""
+    """The words of `text` as `normalize` sees them (a lone article kept), with positions in `text`."""
+    articles = {m.start() for m in _ARTICLE.finditer(text)}
     return [
-        Token(w, m.start(), m.end())
+        Token(m.group().lower(), m.start(), m.end())
         for m in _TOKEN.finditer(text)
-        if (w := m.group().lower()) not in ARTICLES
+        if m.start() not in articles
     ]
 
 

@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from answers.options import LISTS_OPTIONS
 from builders.flan_source import read_submix, resolve_source
 from builders.sampling import add_ids, stratified_sample
 from builders.system_messages import assign_system_messages, check_weights, load_system_messages
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 Submix = Literal["cot", "niv2", "t0", "flan2021", "dialog"]
 TemplateType = Literal["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"]
-_OPTIONS = r"(?im)^\s*(options|choices)\s*:|^\s*OPTIONS\b|^\s*\(?[A-E]\)\s+\S"
 
 CONTENT_KEY = ["task_name", "template_type", "question"]
 REMOVED_PROMPTS_SCHEMA = pa.schema([*REMOVED_SCHEMA, *fields("submix task_name?")])
@@ -103,10 +103,10 @@ def resolve_budgets(cfg: PromptsConfig) -> dict[str, int]:
 
 
 def has_options(df: pl.DataFrame) -> pl.Series:
-    """True for rows whose template lists options, or whose text shows an options block."""
-    by_template = df["template_type"].str.ends_with("_opt")
-    by_text = df["question"].str.contains(_OPTIONS)
-    return (by_template | by_text).alias("has_options")
+    """True for rows whose question lists answer options (`answers.options.LISTS_OPTIONS`, the
+    checker's rule as one vectorised pattern); a `*_opt` template alone is not enough (FLAN's CoT
+    and WebQuestions templates are all `zs_opt`, most of them list no options)."""
+    return df["question"].str.contains(LISTS_OPTIONS).alias("has_options")
 
 
 def _rng(seed: int, submix: str, purpose: int) -> np.random.Generator:

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from answers.check import KINDS, VERDICTS, Check, answer_kind, check_answer, check_frame
-from answers.extract import Choices, read_choice, read_number, reference_answer
+from answers.choice import Choices, read_choice
+from answers.extract import read_number, reference_answer
 from answers.text import as_number, numbers_in, same_number
 
 GOLDEN = Path(__file__).parent / "data" / "answers" / "golden.jsonl"

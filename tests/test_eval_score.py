@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from answers.extract import extract_choice
+from answers.choice import extract_choice
 from answers.options import parse_options
 from answers.score import accuracy_table, score_one
 from answers.text import normalize
