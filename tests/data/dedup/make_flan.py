@@ -99,8 +99,10 @@ def main() -> None:
     with (HERE / "flan_real.jsonl").open("w", encoding="utf-8") as f:
         for i, r in enumerate(rows.iter_rows(named=True)):
             f.write(json.dumps({"id": f"f{i:04d}", **r}, ensure_ascii=False) + "\n")
-    sample = pl.read_parquet(SOURCE).sort("task_name", "template_type", "line").group_by(
-        "task_name", "template_type", maintain_order=True
+    sample = (
+        pl.read_parquet(SOURCE)
+        .sort("task_name", "template_type", "line")
+        .group_by("task_name", "template_type", maintain_order=True)
     )
     sample.head(25).write_ndjson(HERE / "flan_dev_sample.jsonl")
     niv1 = pl.read_parquet(SOURCE.with_name("niv1_dev.parquet"))
