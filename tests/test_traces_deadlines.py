@@ -26,7 +26,9 @@ import yaml
 from tqdm import tqdm
 
 from builders.teachers.api import ApiTeacher
+from builders.teachers.base import GenRequest
 from builders.teachers.batch_records import BatchRecords
+from builders.teachers.budget import Budget
 from builders.teachers.cache import GenerationCache
 from builders.teachers.registry import parse_teacher
 from builders.teachers.run import run_traces
@@ -191,6 +193,19 @@ def test_empty_answers_thrown_away_count_against_the_budget(server: FakeTeacher,
     run_traces(prompts, cfg, 3, tmp_path / "out", tmp_path / "cache")
     run = json.loads((tmp_path / "out" / "run.json").read_text())["teachers"]["tiny-a"]
     assert len(server.received) == 12 and run["cost"] == pytest.approx(12 * 0.025)  # the 2 empty ones too
+    assert run["empty_retries"] == 2
+
+
+def test_an_empty_answer_is_asked_again_only_while_the_budget_has_room() -> None:
+    budget = Budget("t", price_in=1.0, price_out=1.0, max_cost=100.0)
+    msgs = [{"role": "user", "content": "q"}]
+    reqs = [GenRequest(k, k, msgs, max_tokens=10, seed=0, prompt_tokens=10) for k in ("a", "b")]
+    gate = budget.gate(reqs, waits=False)
+    assert [next(gate), next(gate)] == reqs and budget.reserved == 2 * 37  # each: 10 x 1.05 + 16, + 10
+    # `a` answers empty, billing 11 each time; asking again costs at most 11 + 10, which its own
+    # reservation covers; `b`'s reservation stays whole
+    assert [budget.discard("a", 11, 0, 10) for _ in range(4)] == [True, True, True, False]
+    assert budget.spent == 44  # 44 + 74 - (37 - 21) > 100
 
 
 # -- the served model --------------------------------------------------------------------------------

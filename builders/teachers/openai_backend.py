@@ -132,12 +132,15 @@ class OpenAIBackend:
         self._taken = self._consumed = 0
         self._throttles = {"http_429": 0, "retry_after_s": 0.0}
         self._budget: Budget | None = None  # the budget gating the requests, when there is one
+        self._empty = 0  # empty answers asked again
         self._unnamed = False  # a server answered without naming its model (warned once)
 
     def figures(self) -> dict[str, Any]:
-        """HTTP requests sent (retries included), 429s, seconds of Retry-After honoured, and seconds
-        requests waited for a slot or a rate window (summed over requests) in the last run."""
-        f = {"requests_sent": self._fleet.sent, **self._throttles, "wait_s": self._fleet.wait_s}
+        """HTTP requests sent (retries included), 429s, seconds of Retry-After honoured, seconds
+        requests waited for a slot or a rate window (summed over requests), and empty answers asked
+        again, in the last run."""
+        f = {"requests_sent": self._fleet.sent, **self._throttles, "wait_s": self._fleet.wait_s,
+             "empty_retries": self._empty}  # fmt: skip
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in f.items()}
 
     def _release(self, i: int, connected: bool | None) -> None:
@@ -293,9 +296,11 @@ class OpenAIBackend:
             never_connected = never_connected and not connected
             if attempt >= self.cfg.max_retries:
                 break
-            if empty is not None and not self._again_fits(req, empty):
-                detail = f"{err}; max_cost leaves no room to ask again"
-                return GenError(key=req.key, id=req.id, reason=REQUEST_ERROR, detail=detail)
+            if empty is not None:
+                if not self._again_fits(req, empty):
+                    detail = f"{err}; max_cost leaves no room to ask again"
+                    return GenError(key=req.key, id=req.id, reason=REQUEST_ERROR, detail=detail)
+                self._empty += 1
             delay = self.cfg.backoff_s * (2**attempt) * (0.5 + self._rng.random())
             attempt += 1
             logger.warning("%s from %s, retry %d in %.1fs", err, safe_url(url), attempt, delay)
