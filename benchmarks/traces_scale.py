@@ -123,9 +123,11 @@ def fill(n: int, work: Path) -> None:
                         "finish_reason": finish.tolist(),
                         "prompt_tokens": rng.integers(100, 600, m).astype(np.int32),
                         "completion_tokens": rng.integers(50, 1024, m).astype(np.int32),
+                        "served_model": [None] * m,
                     }
                 ).cast(CACHE_SCHEMA)
-                unpacked += cache._write(gens, "part").stat().st_size
+                cache._seq += 1
+                unpacked += cache._write(gens, "part", cache._seq).stat().st_size
                 if unpacked >= cfg.cache_pack_bytes:
                     cache.compact(cfg.cache_pack_bytes)
                     unpacked = 0

@@ -3,13 +3,14 @@
 `python -m builders.traces --params params.yaml --prompts data/dedup/prompts.parquet
 --out data/traces --cache data/traces_cache`
 
-For each teacher of `traces.teachers` (all prompts, or a seeded `fraction` of them chosen by a stable
-hash of (id, base.seed)), prompts not yet in the generation cache go to the teacher; completed
-generations are written to cache shards as they arrive, so a killed run loses at most one shard's
-worth of work and a rerun sends only what is missing. Then every (prompt, teacher) pair is either a
-row of `traces.parquet` or a row of `removed.parquet` (prompt_too_long, truncated, empty_response,
-refusal, too_short, request_error). `stats.json`'s funnel counts (prompt, teacher) pairs: rows_in is
-the number of pairs selected (a prompt outside a teacher's fraction is not a pair, not a removal).
+For each teacher of `traces.teachers` (all prompts, or a seeded `fraction` of them chosen by a
+stable hash of (id, base.seed)), prompts not yet in the generation cache go to the teacher;
+completed generations are written to cache shards as they arrive (none later than `flush_s`), so a
+killed run loses at most its last `flush_s` of answers and a rerun sends only what is missing. Then
+every (prompt, teacher) pair is either a row of `traces.parquet` or a row of `removed.parquet`
+(prompt_too_long, truncated, empty_response, refusal, too_short, request_error). `stats.json`'s
+funnel counts (prompt, teacher) pairs: rows_in is the number of pairs selected (a prompt outside a
+teacher's fraction is not a pair, not a removal).
 
 The bill before the run: the same command with `--estimate [--pilot N]` prints, per teacher, the
 prompts still to send, their input and output tokens and what they cost (low / expected / high,

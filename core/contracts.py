@@ -117,6 +117,11 @@ class TeacherRecord(Contract):
         None, description="per million tokens: input, output, batch_input, batch_output (null: not priced)"
     )
     priced_at: str | None = Field(None, description="online or batch: the price its answers were billed at")
+    served_models: list[str] | None = Field(
+        None,
+        description="an API teacher: the model names the server reported for the released rows, sorted "
+        "(a dated snapshot, or an alias allowed by allow_model_alias); null: not an API teacher",
+    )
 
 
 class JudgeRecord(Contract):

@@ -1,4 +1,5 @@
-"""A local Batch API (stdlib, 127.0.0.1) whose work is done by the real `vllm run-batch`.
+"""A local Batch API (stdlib, 127.0.0.1) whose work is done by the real `vllm run-batch` (or, with
+no model, by canned answers: `answer: <question>`).
 
 It serves what the `openai` SDK calls for batches: `POST /v1/files` (multipart upload),
 `GET /v1/files/{id}` and `/v1/files/{id}/content`, `POST /v1/batches`, `GET /v1/batches/{id}` and
@@ -7,7 +8,9 @@ far with one `python -m vllm.entrypoints.openai.run_batch -i <input> -o <output>
 (the same JSONL format as OpenAI's) and publishes each batch's output file. A request whose question contains
 `FAILONCE` goes to the error file the first time it is seen, as OpenAI's error file has it
 (`response: null`, `error: {code, message}`); one with `FAILALWAYS` every time. `created` logs
-every batch created: (batch id, custom ids); `questions` maps a custom id to its question.
+every batch created: (batch id, custom ids); `questions` maps a custom id to its question. An
+answer to a question containing `EMPTYONCE` has empty content the first time, one with
+`EMPTYALWAYS` every time; with `served` set, every answer names that model.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 FAIL_ONCE, FAIL_ALWAYS = "FAILONCE", "FAILALWAYS"
+EMPTY_ONCE, EMPTY_ALWAYS = "EMPTYONCE", "EMPTYALWAYS"
 
 
 def run_batch(model: Path, max_model_len: int, inp: Path, out: Path, log: Path) -> None:
@@ -40,11 +44,26 @@ def run_batch(model: Path, max_model_len: int, inp: Path, out: Path, log: Path) 
         subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
 
 
+def canned(line: str) -> str:
+    """The output line of a request line, answered without a model."""
+    req = json.loads(line)
+    question = req["body"]["messages"][-1]["content"]
+    body = {"id": "chatcmpl-1", "object": "chat.completion", "model": req["body"]["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer: {question}"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}  # fmt: skip
+    out = {"id": "batch_req_1", "custom_id": req["custom_id"], "error": None,
+           "response": {"status_code": 200, "request_id": "req-1", "body": body}}  # fmt: skip
+    return json.dumps(out)
+
+
 class BatchServer:
     """Files and batches in memory and under `workdir`; one batch runs at a time."""
 
-    def __init__(self, model: Path, workdir: Path, max_model_len: int = 256) -> None:
+    def __init__(self, model: Path | None, workdir: Path, max_model_len: int = 256) -> None:
         self.model, self.max_model_len = model, max_model_len
+        self.served: str | None = None  # the model name every answer gives (None: as answered)
+        self.emptied: set[str] = set()  # custom ids answered empty once
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.files: dict[str, dict[str, Any]] = {}
@@ -166,11 +185,14 @@ class BatchServer:
                 keep[bid], errors[bid] = self._split(bid)
             lines = [line for bid in bids for line in keep[bid]]
             outputs: dict[str, str] = {}
-            if lines:
+            if lines and self.model is None:
+                outputs = {json.loads(line)["custom_id"]: self._alter(canned(line)) for line in lines}
+            elif lines:
                 inp, out = self.workdir / f"{first}.in.jsonl", self.workdir / f"{first}.out.jsonl"
                 inp.write_text("\n".join(lines) + "\n")
                 run_batch(self.model, self.max_model_len, inp, out, self.workdir / "run_batch.log")
-                outputs = {json.loads(o)["custom_id"]: o for o in out.read_text().splitlines() if o.strip()}
+                outs = [o for o in out.read_text().splitlines() if o.strip()]
+                outputs = {json.loads(o)["custom_id"]: self._alter(o) for o in outs}
             with self.lock:
                 for bid in bids:
                     batch = self.batches[bid]
@@ -182,6 +204,21 @@ class BatchServer:
                         batch["error_file_id"] = self._file(data, f"{bid}_error.jsonl", "batch_output")["id"]
                     batch["request_counts"].update(completed=len(ids), failed=len(errors[bid]))
                     batch["status"] = "completed"
+
+    def _alter(self, output: str) -> str:
+        """An output line with the served name and the empty answers this server gives."""
+        out = json.loads(output)
+        body = out["response"]["body"]
+        key = out["custom_id"]
+        question = self.questions[key]
+        once = EMPTY_ONCE in question and key not in self.emptied
+        if once or EMPTY_ALWAYS in question:
+            self.emptied.add(key)
+            body["choices"][0]["message"]["content"] = ""
+            body["choices"][0]["finish_reason"] = "stop"
+        if self.served is not None:
+            body["model"] = self.served
+        return json.dumps(out)
 
     def _split(self, bid: str) -> tuple[list[str], list[dict[str, Any]]]:
         """(the lines of batch `bid` the model runs, the error lines of those that fail)."""

@@ -30,6 +30,7 @@ from tests.test_traces_common import prompt_table, traces_cfg
 
 KEY = "sk-test-DO-NOT-PRINT-0123456789"
 HANG_S = 5.0  # a TIMEOUT question is answered after this long (or when the server closes)
+TRICKLE_S = 2.0  # a TRICKLE answer sends one byte of its body this often
 FAILURES = {  # marker in the question -> (status, body); None: no answer in time
     "BADJSON": (200, b'{"id": "x", "choices": [{"message": {"content": "tru'),
     "NOCHOICES": (200, json.dumps({"id": "x", "usage": {"prompt_tokens": 3}}).encode()),
@@ -38,32 +39,51 @@ FAILURES = {  # marker in the question -> (status, body); None: no answer in tim
     "ERROR500": (500, b'{"error": "internal"}'),
     "TIMEOUT": None,
 }
+HANG, TRICKLE = "HANG", "TRICKLE"  # never answers (until the server closes); a body a byte at a time
+EMPTY = {  # marker -> (content, finish_reason) of a 200 whose answer is empty
+    "EMPTYONCE": ("", "stop"),  # the first time only, then a good answer
+    "BLANKONCE": ("  \n", "stop"),  # the same, blank
+    "NULLONCE": (None, "stop"),  # the same, content null
+    "EMPTYALWAYS": ("", "stop"),
+    "EMPTYLENGTH": ("", "length"),  # the token limit cut it: the model's own answer
+}
 
 
-def completion(question: str) -> bytes:
+def completion(question: str, model: str | None = None) -> bytes:
+    """A chat completion answering `question`, naming `model` (no model name when None)."""
+    return chat_completion(f"answer: {question}", "stop", model)
+
+
+def chat_completion(content: str | None, finish: str, model: str | None) -> bytes:
+    named = {"model": model} if model is not None else {}
     return json.dumps(
         {
             "id": "chatcmpl-1",
             "object": "chat.completion",
+            **named,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": f"answer: {question}"},
-                 "finish_reason": "stop"}
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7},
         }
-    ).encode()  # fmt: skip
+    ).encode()
 
 
 class FakeTeacher:
-    """A local OpenAI-compatible server that misbehaves on marked questions and logs every request."""
+    """A local OpenAI-compatible server that misbehaves on marked questions and logs every request.
+    Its answers name the model the request asked for (none when `named` is False), or `served`."""
 
     def __init__(self, key: str | None = None) -> None:
         self.key = key
         self.healthy = False  # True: answer every question well
         self.refuse_after: int | None = None  # answer 401 once this many questions were answered
         self.die_after: int | None = None  # stop listening once this many questions were answered
+        self.served: str | None = None  # the model name every answer gives (None: the one asked for)
+        self.named = True  # whether answers carry a model name (as real servers do)
+        self.asked_model = ""  # the model the request being answered asked for
         self.received: list[str] = []  # every request's question (retries included)
         self.answered: list[str] = []  # questions answered with a good completion
+        self.trickled = 0  # bytes of TRICKLE bodies sent
         self.closing = threading.Event()
         lock = threading.Lock()
         fake = self
@@ -76,20 +96,32 @@ class FakeTeacher:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 question = body["messages"][-1]["content"]
                 with lock:
+                    fake.asked_model = body["model"]
                     answer, die = fake.answer(question, self.headers.get("Authorization"))
                 if answer is None:
                     fake.closing.wait(HANG_S)
                     return
+                if answer == HANG:
+                    fake.closing.wait()
+                    return
                 if die:
                     fake.httpd.shutdown()
                     fake.httpd.server_close()
-                status, data = answer
+                status, data = (200, completion(question)) if answer == TRICKLE else answer
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    if answer != TRICKLE:
+                        self.wfile.write(data)
+                        return
+                    for k in range(len(data)):
+                        self.wfile.write(data[k : k + 1])
+                        self.wfile.flush()
+                        fake.trickled += 1
+                        if fake.closing.wait(TRICKLE_S):
+                            return
                 except OSError:
                     pass
 
@@ -97,17 +129,27 @@ class FakeTeacher:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
 
-    def answer(self, question: str, auth: str | None) -> tuple[tuple[int, bytes] | None, bool]:
-        """(status, body) or None for no answer, and whether to stop listening afterwards."""
+    def answer(self, question: str, auth: str | None) -> tuple[tuple[int, bytes] | str | None, bool]:
+        """(status, body), None for no answer in time, HANG or TRICKLE; and whether to stop
+        listening afterwards."""
+        seen = self.received.count(question)
         self.received.append(question)
         refused = self.refuse_after is not None and len(self.answered) >= self.refuse_after
         if (self.key and auth != f"Bearer {self.key}") or refused:
             return (401, b'{"error": {"message": "invalid api key"}}'), False
-        marker = None if self.healthy else next((m for m in FAILURES if m in question), None)
-        if marker is not None:
+        served = self.served or (self.asked_model if self.named else None)
+        marker = None
+        if not self.healthy:
+            markers = [*FAILURES, HANG, TRICKLE, *EMPTY]
+            marker = next((m for m in markers if m in question), None)
+        if marker in FAILURES:
             return FAILURES[marker], False
+        if marker in (HANG, TRICKLE):
+            return marker, False
+        if marker in EMPTY and (seen == 0 or not marker.endswith("ONCE")):
+            return (200, chat_completion(*EMPTY[marker], served)), False
         self.answered.append(question)
-        return (200, completion(question)), len(self.answered) == self.die_after
+        return (200, completion(question, served)), len(self.answered) == self.die_after
 
     def close(self) -> None:
         self.closing.set()

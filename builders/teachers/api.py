@@ -1,16 +1,24 @@
-"""What the API backends (`openai`, `openai_batch`) share: a price, a budget, a key, safe URLs."""
+"""What the API backends (`openai`, `openai_batch`) share: a price, a budget, a key, safe URLs, and
+which model names an answer may come back under."""
 
 from __future__ import annotations
 
 import os
+import re
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 
 from builders.teachers.base import TeacherBase
+from builders.teachers.provenance import COMMIT_RE
 from core.config import StageConfig
 from core.errors import PipelineError
+
+# A provider's dated snapshot after the model's name: -2024-07-18 (OpenAI), -20241022 (Anthropic),
+# -0613 (OpenAI's older MMDD).
+_MONTH, _DAY = r"(?:0[1-9]|1[0-2])", r"(?:0[1-9]|[12][0-9]|3[01])"
+SNAPSHOT_SUFFIX = re.compile(rf"-(?:20[0-9]{{2}}-{_MONTH}-{_DAY}|20[0-9]{{2}}{_MONTH}{_DAY}|{_MONTH}{_DAY})")
 
 
 class PriceConfig(StageConfig):
@@ -49,6 +57,9 @@ class ApiTeacher(TeacherBase):
     max_cost: float | None = Field(
         None, gt=0.0, description="the most the teacher's cached answers may cost, by their usage"
     )
+    allow_model_alias: bool = Field(
+        False, description="accept answers the server names another model (meta records served_models)"
+    )
 
     @model_validator(mode="after")
     def _budget_needs_price(self) -> ApiTeacher:
@@ -64,6 +75,28 @@ class ApiTeacher(TeacherBase):
     def api_model(self) -> str:
         """The model name sent to the API."""
         return self.served_model_name or self.model
+
+    def serves(self, served: str) -> bool:
+        """Whether an answer the server names `served` came from this teacher's model: its name as
+        configured (`model` or `served_model_name`), its `revision` (a provider's snapshot name),
+        or, when `revision` pins no snapshot (none, or a commit hash), the name followed by a dated
+        snapshot (`gpt-4o-mini-2024-07-18`, `-20241022`, `-0613`); any name with `allow_model_alias`."""
+        names = (self.model, self.api_model)
+        if self.allow_model_alias or served in names or served == self.revision:
+            return True
+        if self.revision and not COMMIT_RE.match(self.revision):
+            return False  # a pinned snapshot is part of the cache key: another one is another model
+        return any(served.startswith(f"{n}-") and SNAPSHOT_SUFFIX.fullmatch(served[len(n) :]) for n in names)
+
+    def impostor(self, served: str, where: str) -> str:
+        """The one line that stops a run whose server (`where`) answered as another model."""
+        pinned = f" (revision {self.revision})" if self.revision else ""
+        return (
+            f"teacher {self.name}: {where} answered as model {served!r}, not the configured "
+            f"{self.api_model!r}{pinned}; its answers are not cached. If it is the same model under "
+            f"another name, set allow_model_alias: true on teacher {self.name} (the served name is then "
+            f"recorded in meta/{self.name}.json)"
+        )
 
 
 def api_key(cfg: ApiTeacher, urls: list[str]) -> str | None:

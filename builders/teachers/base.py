@@ -27,7 +27,8 @@ class GenRequest:
 
 @dataclass(frozen=True)
 class GenResult:
-    """A completed generation (any finish reason), as the teacher returned it."""
+    """A completed generation (any finish reason), as the teacher returned it; `served_model` is the
+    model name the server reported for it (None: not reported, or a local engine)."""
 
     key: str
     id: str
@@ -36,6 +37,7 @@ class GenResult:
     prompt_tokens: int
     completion_tokens: int
     prompt_text: str | None = None
+    served_model: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ of earlier runs and of this one), priced at its backend's price (the Batch API's
 tokenizer its UTF-8 bytes, an upper bound for byte-level tokenizers) plus `max_tokens`. A request is
 sent only while spent + reserved + its worst case <= `max_cost`; an answer replaces its reservation
 by its cost by usage, a failure frees it. So the spend never passes `max_cost`, and a rerun with a
-higher `max_cost` sends the rest.
+higher `max_cost` sends the rest. An answer paid for and thrown away (an empty one asked again, one
+from another model) counts in this run's spend the moment it comes, and an empty answer is asked
+again only while its worst case still fits.
 """
 
 from __future__ import annotations
@@ -82,6 +84,15 @@ class Budget:
                 self.spent += self.cost(outcome.prompt_tokens, outcome.completion_tokens)
             self._room.notify_all()
 
+    def discard(self, key: str, prompt_tokens: int, completion_tokens: int, max_tokens: int) -> bool:
+        """An answer paid for and thrown away (request `key`, billed `prompt_tokens` and
+        `completion_tokens`): its cost counts now. Whether asking again (the same prompt, at most
+        `max_tokens`) still fits, the request's reservation counted when it is still held."""
+        with self._room:
+            self.spent += self.cost(prompt_tokens, completion_tokens)
+            again = self.cost(prompt_tokens, max_tokens)
+            return not self.over(again - self._held.get(key, 0.0))
+
     def line(self) -> str:
         """What was spent and what is left."""
         left = (
@@ -95,6 +106,11 @@ class Budget:
             f"teacher {self.teacher}: budget reached: {self.line()}; {unsent} prompts not sent, every "
             f"finished answer is cached; raise max_cost of teacher {self.teacher} to send the rest"
         )
+
+
+def budget_of(requests: object) -> Budget | None:
+    """The budget gating `requests` (None when they are not a `BudgetGate`)."""
+    return requests.budget if isinstance(requests, BudgetGate) else None
 
 
 class BudgetGate(Iterator[GenRequest]):

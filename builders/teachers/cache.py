@@ -54,9 +54,9 @@ logger = logging.getLogger(__name__)
 CACHE_SCHEMA = pa.schema(
     fields(
         "key id teacher_model model_revision response finish_reason prompt_tokens:int32"
-        " completion_tokens:int32"
+        " completion_tokens:int32 served_model?"
     )
-)
+)  # served_model: the model the server named (null: not reported, or written before it was recorded)
 CACHE_ROW_GROUP = 8192  # rows; the granularity at which an id-range read skips data
 PACK_BYTES = 256_000_000
 LOCK_WAIT_S = 300.0  # a second writer waits this long for the first (a killed run finishing its drain)
@@ -162,10 +162,10 @@ class GenerationCache:
 
     def _scan(self) -> pl.LazyFrame | None:
         files = self.shards()
-        return pl.scan_parquet([str(p) for p in files]) if files else None
+        return _scan(files) if files else None
 
     def _empty(self) -> pl.DataFrame:
-        return pl.DataFrame(schema=pl.from_arrow(CACHE_SCHEMA.empty_table()).schema)
+        return pl.DataFrame(schema=_frame_schema())
 
     def keys(self) -> pl.Series:
         """Every cached key, once (reads only the key column)."""
@@ -242,6 +242,7 @@ class GenerationCache:
                 "finish_reason": [r.finish_reason for r in results],
                 "prompt_tokens": [r.prompt_tokens for r in results],
                 "completion_tokens": [r.completion_tokens for r in results],
+                "served_model": [r.served_model for r in results],
             },
             schema=CACHE_SCHEMA,
         )
@@ -278,7 +279,7 @@ class GenerationCache:
             if len(group) < 2 and not _is_part(group[0]):
                 continue
             table = (
-                pl.scan_parquet([str(p) for p in group])
+                _scan(group)
                 .unique(subset="key", keep="first", maintain_order=True)
                 .sort("id", "key")
                 .collect()
@@ -294,6 +295,15 @@ class GenerationCache:
         _fsync_dir(self.root)
         logger.info("generation cache: merged %d files; %d files now", merged, len(self.shards()))
         return merged
+
+
+def _frame_schema() -> pl.Schema:
+    return pl.from_arrow(CACHE_SCHEMA.empty_table()).schema  # type: ignore[union-attr]
+
+
+def _scan(files: list[Path]) -> pl.LazyFrame:
+    """Cache files as one frame (a file written before a column existed reads it as nulls)."""
+    return pl.scan_parquet([str(p) for p in files], schema=_frame_schema(), missing_columns="insert")
 
 
 def _seq(path: Path) -> int:

@@ -1,5 +1,6 @@
 """Chat completions as answers: the body of a 200 (or a Batch API output line's body) parsed into a
-`GenResult`, or the request's `GenError` naming what is wrong with it."""
+`GenResult`, or the request's `GenError` naming what is wrong with it; and which answers are empty
+(a fault the backends ask again about, not an answer)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def parse_completion(key: str, pid: str, data: Any, fail: Callable[[str], GenErr
         completion_tokens = int(usage.get("completion_tokens") or 0)
     except (AttributeError, TypeError, ValueError):
         return fail(f"malformed usage {str(usage)[:100]}")
+    served = data.get("model")
     return GenResult(
         key=key,
         id=pid,
@@ -60,4 +62,12 @@ def parse_completion(key: str, pid: str, data: Any, fail: Callable[[str], GenErr
         finish_reason=str(choice.get("finish_reason") or "unknown"),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        served_model=None if served is None or served == "" else str(served),
     )
+
+
+def is_empty(result: GenResult) -> bool:
+    """An answer without text (missing, empty or blank content) that the token limit did not cut
+    (`finish_reason` `length`: the model's own answer, filtered as truncated): a transient fault,
+    asked again like a 5xx; what stays empty after the retries is an `empty_response`."""
+    return not result.response.strip() and result.finish_reason != "length"

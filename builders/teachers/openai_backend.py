@@ -1,27 +1,31 @@
 """OpenAI-compatible backend (`vllm serve`, or a paid API): a fleet of base URLs, paced by the rate
 limits each server announces, with retries.
 
-Requests run on an asyncio event loop in a background thread (aiohttp, keep-alive connections).
-Each base URL holds at most `concurrency` requests, fewer while it answers 429, and a request waits
-until the rate-limit windows the URL's `x-ratelimit-*` headers announce have room for it
+Requests run on an asyncio event loop in a background thread (aiohttp, keep-alive connections). Each
+base URL holds at most `concurrency` requests, fewer while it answers 429, and a request waits until
+the rate-limit windows the URL's `x-ratelimit-*` headers announce have room for it
 (`builders.teachers.ratelimit`); the teacher's own `rpm` and `tpm` cap the whole fleet. A request
 goes to the least busy URL that may take it now and a finished one frees its slot for the next at
 once; a URL refusing connections gets a probe every few seconds (`builders.teachers.fleet`).
 
-A 429 is back-pressure, not a failure: the URL pauses for its `retry-after-ms` / `Retry-After`
-(else until its window resets, else an exponential backoff) and the request goes again, on
-another URL if one may take it, as often as it takes while the server keeps answering; it never
-counts against `max_retries`. A 429 whose error is `insufficient_quota` (the account cannot pay)
-stops the run. 5xx, 408/409/425, timeouts and connection errors are retried with exponential
-backoff on another URL while one is up, at most `max_retries` times. A failure of one request
-never stops the run: other 4xx answers, retries used up, and a 200 whose body is not a chat
-completion (malformed JSON, no `choices`, no message) each become that request's `GenError`
-(`request_error`, the cause in `detail`). A failure of the whole run stops it with a
-`PipelineError` after the requests already on the wire have come back: credentials refused (HTTP
-401/403), quota exhausted, or no base URL accepting connections for `UNREACHABLE_REQUESTS` requests
-in a row. Once stopped (or when the consumer closes the generator), nothing new is sent; at most
-twice the fleet's slots are sent ahead of what the consumer has taken. The API key is read from the
-environment variable named in params and is never logged; URLs are shown without user info.
+A 429 is back-pressure, not a failure: the URL pauses for its `retry-after-ms` / `Retry-After` (else
+until its window resets, else an exponential backoff) and the request goes again, on another URL if
+one may take it, as often as it takes while the server keeps answering; it never counts against
+`max_retries`. A 429 whose error is `insufficient_quota` (the account cannot pay) stops the run.
+Every attempt has a deadline, `timeout_s`, for the whole of it: connecting, the first byte and the
+last byte of the body (a body trickled a byte at a time cannot escape it). 5xx, 408/409/425,
+timeouts, connection errors and empty answers (a 200 whose content is missing or blank, unless the
+token limit cut it) are retried with exponential backoff on another URL while one is up, at most
+`max_retries` times; an answer still empty then is the teacher's answer (its `empty_response` is
+final). A failure of one request never stops the run: other 4xx answers, retries used up, and a 200
+whose body is not a chat completion (malformed JSON, no `choices`, no message) each become that
+request's `GenError` (`request_error`, the cause in `detail`). A failure of the whole run stops it
+with a `PipelineError` after the requests already on the wire have come back: credentials refused
+(HTTP 401/403), quota exhausted, an answer naming another model than the configured one
+(`ApiTeacher.serves`; never cached), or no base URL accepting connections for `UNREACHABLE_REQUESTS`
+requests in a row. Once stopped (or when the consumer closes the generator), nothing new is sent; at
+most twice the fleet's slots are sent ahead of what the consumer has taken. The API key is read from
+the environment variable named in params and is never logged; URLs are shown without user info.
 HTTP(S)_PROXY / ALL_PROXY / NO_PROXY apply.
 """
 
@@ -43,8 +47,8 @@ from pydantic import Field
 
 from builders.teachers.api import ApiTeacher, api_key, env_proxy, safe_url
 from builders.teachers.base import BackendEntry, GenError, GenRequest, GenResult
-from builders.teachers.budget import BudgetGate
-from builders.teachers.completions import CONTEXT_HINTS, parse_body
+from builders.teachers.budget import Budget, BudgetGate, budget_of
+from builders.teachers.completions import CONTEXT_HINTS, is_empty, parse_body
 from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
 from builders.teachers.fleet import Fleet, Stopped
 from builders.teachers.ratelimit import Ticket, retry_after_s
@@ -127,11 +131,16 @@ class OpenAIBackend:
         self._out: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._taken = self._consumed = 0
         self._throttles = {"http_429": 0, "retry_after_s": 0.0}
+        self._budget: Budget | None = None  # the budget gating the requests, when there is one
+        self._empty = 0  # empty answers asked again
+        self._unnamed = False  # a server answered without naming its model (warned once)
 
     def figures(self) -> dict[str, Any]:
-        """HTTP requests sent (retries included), 429s, seconds of Retry-After honoured, and seconds
-        requests waited for a slot or a rate window (summed over requests) in the last run."""
-        f = {"requests_sent": self._fleet.sent, **self._throttles, "wait_s": self._fleet.wait_s}
+        """HTTP requests sent (retries included), 429s, seconds of Retry-After honoured, seconds
+        requests waited for a slot or a rate window (summed over requests), and empty answers asked
+        again, in the last run."""
+        f = {"requests_sent": self._fleet.sent, **self._throttles, "wait_s": self._fleet.wait_s,
+             "empty_retries": self._empty}  # fmt: skip
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in f.items()}
 
     def _release(self, i: int, connected: bool | None) -> None:
@@ -199,6 +208,38 @@ class OpenAIBackend:
         self._throttles["retry_after_s"] += wait
         self._fleet.pacers[i].throttled(now, ticket, wait)
 
+    def _served(self, i: int, req: GenRequest, result: GenResult) -> None:
+        """Stop the run when the server named another model than the configured one (its answer is
+        thrown away, its cost counted)."""
+        served = result.served_model
+        if served is None:
+            if not self._unnamed:
+                self._unnamed = True
+                logger.warning("teacher %s: %s does not name the model it served; unchecked",
+                               self.cfg.name, safe_url(self.urls[i]))  # fmt: skip
+        elif not self.cfg.serves(served):
+            if self._budget is not None:
+                self._budget.discard(req.key, result.prompt_tokens, result.completion_tokens, 0)
+            raise self._abort(self.cfg.impostor(served, safe_url(self.urls[i])))
+
+    def _again_fits(self, req: GenRequest, empty: GenResult) -> bool:
+        """An empty answer is thrown away (its cost counted): whether the budget lets it go again."""
+        if self._budget is None:
+            return True
+        return self._budget.discard(req.key, empty.prompt_tokens, empty.completion_tokens, req.max_tokens)
+
+    async def _post(
+        self, session: aiohttp.ClientSession, i: int, ticket: Ticket, body: dict[str, Any]
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """(status, body, headers) of one attempt, the whole of it (connect, first byte, every byte
+        of the body) within `timeout_s`: a body trickled a byte at a time ends in `TimeoutError`."""
+        url = f"{self.urls[i]}/chat/completions"
+        async with asyncio.timeout(self.cfg.timeout_s):
+            async with session.post(url, json=body, proxy=self.proxies[i]) as r:
+                status, data = r.status, await r.read()
+                self._fleet.pacers[i].heard(time.monotonic(), r.headers, ticket)
+                return status, data, r.headers
+
     async def _one(
         self, session: aiohttp.ClientSession, req: GenRequest, slot: tuple[int, Ticket]
     ) -> GenResult | GenError:
@@ -214,25 +255,30 @@ class OpenAIBackend:
         while True:
             connected = None
             status = 0
+            empty: GenResult | None = None  # this attempt's answer, when it was empty
             try:
                 if self._stopping:
                     raise Stopped()
                 connected = True
                 url = self.urls[i]
                 try:
-                    async with session.post(f"{url}/chat/completions", json=body, proxy=self.proxies[i]) as r:
-                        status, data = r.status, await r.read()
-                        self._fleet.pacers[i].heard(time.monotonic(), r.headers, ticket)
+                    status, data, headers = await self._post(session, i, ticket, body)
                 except TRANSPORT_ERRORS as exc:
                     err, connected = error_name(exc), not isinstance(exc, NEVER_CONNECTED)
                 else:
                     if status == 200:
                         self._fleet.pacers[i].succeeded()
-                        return parse_body(req, data)
-                    if status in AUTH_STATUS:
+                        out = parse_body(req, data)
+                        if isinstance(out, GenError):
+                            return out
+                        self._served(i, req, out)
+                        if not is_empty(out):
+                            return out
+                        empty, err = out, f"empty answer (finish_reason={out.finish_reason})"
+                    elif status in AUTH_STATUS:
                         raise self._auth_refused(i, status)
-                    if status == THROTTLED:
-                        self._throttled(i, ticket, r.headers, data, throttles)
+                    elif status == THROTTLED:
+                        self._throttled(i, ticket, headers, data, throttles)
                         throttles += 1
                     else:
                         err = f"HTTP {status}"
@@ -250,6 +296,11 @@ class OpenAIBackend:
             never_connected = never_connected and not connected
             if attempt >= self.cfg.max_retries:
                 break
+            if empty is not None:
+                if not self._again_fits(req, empty):
+                    detail = f"{err}; max_cost leaves no room to ask again"
+                    return GenError(key=req.key, id=req.id, reason=REQUEST_ERROR, detail=detail)
+                self._empty += 1
             delay = self.cfg.backoff_s * (2**attempt) * (0.5 + self._rng.random())
             attempt += 1
             logger.warning("%s from %s, retry %d in %.1fs", err, safe_url(url), attempt, delay)
@@ -257,6 +308,8 @@ class OpenAIBackend:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._halted.wait(), delay)
             i, ticket = await self._fleet.acquire(i, cost)
+        if empty is not None:  # empty after every retry: the teacher's answer (an empty_response)
+            return empty
         if never_connected:
             self._unreachable(err)
         n = self.cfg.max_retries
@@ -312,8 +365,9 @@ class OpenAIBackend:
     async def _drive(self, requests: Iterator[GenRequest]) -> None:
         """The run: feed, then wait for every request; the end (or a bug) goes to the consumer."""
         self._halted = asyncio.Event()
-        t = self.cfg.timeout_s
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)
+        self._budget = budget_of(requests)
+        t = self.cfg.timeout_s  # each attempt's deadline, and of its connect and every read (`_post`)
+        timeout = aiohttp.ClientTimeout(total=t, connect=t, sock_connect=t, sock_read=t)
         connector = aiohttp.TCPConnector(limit=self.cfg.concurrency * len(self.urls))
         try:
             async with aiohttp.ClientSession(headers=self.headers, timeout=timeout, connector=connector) as s:

@@ -4,16 +4,20 @@ the Batch API's price, collected into the generation cache.
 A run (1) reads the batch records in the cache folder (`builders.teachers.batch_records`): a batch
 submitted by an earlier run, killed or not, is polled and collected, never submitted again; (2)
 writes the requests no batch holds yet into JSONL files of `{custom_id, method, url, body}` (the
-custom id is the cache key) of at most `max_requests_per_file` lines and `max_file_bytes` bytes,
-and for each file records it, uploads it, records the file id, creates the batch and records its
-id; (3) polls every `poll_s` seconds and, as each batch ends (completed, expired, cancelled),
-downloads its output and error files and yields one answer per request. A request that failed
-or was never run (an expired batch) is resubmitted, in a file of its own, up to `max_resubmits`
-times; then it is a `request_error`. A batch the provider refused as a whole (`failed`) stops the
-run with its errors. What reaches the consumer is cached there; a record is deleted only after
-its answers were handed over and the run has ended (the consumer caches them before `close`).
-`stop()` submits nothing more and stops waiting: batches already done are collected, the others
-stay recorded for the next run.
+custom id is the cache key) of at most `max_requests_per_file` lines and `max_file_bytes` bytes, and
+for each file records it, uploads it, records the file id, creates the batch and records its id; (3)
+polls every `poll_s` seconds and, as each batch ends (completed, expired, cancelled), downloads its
+output and error files and yields one answer per request. A request that failed or was never run (an
+expired batch) is resubmitted, in a file of its own, up to `max_resubmits` times; then it is a
+`request_error`. An empty answer (missing or blank content the token limit did not cut) is
+resubmitted the same way, while the budget has room for it; still empty after the last submission,
+it is the teacher's answer (`empty_response`). A batch the provider refused as a whole (`failed`)
+stops the run with its errors, and so does an answer naming another model than the configured one
+(`ApiTeacher.serves`): the answers of that batch from there on are not cached and its record stays,
+so the next run collects them again, after the config is fixed, without paying twice. What reaches
+the consumer is cached there; a record is deleted only after its answers were handed over and the
+run has ended (the consumer caches them before `close`). `stop()` submits nothing more and stops
+waiting: batches already done are collected, the others stay recorded for the next run.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from pydantic import Field
 from builders.teachers.api import ApiTeacher, api_key, safe_url
 from builders.teachers.base import BackendEntry, GenError, GenRequest, GenResult
 from builders.teachers.batch_records import BatchRecord, BatchRecords
+from builders.teachers.budget import Budget, budget_of
 from builders.teachers.cache import GenerationCache
-from builders.teachers.completions import CONTEXT_HINTS, parse_completion
+from builders.teachers.completions import CONTEXT_HINTS, is_empty, parse_completion
 from builders.teachers.filters import PROMPT_TOO_LONG, REQUEST_ERROR
 from core.errors import PipelineError
 
@@ -104,6 +109,8 @@ class OpenAIBatchBackend:
         self._stopping = threading.Event()
         self._done: list[BatchRecord] = []  # records whose every answer was handed over
         self._figures: dict[str, Any] = {}
+        self._budget: Budget | None = None  # the budget gating the requests, when there is one
+        self._unnamed = False  # an answer did not name its model (warned once)
 
     def figures(self) -> dict[str, Any]:
         """Batches and requests submitted (new and resubmitted), batches collected, polls and the
@@ -114,6 +121,7 @@ class OpenAIBatchBackend:
         """Submit what no batch holds yet, then yield every answer as its batch ends."""
         self._figures = {"batches_submitted": 0, "requests_submitted": 0, "requests_resubmitted": 0,
                          "batches_collected": 0, "polls": 0, "wait_s": 0.0}  # fmt: skip
+        self._budget = budget_of(requests)
         return self._run(iter(requests))
 
     def _run(self, requests: Iterator[GenRequest]) -> Iterator[GenResult | GenError]:
@@ -269,6 +277,7 @@ class OpenAIBatchBackend:
                 f"({why}); finished answers are cached, a rerun submits its requests again"
             )
         self._figures["batches_collected"] += 1
+        again = rec.attempt < self.cfg.max_resubmits and not self._stopping.is_set()  # may resubmit
         failed: dict[str, str] = {}
         seen: set[str] = set()
         for line in [*self._lines(batch.output_file_id, tmp), *self._lines(batch.error_file_id, tmp)]:
@@ -277,19 +286,40 @@ class OpenAIBatchBackend:
                 continue
             seen.add(key)
             outcome = self._outcome(key, todo[key], line)
-            if isinstance(outcome, GenResult):
-                yield outcome
-            else:
+            if isinstance(outcome, GenError):
                 failed[key] = outcome.detail
+                continue
+            self._check_model(outcome, batch.id)
+            if is_empty(outcome) and again:
+                if self._budget is None or self._budget.discard(
+                    key, outcome.prompt_tokens, outcome.completion_tokens, self.cfg.sampling.max_tokens
+                ):
+                    failed[key] = f"empty answer (finish_reason={outcome.finish_reason})"
+                    continue
+                outcome = GenError(key, todo[key], REQUEST_ERROR, "empty answer; max_cost leaves no room to "
+                                   f"submit it again (batch {batch.id})")  # fmt: skip
+            yield outcome
         for key in todo.keys() - seen:
             failed[key] = f"not run (batch {batch.status})"
-        if rec.attempt < self.cfg.max_resubmits and not self._stopping.is_set():
+        if again:
             return {key: todo[key] for key in failed}
         for key, detail in failed.items():
             hit = any(h in detail.lower() for h in CONTEXT_HINTS)
             yield GenError(key, todo[key], PROMPT_TOO_LONG if hit else REQUEST_ERROR,
                            f"{detail} (batch {batch.id}, {rec.attempt + 1} submissions)")  # fmt: skip
         return {}
+
+    def _check_model(self, result: GenResult, batch_id: str) -> None:
+        """Stop the run when an answer names another model than the configured one."""
+        served = result.served_model
+        if served is None:
+            if not self._unnamed:
+                self._unnamed = True
+                logger.warning("teacher %s: batch %s does not name the model it served; unchecked",
+                               self.cfg.name, batch_id)  # fmt: skip
+        elif not self.cfg.serves(served):
+            where = f"{safe_url(self.cfg.base_url)} (batch {batch_id})"
+            raise PipelineError(self.cfg.impostor(served, where))
 
     def _outcome(self, key: str, pid: str, line: dict[str, Any]) -> GenResult | GenError:
         """One output or error line as an answer, or a `GenError` whose detail says why not."""

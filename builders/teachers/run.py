@@ -1,12 +1,13 @@
 """Generation runs: every (prompt, teacher) pair becomes a trace row or a recorded removal.
 
 Prompts not yet in the generation cache go to the teacher; completed generations are written to
-cache shards as they arrive, so a killed run loses at most one shard's worth of work and a rerun
-sends only what is missing. A run stopped by an exception (a whole-run failure of the backend, the
-failure-rate guard, Ctrl-C) writes its finished answers first. A failed request is a `GenError`,
-never cached, so a rerun sends it again; when more than `max_failure_rate` of a teacher's results
-in a run fail (over at least `min_results_for_rate`), the run stops rather than releasing removals.
-The `traces` stage (`builders/traces.py`) calls `run_traces`.
+cache shards as they arrive (at most `flush_s` after each, `builders.teachers.writer`), so a killed
+run loses at most the answers of its last `flush_s` and a rerun sends only what is missing. A run
+stopped by an exception (a whole-run failure of the backend, the failure-rate guard, Ctrl-C) writes
+its finished answers first. A failed request is a `GenError`, never cached, so a rerun sends it
+again; when more than `max_failure_rate` of a teacher's results in a run fail (over at least
+`min_results_for_rate`), the run stops rather than releasing removals. The `traces` stage
+(`builders/traces.py`) calls `run_traces`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from builders.teachers.api import ApiTeacher
-from builders.teachers.base import Backend, GenError, GenRequest, GenResult
+from builders.teachers.base import Backend, GenError, GenRequest
 from builders.teachers.budget import Budget, BudgetReached
 from builders.teachers.cache import GenerationCache
 from builders.teachers.config import GenerationRunConfig, TeacherConfig, TracesConfig
@@ -32,6 +33,7 @@ from builders.teachers.keys import cache_keys, request_seeds, selected_mask
 from builders.teachers.provenance import resolve_revision, vllm_version
 from builders.teachers.registry import make_backend
 from builders.teachers.tables import REMOVED_COLUMNS, STAGE, PromptSource, TeacherPlan, write_traces
+from builders.teachers.writer import CacheWriter
 from core import parent
 from core.chat import build_messages
 from core.contracts import Funnel, TeacherRecord
@@ -106,15 +108,15 @@ def generate(
     """Send `requests` (through `budget`'s gate when there is one): (errors by key, prompt tokens,
     completion tokens) of this run.
 
-    Answers go to the cache every `shard_size` answers or `flush_s` seconds, whichever comes first
-    (small shards are compacted once they add up to `cache_pack_bytes`), and, whatever stops the
-    run (a `PipelineError` from the backend or the failure-rate guard, Ctrl-C, a bug), before the
-    exception propagates; the backend's generator is closed first, so nothing more is sent. When
-    the failure-rate guard trips, the backend is stopped and requests already sent still come back
-    and are cached. Errors are never cached. A budget that holds a request back ends the requests:
-    what was sent comes back and is cached, and `budget.stopped` tells the caller.
+    Answers go to the cache every `shard_size` answers, and none is held longer than `flush_s`
+    seconds whether more come or not (`CacheWriter`; small shards are compacted once they add up to
+    `cache_pack_bytes`), and, whatever stops the run (a `PipelineError` from the backend or the
+    failure-rate guard, Ctrl-C, a bug), before the exception propagates; the backend's generator
+    is closed first, so nothing more is sent. When the failure-rate guard trips, the backend is
+    stopped and requests already sent still come back and are cached. Errors are never cached. A
+    budget that holds a request back ends the requests: what was sent comes back and is cached, and
+    `budget.stopped` tells the caller.
     """
-    buffer: list[GenResult] = []
     errors: dict[str, GenError] = {}
     n = failed = prompt_tokens = completion_tokens = 0
     last = ""
@@ -123,8 +125,8 @@ def generate(
     results = backend.generate(gate if gate is not None else requests)
     unwatch = parent.stop_on_orphan(backend.stop)  # dvc is gone: send nothing more, keep what comes back
     bar = tqdm(total=total, desc=f"{cfg.SECTION} {teacher.name}", unit="prompt")
-    flushed_at = time.monotonic()
-    unpacked = 0  # bytes of shards written since the last compaction
+    writer = CacheWriter(cache, teacher.model, revision, shard_size=cfg.shard_size, flush_s=cfg.flush_s,
+                         pack_bytes=cfg.cache_pack_bytes)  # fmt: skip
     try:
         for r in results:
             if budget is not None:
@@ -134,18 +136,11 @@ def generate(
                 if r.reason == REQUEST_ERROR:
                     failed, last = failed + 1, r.detail
             else:
-                buffer.append(r)
+                writer.add(r)
                 prompt_tokens += r.prompt_tokens
                 completion_tokens += r.completion_tokens
             n += 1
             bar.update(1)
-            if buffer and (len(buffer) >= cfg.shard_size or time.monotonic() - flushed_at >= cfg.flush_s):
-                batch, buffer, flushed_at = buffer, [], time.monotonic()
-                shard = cache.write_shard(batch, teacher.model, revision)
-                unpacked += shard.stat().st_size if shard else 0
-                if unpacked >= cfg.cache_pack_bytes:
-                    cache.compact(cfg.cache_pack_bytes)
-                    unpacked = 0
             if stopped is None:
                 try:
                     check_failure_rate(teacher.name, cfg, failed, n, last)
@@ -166,9 +161,7 @@ def generate(
                 close()  # on a stop: cancel what the backend has not sent yet
         finally:
             bar.close()
-            if buffer:
-                logger.info("teacher %s: caching %d finished answers", teacher.name, len(buffer))
-                cache.write_shard(buffer, teacher.model, revision)
+            writer.close()  # the answers still held
     return errors, prompt_tokens, completion_tokens
 
 
@@ -296,7 +289,8 @@ def run_teacher(
 
 
 def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
-    """meta/<teacher>.json: the teacher's model, revision, sampling and token totals."""
+    """meta/<teacher>.json: the teacher's model, revision, sampling, token totals and (an API teacher)
+    the model names its released rows were served under."""
     t = plan.teacher
     return TeacherRecord(
         teacher=t.name,
@@ -312,6 +306,7 @@ def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
         completion_tokens_total=plan.completion_tokens,
         price=t.price.resolved() if isinstance(t, ApiTeacher) and t.price else None,
         priced_at=t.PRICED_AT if isinstance(t, ApiTeacher) and t.price else None,
+        served_models=sorted(plan.served_models) if isinstance(t, ApiTeacher) else None,
     ).dump()
 
 

@@ -102,6 +102,7 @@ class TeacherPlan:
     rows_out: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    served_models: set[str] = field(default_factory=set)  # the model names the released rows came under
 
 
 def _id_range(keys: pl.DataFrame, first: str, last: str) -> pl.DataFrame:
@@ -120,7 +121,9 @@ def _teacher_batch(
     keys = keys.join(plan.too_long.select("id"), on="id", how="anti")
     found = cache.lookup(keys["_key"], first, last)
     joined = keys.join(
-        found.select("key", "response", "finish_reason", "prompt_tokens", "completion_tokens"),
+        found.select(
+            "key", "response", "finish_reason", "prompt_tokens", "completion_tokens", "served_model"
+        ),
         left_on="_key",
         right_on="key",
         how="left",
@@ -148,6 +151,8 @@ def _teacher_batch(
         [removed_errors, answered.filter(pl.col("reason").is_not_null()).select(removed_errors.columns)]
     )
     kept = answered.filter(pl.col("reason").is_null()).drop("_key", "reason", "detail")
+    plan.served_models.update(kept["served_model"].drop_nulls().unique().to_list())
+    kept = kept.drop("served_model")
     rows = batch.join(kept, on="id", how="inner").with_columns(
         pl.lit(plan.teacher.name).alias("teacher"), pl.lit(plan.teacher.model).alias("teacher_model")
     )
