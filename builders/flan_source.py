@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from core.errors import InputError
 from core.io import reading
-from core.schema import SUBMIXES, TEMPLATE_TYPES
+from core.schema import TEMPLATE_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class SourceFiles:
             return path.as_posix()
 
 
-def _template_of(folder: str) -> str | None:
+def template_of(folder: str) -> str | None:
+    """The template type of an Open-Orca/FLAN folder name (`cot_zsopt_data` -> `zs_opt`), else None."""
     m = re.fullmatch(r"[a-z0-9]+_(zs|fs)(opt|noopt)_data", folder)
     return f"{m.group(1)}_{m.group(2)}" if m else None
 
@@ -75,7 +76,7 @@ def discover(root: str | Path, submixes: Iterable[str]) -> SourceFiles:
         s: sorted(
             p
             for d in sorted(root.glob(f"{OPENORCA_PREFIX[s]}_*_data"))
-            if _template_of(d.name)
+            if template_of(d.name)
             for p in d.rglob("*.parquet")
         )
         for s in submixes
@@ -233,23 +234,3 @@ def _read_batches(path: Path, submix: str, label: str | None) -> Iterator[pl.Dat
             pl.lit(label or str(path)).alias("file"),
         )
         yield df
-
-
-def read_submix(
-    source: SourceFiles, submix: str, template_types: Iterable[str]
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Read all files of a submix; keep rows of `template_types` (and faulty rows), count the rest."""
-    if submix not in SUBMIXES:
-        raise SourceError(f"unknown submix '{submix}' (known: {list(SUBMIXES)})")
-    keep = list(template_types)
-    frames, skipped = [], {}
-    for path in source.files.get(submix, []):
-        for df in read_batches(path, submix, source.relative(submix, path)):
-            mask = df["fault"].is_not_null() | df["template_type"].is_in(keep)
-            for t, n in df.filter(~mask).group_by("template_type").len().iter_rows():
-                skipped[t] = skipped.get(t, 0) + n
-            frames.append(df.filter(mask))
-    empty = pl.DataFrame(
-        schema={**{f: pl.String for f in FIELDS}, "fault": pl.String, "submix": pl.String, "file": pl.String}
-    )
-    return (pl.concat(frames) if frames else empty), dict(sorted(skipped.items()))

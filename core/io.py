@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,50 @@ def write_parquet(df: pl.DataFrame, path: str | Path, schema: pa.Schema) -> None
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **PARQUET_WRITE_OPTS)
     logger.info("wrote %s rows to %s", table.num_rows, path)
+
+
+def write_parquet_frames(frames: Iterable[pl.DataFrame], path: str | Path, schema: pa.Schema) -> int:
+    """Write the rows of `frames`, in order, to `path` atomically; returns the row count.
+
+    The same bytes as `write_parquet` of the frames concatenated: rows are cut into row groups of
+    exactly `PARQUET_WRITE_OPTS["row_group_size"]`, each written as one chunk, so memory holds one
+    row group whatever the file's size.
+    """
+    group = PARQUET_WRITE_OPTS["row_group_size"]
+    opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
+    rows = 0
+    with atomic_path(path) as tmp:
+        writer: pq.ParquetWriter | None = None
+        buffer: list[pl.DataFrame] = []
+        buffered = 0
+
+        def flush(n: int) -> None:
+            nonlocal writer, buffer, buffered
+            df = pl.concat(buffer) if len(buffer) > 1 else buffer[0]
+            table = to_arrow(df.slice(0, n), schema).combine_chunks()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, schema, **opts)
+            writer.write_table(table, row_group_size=group)
+            rest = df.slice(n)
+            buffer, buffered = ([rest], rest.height) if rest.height else ([], 0)
+
+        try:
+            for df in frames:
+                if df.height:
+                    buffer.append(df)
+                    buffered += df.height
+                    rows += df.height
+                while buffered >= group:
+                    flush(group)
+            if buffered:
+                flush(buffered)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no rows: the file write_parquet writes for an empty frame
+            pq.write_table(schema.empty_table(), tmp, **PARQUET_WRITE_OPTS)
+    logger.info("wrote %s rows to %s", rows, path)
+    return rows
 
 
 def read_document(path: str | Path, *, what: str = "file", error: type[PipelineError] = InputError) -> Any:

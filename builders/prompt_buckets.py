@@ -1,0 +1,202 @@
+"""The `prompts` stage's passes over one submix, each a task a worker process runs.
+
+Memory follows a bucket of tasks, never the source:
+
+1. `scan_file` reads one source file a batch at a time: counts the rows of template types not
+   asked for, turns faulty rows into removed rows, and spills the others (task, template type,
+   question, reference) to disk, each under the bucket of its task (a crc32 of the task name).
+2. `count_bucket` reads one bucket back and counts each task's distinct rows (what sampling
+   draws from), so the parent can lay out the rank streams and allocate the budget over all tasks.
+3. `sample_bucket` reads one bucket back and does what the in-memory stage did to those tasks:
+   drops duplicate rows, sets excluded tasks aside, ranks every row from its pool's rank stream at
+   the row's position in the pool (`sampling.uniforms_at`), keeps each task's best-ranked rows and
+   gives them ids, options flags and system messages.
+
+A task's rows all fall in one bucket, and every rule of the stage looks within a task (duplicates
+share a task; exclusion and hold-out take whole tasks), so the rows are those of the whole-source
+computation.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from builders.flan_source import read_batches
+from builders.sampling import add_ids, pool_rngs, take_best, uniforms_at
+from builders.system_messages import SystemMessage, assign_system_messages
+from core.schema import PROMPT_SCHEMA
+from core.spill import Spill, read_key
+
+CONTENT_KEY = ["task_name", "template_type", "question"]
+SPILLED = [*CONTENT_KEY, "reference"]
+_OPTIONS = r"(?im)^\s*(options|choices)\s*:|^\s*OPTIONS\b|^\s*\(?[A-E]\)\s+\S"
+DUPLICATE = "same submix, task, template and inputs as a kept row"
+POOLS = {"heldout": 1, "train": 2}  # pool -> purpose of its seeded streams (`sampling.pool_rngs`)
+EXCLUDED = "excluded"
+
+
+def has_options(df: pl.DataFrame) -> pl.Series:
+    """True for rows whose template lists options, or whose text shows an options block."""
+    by_template = df["template_type"].str.ends_with("_opt")
+    by_text = df["question"].str.contains(_OPTIONS)
+    return (by_template | by_text).alias("has_options")
+
+
+def bucket_of(task: str, buckets: int) -> str:
+    """The spill key of a task's bucket."""
+    return f"b{zlib.crc32(task.encode('utf-8')) % buckets:05d}"
+
+
+def removed_rows(df: pl.DataFrame, reason: pl.Expr | str, detail: pl.Expr) -> pl.DataFrame:
+    """Rows of `removed.parquet` (id, stage, reason, detail, submix, task_name)."""
+    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+    return df.select(
+        pl.col("id"),
+        pl.lit("prompts").alias("stage"),
+        reason_expr.alias("reason"),
+        detail.alias("detail"),
+        pl.col("submix"),
+        pl.col("task_name"),
+    )
+
+
+def fault_rows(faulty: pl.DataFrame) -> pl.DataFrame:
+    """Removed rows for faulty source rows: the fault's reason, and the file and column as detail."""
+    complete = pl.all_horizontal(pl.col(c).is_not_null() for c in CONTENT_KEY)
+    faulty = pl.concat(
+        [
+            add_ids(faulty.filter(complete)),
+            faulty.filter(~complete).with_columns(pl.lit(None, pl.String).alias("id")),
+        ],
+        how="diagonal",
+    )
+    fault = pl.col("fault").str.split(":")
+    detail = pl.concat_str([pl.col("file"), pl.lit(": column "), fault.list.last()])
+    return removed_rows(faulty, fault.list.first(), detail)
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """One source file of a submix, and where its rows are spilled."""
+
+    path: str
+    label: str
+    submix: str
+    template_types: tuple[str, ...]
+    buckets: int
+    spill: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a file held: its rows, those of template types not asked for, its faulty rows."""
+
+    rows: int
+    skipped: dict[str, int]
+    faults: pl.DataFrame
+
+
+def scan_file(job: ScanJob) -> ScanResult:
+    """Read one file a batch at a time; spill its usable rows by bucket (see the module docstring)."""
+    spill = Spill(job.spill)
+    keep = list(job.template_types)
+    rows, skipped, faults = 0, {}, []
+    keys: dict[str, str] = {}
+    try:
+        for df in read_batches(Path(job.path), job.submix, job.label):
+            rows += df.height
+            df = df.rename({"inputs": "question", "targets": "reference"})
+            faulty = pl.col("fault").is_not_null()
+            wanted = pl.col("template_type").is_in(keep)
+            for t, n in df.filter(~faulty & ~wanted).group_by("template_type").len().iter_rows():
+                skipped[t] = skipped.get(t, 0) + n
+            if df.filter(faulty).height:
+                faults.append(fault_rows(df.filter(faulty)))
+            good = df.filter(~faulty & wanted).select(SPILLED)
+            for task in good["task_name"].unique().to_list():
+                keys.setdefault(task, bucket_of(task, job.buckets))
+            spill.add_by(
+                good.with_columns(pl.col("task_name").replace_strict(keys).alias("_bucket")), "_bucket"
+            )
+    finally:
+        spill.close()
+    empty = removed_rows(
+        pl.DataFrame(schema=dict.fromkeys(["id", "submix", "task_name"], pl.String)), "", pl.lit("")
+    )
+    return ScanResult(rows, skipped, pl.concat(faults) if faults else empty)
+
+
+@dataclass(frozen=True)
+class BucketJob:
+    """One bucket of a submix: its spill key in each file's spill folder."""
+
+    roots: tuple[str, ...]
+    key: str
+
+    def read(self, columns: list[str]) -> pl.DataFrame:
+        df = read_key([Path(r) for r in self.roots], self.key, columns)
+        return df if df is not None else pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+
+
+def count_bucket(job: BucketJob) -> pl.DataFrame:
+    """(task_name, rows): each task's distinct rows (by task, template type and question)."""
+    df = job.read(CONTENT_KEY)
+    return df.group_by("task_name").agg(pl.struct(CONTENT_KEY[1:]).n_unique().alias("rows"))
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """What `sample_bucket` needs: the bucket, and for each of its tasks the pool it is in, the
+    task's first position in that pool's rank stream and how many rows it gives (`take`)."""
+
+    bucket: BucketJob
+    submix: str
+    seed: int
+    tasks: pl.DataFrame  # task_name, pool (train | heldout | excluded), offset, take
+    exclude_detail: str
+    weights: dict[str, dict[int, float]]
+    messages: dict[int, SystemMessage]
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """A bucket's sampled prompts and held-out rows (prompt schema), and its removed rows."""
+
+    prompts: pl.DataFrame
+    heldout: pl.DataFrame
+    removed: pl.DataFrame
+
+
+def finish_rows(
+    df: pl.DataFrame, weights: dict, messages: dict[int, SystemMessage], seed: int
+) -> pl.DataFrame:
+    """Sampled rows with ids in the prompt schema: `has_options` and a system message per row."""
+    df = df.with_columns(has_options(df))
+    out = assign_system_messages(df, weights, messages, f"{seed}:system_message")
+    return out.select(PROMPT_SCHEMA.names)
+
+
+def sample_bucket(job: SampleJob) -> SampleResult:
+    """Deduplicate, exclude, rank and sample one bucket's tasks (see the module docstring)."""
+    rows = job.bucket.read(SPILLED).with_columns(pl.lit(job.submix).alias("submix"))
+    rows = rows.sort(SPILLED)
+    first = rows.select(pl.struct(CONTENT_KEY).is_first_distinct()).to_series()
+    removed = [removed_rows(add_ids(rows.filter(~first)), "duplicate_id", pl.lit(DUPLICATE))]
+    rows = rows.filter(first).join(job.tasks, on="task_name", how="left", maintain_order="left")
+    excluded = add_ids(rows.filter(pl.col("pool") == EXCLUDED))
+    removed.append(removed_rows(excluded, "excluded_task", pl.lit(job.exclude_detail)))
+    sampled = {}
+    for pool, purpose in POOLS.items():
+        part = rows.filter(pl.col("pool") == pool)  # sorted by task, template type, question
+        spans = part.group_by("task_name", maintain_order=True).agg(pl.col("offset").first(), pl.len())
+        rank_rng, _ = pool_rngs(job.seed, job.submix, purpose)
+        ranks = uniforms_at(
+            rank_rng, list(zip(spans["offset"].to_list(), spans["len"].to_list(), strict=True))
+        )
+        part = take_best(part.with_columns(pl.Series("_rank", ranks, dtype=pl.Float64), _take=pl.col("take")))
+        sampled[pool] = finish_rows(add_ids(part), job.weights, job.messages, job.seed)
+    return SampleResult(sampled["train"], sampled["heldout"], pl.concat(removed))
