@@ -130,16 +130,20 @@ BATCH_ROWS = 65_536  # rows per batch of a streaming read (one PARQUET_WRITE_OPT
 
 
 def iter_batches(
-    path: str | Path, columns: list[str] | None = None, rows: int = BATCH_ROWS
+    path: str | Path,
+    columns: list[str] | None = None,
+    rows: int = BATCH_ROWS,
+    groups: Iterable[int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of a Parquet file in file order, `rows` at a time; a read failure names the file.
+    """The rows of a Parquet file (or of its row `groups`) in file order, `rows` at a time; a read
+    failure names the file.
 
     One row group at a time: pyarrow's `iter_batches` over a whole file reads ahead across row
     groups (about 6 GB held for a 5M-row trace table); over one row group it holds about a batch.
     """
     with reading(path):
         parquet = pq.ParquetFile(path)
-        for group in range(parquet.num_row_groups):
+        for group in range(parquet.num_row_groups) if groups is None else groups:
             yield from parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns)
 
 
