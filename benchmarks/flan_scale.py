@@ -2,7 +2,8 @@
 
 For scale runs (`benchmarks.prompts_scale`, `benchmarks.orca_scale`), not for training. Each submix
 has real FLAN task names (those of the license registry, then names that resolve to one of its
-datasets by stem), task sizes with a long tail, a share of zero-shot rows, and rows shaped like
+datasets by stem), task sizes with a long tail (log-normal, at most 4x the mean), a share of
+zero-shot rows, and rows shaped like
 FLAN's: a task's own template text (the same for all its rows) around an instance of its own. The
 words are drawn from real FLAN-format text (`../shared/data/real`, else the rows committed under
 `tests/data/prompts_real`) with their natural frequencies, so the text compresses as real text
@@ -35,6 +36,7 @@ REAL = ROOT.parent / "shared" / "data" / "real"
 COMMITTED = ROOT / "tests" / "data" / "prompts_real"
 REGISTRY = ROOT / "builders" / "licenses" / "registry.json"
 CHUNK = 65_536
+GENERATOR = 2  # bumped when the generated rows change (a kept source is then written again)
 TEMPLATES = ("zs_opt", "zs_noopt", "fs_opt", "fs_noopt")
 
 
@@ -113,9 +115,12 @@ def task_names(submix: str, n: int) -> list[str]:
     return names
 
 
-def task_sizes(rows: int, tasks: int, rng: np.random.Generator) -> np.ndarray:
-    """Long-tailed task sizes (Pareto) summing to `rows`, each at least 1."""
-    w = rng.pareto(1.1, tasks) + 0.05
+def task_sizes(rows: int, tasks: int, rng: np.random.Generator, cap: float = 4.0) -> np.ndarray:
+    """Long-tailed task sizes (log-normal, at most `cap` times the mean, as FLAN caps the examples
+    a task gives) summing to `rows`, each at least 1."""
+    w = rng.lognormal(0.0, 1.0, tasks)
+    for _ in range(20):  # clip, renormalise, until the largest is within the cap
+        w = np.minimum(w / w.mean(), cap)
     sizes = np.maximum(1, np.floor(rows * w / w.sum()).astype(np.int64))
     sizes[np.argmax(sizes)] += rows - int(sizes.sum())
     return sizes

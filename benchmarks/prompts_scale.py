@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.flan_scale import COLLECTION, SubmixPlan, scaled, write_source
+from benchmarks.flan_scale import COLLECTION, GENERATOR, SubmixPlan, scaled, write_source
 from benchmarks.measure import load, run_measured, tail
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def prompts_params(source: Path, budgets: dict[str, int], work: Path, workers: i
 def ensure_source(work: Path, layout: str, plan: dict[str, SubmixPlan]) -> Path:
     """The generated source under `work/source` (written once; a marker records its plan)."""
     source, marker = work / "source", work / "source.json"
-    want = {"layout": layout, "plan": {s: vars(p) for s, p in plan.items()}}
+    want = {"layout": layout, "plan": {s: vars(p) for s, p in plan.items()}, "generator": GENERATOR}
     if marker.is_file() and json.loads(marker.read_text()) == want:
         return source
     shutil.rmtree(source, ignore_errors=True)

@@ -34,7 +34,7 @@ OPENORCA_PREFIX = {"cot": "cot", "niv2": "niv2", "t0": "t0", "flan2021": "flan",
 DPI_HUB_TEMPLATE = "DataProvenanceInitiative/{submix}_submix_original"
 OPENORCA_HUB_ID = "Open-Orca/FLAN"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.{}-]+$")
-BATCH_ROWS = 65536
+BATCH_ROWS = 16_384  # rows per batch read (a batch of long prompts decodes into several copies)
 
 
 class SourceError(InputError):
@@ -202,7 +202,10 @@ def read_batches(path: Path, submix: str, label: str | None = None) -> Iterator[
 def _read_batches(path: Path, submix: str, label: str | None) -> Iterator[pl.DataFrame]:
     pf = pq.ParquetFile(path)
     mapping = _column_map(path, pf.schema_arrow)
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[mapping[f] for f in FIELDS]):
+    columns = [mapping[f] for f in FIELDS]
+    # one row group at a time: iter_batches over the whole file reads ahead across row groups
+    batches = (b for g in range(pf.num_row_groups) for b in pf.iter_batches(BATCH_ROWS, [g], columns))
+    for batch in batches:
         cols: dict[str, pl.Series] = {}
         faults: list[str | None] = [None] * batch.num_rows
         any_fault = False

@@ -12,6 +12,10 @@ Memory follows a bucket of tasks, never the source:
    the row's position in the pool (`sampling.uniforms_at`), keeps each task's best-ranked rows and
    gives them ids, options flags and system messages.
 
+A worker holds one bucket's text once, plus a few integers per row: rows are ordered by index
+(`distinct_order`), never copied in order. So memory follows the largest bucket, and a bucket holds
+whole tasks: a task larger than `recipe.BUCKET_BYTES` makes its bucket that large.
+
 A task's rows all fall in one bucket, and every rule of the stage looks within a task (duplicates
 share a task; exclusion and hold-out take whole tasks), so the rows are those of the whole-source
 computation.
@@ -23,7 +27,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from builders.flan_source import read_batches
 from builders.sampling import add_ids, pool_rngs, take_best, uniforms_at
@@ -137,15 +144,48 @@ class BucketJob:
     roots: tuple[str, ...]
     key: str
 
-    def read(self, columns: list[str]) -> pl.DataFrame:
-        df = read_key([Path(r) for r in self.roots], self.key, columns)
-        return df if df is not None else pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    def read(self, columns: list[str]) -> pa.Table:
+        table = read_key([Path(r) for r in self.roots], self.key, columns)
+        return table if table is not None else pa.table({c: pa.array([], pa.large_string()) for c in columns})
+
+
+def _key_hash(df: pl.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's (task, template type, question)."""
+    h = np.zeros(df.height, dtype=np.uint64)
+    for k, column in enumerate(CONTENT_KEY):
+        h = h * np.uint64(0x9E3779B97F4A7C15) ^ df[column].hash(seed=k).to_numpy()
+    return h
+
+
+def distinct_order(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(order, first): row indices sorted by `columns` (which start with the content key), and for
+    each sorted position whether it is the first row of its (task, template type, question).
+
+    Sorted with Arrow's comparison sort (indices only, no copy of the text); adjacent rows are
+    compared by a hash of their content key, and only rows whose hash equals their neighbour's
+    are compared as text, so the memory is the table's plus a few integers per row.
+    """
+    order = pc.sort_indices(table, [(c, "ascending") for c in columns]).to_numpy()
+    df = pl.from_arrow(table.select(CONTENT_KEY))
+    assert isinstance(df, pl.DataFrame)
+    hashes = _key_hash(df)[order]
+    first = np.ones(order.size, dtype=bool)
+    maybe = np.flatnonzero(hashes[1:] == hashes[:-1]) + 1
+    if maybe.size:
+        prev, this = df[order[maybe - 1]], df[order[maybe]]
+        same = np.ones(maybe.size, dtype=bool)
+        for column in CONTENT_KEY:
+            same &= (prev[column] == this[column]).to_numpy()
+        first[maybe[same]] = False
+    return order, first
 
 
 def count_bucket(job: BucketJob) -> pl.DataFrame:
     """(task_name, rows): each task's distinct rows (by task, template type and question)."""
-    df = job.read(CONTENT_KEY)
-    return df.group_by("task_name").agg(pl.struct(CONTENT_KEY[1:]).n_unique().alias("rows"))
+    table = job.read(CONTENT_KEY)
+    order, first = distinct_order(table, CONTENT_KEY)
+    tasks = pl.from_arrow(table.column("task_name")).gather(order[first])
+    return tasks.to_frame("task_name").group_by("task_name").agg(pl.len().cast(pl.UInt32).alias("rows"))
 
 
 @dataclass(frozen=True)
@@ -181,22 +221,31 @@ def finish_rows(
 
 
 def sample_bucket(job: SampleJob) -> SampleResult:
-    """Deduplicate, exclude, rank and sample one bucket's tasks (see the module docstring)."""
-    rows = job.bucket.read(SPILLED).with_columns(pl.lit(job.submix).alias("submix"))
-    rows = rows.sort(SPILLED)
-    first = rows.select(pl.struct(CONTENT_KEY).is_first_distinct()).to_series()
-    removed = [removed_rows(add_ids(rows.filter(~first)), "duplicate_id", pl.lit(DUPLICATE))]
-    rows = rows.filter(first).join(job.tasks, on="task_name", how="left", maintain_order="left")
-    excluded = add_ids(rows.filter(pl.col("pool") == EXCLUDED))
-    removed.append(removed_rows(excluded, "excluded_task", pl.lit(job.exclude_detail)))
+    """Deduplicate, exclude, rank and sample one bucket's tasks (see the module docstring).
+
+    The text is held once: rows are ordered by index (`distinct_order`), and only the rows that
+    leave the bucket (sampled, held out, removed) are gathered.
+    """
+    table = job.bucket.read(SPILLED)
+    order, first = distinct_order(table, SPILLED)
+    rows = pl.from_arrow(table).with_columns(pl.lit(job.submix).alias("submix"))
+    assert isinstance(rows, pl.DataFrame)
+    del table
+    removed = [removed_rows(add_ids(rows[order[~first]]), "duplicate_id", pl.lit(DUPLICATE))]
+    kept = order[first]  # distinct rows by task, template type, question
+    plan = pl.DataFrame({"_row": kept, "task_name": rows["task_name"].gather(kept)})
+    plan = plan.join(job.tasks, on="task_name", how="left", maintain_order="left")
+    excluded = rows[plan.filter(pl.col("pool") == EXCLUDED)["_row"].to_numpy()]
+    removed.append(removed_rows(add_ids(excluded), "excluded_task", pl.lit(job.exclude_detail)))
     sampled = {}
     for pool, purpose in POOLS.items():
-        part = rows.filter(pl.col("pool") == pool)  # sorted by task, template type, question
+        part = plan.filter(pl.col("pool") == pool)
         spans = part.group_by("task_name", maintain_order=True).agg(pl.col("offset").first(), pl.len())
         rank_rng, _ = pool_rngs(job.seed, job.submix, purpose)
         ranks = uniforms_at(
             rank_rng, list(zip(spans["offset"].to_list(), spans["len"].to_list(), strict=True))
         )
         part = take_best(part.with_columns(pl.Series("_rank", ranks, dtype=pl.Float64), _take=pl.col("take")))
-        sampled[pool] = finish_rows(add_ids(part), job.weights, job.messages, job.seed)
+        chosen = rows[part["_row"].to_numpy()]
+        sampled[pool] = finish_rows(add_ids(chosen), job.weights, job.messages, job.seed)
     return SampleResult(sampled["train"], sampled["heldout"], pl.concat(removed))

@@ -62,10 +62,9 @@ class Spill:
         return pl.from_arrow(pq.read_table(self.root / f"{key}.parquet", columns=columns))  # type: ignore[return-value]
 
 
-def read_key(roots: list[Path], key: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+def read_key(roots: list[Path], key: str, columns: list[str] | None = None) -> pa.Table | None:
     """The rows under `key` in every spill folder of `roots` that has it, concatenated (None if none)."""
     files = [r / f"{key}.parquet" for r in roots if (r / f"{key}.parquet").exists()]
     if not files:
         return None
-    tables = [pq.read_table(f, columns=columns) for f in files]
-    return pl.from_arrow(pa.concat_tables(tables))  # type: ignore[return-value]
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])

@@ -50,7 +50,7 @@ def test_spill_reads_back_each_key_in_the_order_added(tmp_path: Path) -> None:
     b.close()  # another process's spill: read once its writer is done
     assert a.stored() == ["x", "y", "z"]
     assert a.read("x")["v"].to_list() == [1, 3, 5]
-    assert read_key([tmp_path / "a", tmp_path / "b"], "x")["v"].to_list() == [1, 3, 5, 6]  # type: ignore[index]
+    assert read_key([tmp_path / "a", tmp_path / "b"], "x")["v"].to_pylist() == [1, 3, 5, 6]  # type: ignore[index]
     assert read_key([tmp_path / "b"], "y") is None
     with pytest.raises(ValueError, match="safe file name"):
         a.add(df, "../up")
