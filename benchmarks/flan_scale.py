@@ -121,8 +121,8 @@ def task_sizes(rows: int, tasks: int, rng: np.random.Generator, cap: float = 4.0
     w = rng.lognormal(0.0, 1.0, tasks)
     for _ in range(20):  # clip, renormalise, until the largest is within the cap
         w = np.minimum(w / w.mean(), cap)
-    sizes = np.maximum(1, np.floor(rows * w / w.sum()).astype(np.int64))
-    sizes[np.argmax(sizes)] += rows - int(sizes.sum())
+    sizes = 1 + np.floor((rows - tasks) * w / w.sum()).astype(np.int64)
+    sizes[np.argsort(-w, kind="stable")[: rows - int(sizes.sum())]] += 1  # the rounding's remainder
     return sizes
 
 
