@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba as nb
 import numpy as np
 import torch
 
@@ -64,60 +63,6 @@ class Packs:
         return cls(np.arange(members.size + 1, dtype=np.int64), members.astype(np.int64))
 
 
-@nb.njit(cache=True)
-def _lowest_set(bits: np.ndarray, start: int) -> int:
-    """The smallest set bit >= `start` of a bit set held in uint64 words, or -1."""
-    w = start >> 6
-    if w >= bits.size:
-        return -1
-    word = bits[w] & ~((np.uint64(1) << np.uint64(start & 63)) - np.uint64(1))
-    while True:
-        if word != 0:
-            low = word & (~word + np.uint64(1))
-            b = 0
-            while low > np.uint64(1):
-                low >>= np.uint64(1)
-                b += 1
-            return (w << 6) + b
-        w += 1
-        if w >= bits.size:
-            return -1
-        word = bits[w]
-
-
-@nb.njit(cache=True)
-def _best_fit(order: np.ndarray, lengths: np.ndarray, max_length: int) -> tuple[np.ndarray, int]:
-    """Each example's pack (-1: empty) by best fit over `order`. Each free capacity keeps a stack
-    of the packs with that room (the last to reach it is used first), a bit set the non-empty ones."""
-    n = order.size
-    pack_of = np.full(n, -1, np.int64)
-    top = np.full(max_length + 1, -1, np.int64)
-    below = np.empty(max(n, 1), np.int64)
-    bits = np.zeros((max_length >> 6) + 1, np.uint64)
-    packs = 0
-    for i in order:
-        size = lengths[i]
-        if size == 0:
-            continue
-        cap = _lowest_set(bits, size)
-        if cap >= 0:
-            idx = top[cap]
-            top[cap] = below[idx]
-            if top[cap] == -1:
-                bits[cap >> 6] &= ~(np.uint64(1) << np.uint64(cap & 63))
-        else:
-            idx = packs
-            packs += 1
-            cap = max_length
-        pack_of[i] = idx
-        free = cap - size
-        if free > 0:
-            below[idx] = top[free]
-            top[free] = idx
-            bits[free >> 6] |= np.uint64(1) << np.uint64(free & 63)
-    return pack_of, packs
-
-
 def pack_plan(lengths: Sequence[int] | np.ndarray, max_length: int) -> Packs:
     """Whole examples grouped into packs of total length <= `max_length` (best-fit decreasing).
 
@@ -134,7 +79,9 @@ def pack_plan(lengths: Sequence[int] | np.ndarray, max_length: int) -> Packs:
         raise ValueError(
             f"example {first} has {int(lengths[first])} tokens, more than max_length={max_length}"
         )
-    pack_of, packs = _best_fit(order, lengths, max_length)
+    from train.packing_kernels import best_fit  # numba only where a plan is made (not beside vLLM)
+
+    pack_of, packs = best_fit(order, lengths, max_length)
     placed = order[pack_of[order] >= 0]  # placing order, which is each pack's order of its examples
     members = placed[np.argsort(pack_of[placed], kind="stable")]
     offsets = np.zeros(packs + 1, dtype=np.int64)
