@@ -64,6 +64,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[str]]] = {
     ],
     "teachers": lambda t: ["--model", teacher(t), "--prompts", "12", "--rounds", "1", *TINY_GENERATION],
     "traces_scale": lambda t: ["--n", "300", "--work", str(t / "traces")],
+    "verify": lambda t: ["--rows", "2000", "--rounds", "1"],
     "train": lambda t: ["--steps", "2", "--rows", "24", "--max-length", "128", "--batch-size", "2"],
 }
 
