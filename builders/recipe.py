@@ -339,8 +339,8 @@ def _removed_in_order(spill: Spill) -> Iterator[pl.DataFrame]:
         yield spill.read(key).sort(["id", "detail", "task_name"], nulls_last=True)
 
 
-def write_prompts(cfg: PromptsConfig, seed: int, out: Path) -> dict[str, Any]:
-    """Run the stage: write prompts, heldout and removed Parquet files and stats.json to `out`."""
+def prepare(cfg: PromptsConfig) -> tuple[dict[int, SystemMessage], dict[str, int], list[str], SourceFiles]:
+    """(system messages, budgets, submixes with a budget, their source files), params checked."""
     messages = load_system_messages(cfg.system_messages)
     check_weights(cfg.system_message_weights, messages, "params")
     budgets = resolve_budgets(cfg)
@@ -350,7 +350,17 @@ def write_prompts(cfg: PromptsConfig, seed: int, out: Path) -> dict[str, Any]:
         raise ParamsError(f"params: prompts.system_message_weights lacks submixes {missing}")
     if not wanted:
         raise ParamsError("params: every submix budget is 0; nothing to sample")
-    files = resolve_source(cfg.source, wanted, cfg.template_types, cfg.source_revision)
+    return (
+        messages,
+        budgets,
+        wanted,
+        resolve_source(cfg.source, wanted, cfg.template_types, cfg.source_revision),
+    )
+
+
+def write_prompts(cfg: PromptsConfig, seed: int, out: Path) -> dict[str, Any]:
+    """Run the stage: write prompts, heldout and removed Parquet files and stats.json to `out`."""
+    messages, budgets, wanted, files = prepare(cfg)
     logger.info(
         "source %s (%s layout): %s", cfg.source, files.layout, {s: len(f) for s, f in files.files.items()}
     )

@@ -3,8 +3,8 @@
 Kept as the oracle of `tests/test_prompts_stream.py`: the streaming stage must give the same rows,
 byte for byte, for the same input. This is the earlier `read_submix`, `stratified_sample`,
 `build_submix`, `finish` and `build_prompts`, unchanged but for the imports; the pieces both share
-(reading one file's batches, ids, the allocation of a budget over tasks, options, system messages)
-come from the library.
+(the params checks, reading one file's batches, ids, removed rows, the allocation of a budget over
+tasks, options, system messages) come from the library.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from builders.flan_source import FIELDS, SourceError, SourceFiles, read_batches, resolve_source
-from builders.prompt_buckets import CONTENT_KEY, has_options
-from builders.recipe import PromptsConfig, resolve_budgets
+from builders.flan_source import FIELDS, SourceError, SourceFiles, read_batches
+from builders.prompt_buckets import CONTENT_KEY, has_options, removed_rows
+from builders.recipe import PromptsConfig, prepare
 from builders.sampling import add_ids, allocate
-from builders.system_messages import assign_system_messages, check_weights, load_system_messages
-from core.config import ParamsError
+from builders.system_messages import assign_system_messages
 from core.contracts import Funnel
 from core.schema import PROMPT_SCHEMA, SUBMIXES
 
@@ -77,18 +76,6 @@ def _rng(seed: int, submix: str, purpose: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SUBMIXES.index(submix), purpose]))
 
 
-def _removed(df: pl.DataFrame, reason: pl.Expr | str, detail: pl.Expr) -> pl.DataFrame:
-    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
-    return df.select(
-        pl.col("id"),
-        pl.lit("prompts").alias("stage"),
-        reason_expr.alias("reason"),
-        detail.alias("detail"),
-        pl.col("submix"),
-        pl.col("task_name"),
-    )
-
-
 def build_submix(
     raw: pl.DataFrame, submix: str, budget: int, cfg: PromptsConfig, seed: int
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
@@ -104,7 +91,7 @@ def build_submix(
         how="diagonal",
     )
     removed = [
-        _removed(
+        removed_rows(
             faulty,
             pl.col("fault").str.split(":").list.first(),
             pl.concat_str([pl.col("file"), pl.lit(": column "), pl.col("fault").str.split(":").list.last()]),
@@ -113,7 +100,7 @@ def build_submix(
     rows = raw.filter(pl.col("fault").is_null()).sort([*CONTENT_KEY, "reference"])
     first = rows.select(pl.struct(CONTENT_KEY).is_first_distinct()).to_series()
     removed.append(
-        _removed(
+        removed_rows(
             add_ids(rows.filter(~first)),
             "duplicate_id",
             pl.lit("same submix, task, template and inputs as a kept row"),
@@ -125,7 +112,9 @@ def build_submix(
     if patterns:
         rx = "|".join(f"(?:{p})" for p in patterns)
         excluded = add_ids(rows.filter(pl.col("task_name").str.contains(rx)))
-        removed.append(_removed(excluded, "excluded_task", pl.lit(f"matches prompts.exclude_tasks.{submix}")))
+        removed.append(
+            removed_rows(excluded, "excluded_task", pl.lit(f"matches prompts.exclude_tasks.{submix}"))
+        )
         rows = rows.filter(~pl.col("task_name").str.contains(rx))
 
     held_pool = rows.filter(pl.col("task_name").is_in(cfg.heldout_tasks))
@@ -164,16 +153,7 @@ def finish(df: pl.DataFrame, cfg: PromptsConfig, messages: dict, seed: int) -> p
 
 def build_prompts(cfg: PromptsConfig, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     """Run the whole stage in memory: returns (prompts, heldout, removed, stats)."""
-    messages = load_system_messages(cfg.system_messages)
-    check_weights(cfg.system_message_weights, messages, "params")
-    budgets = resolve_budgets(cfg)
-    wanted = [s for s in SUBMIXES if budgets.get(s, 0) > 0]
-    missing = [s for s in wanted if s not in cfg.system_message_weights]
-    if missing:
-        raise ParamsError(f"params: prompts.system_message_weights lacks submixes {missing}")
-    if not wanted:
-        raise ParamsError("params: every submix budget is 0; nothing to sample")
-    files = resolve_source(cfg.source, wanted, cfg.template_types, cfg.source_revision)
+    messages, budgets, wanted, files = prepare(cfg)
 
     prompts, heldout, removed, per_submix = [], [], [], {}
     funnel = {"template_type": 0}
