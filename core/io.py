@@ -159,8 +159,18 @@ def to_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     if missing:
         raise ValueError(f"frame lacks columns required by the schema: {missing}")
     table = df.select([f.name for f in schema]).to_arrow()
-    # polars writes large_string; cast to the declared types so readers see the contract.
-    return table.cast(schema)
+    # polars writes large_string; cast to the declared types so readers see the contract. One chunk
+    # per row group: a chunk of `string` holds at most 2 GB of text, and the bytes written do not
+    # depend on how polars happened to chunk the frame.
+    group = PARQUET_WRITE_OPTS["row_group_size"]
+    pieces = [_one_chunk(table.slice(i, group)).cast(schema) for i in range(0, table.num_rows, group)]
+    return pa.concat_tables(pieces) if pieces else table.cast(schema)
+
+
+def _one_chunk(table: pa.Table) -> pa.Table:
+    """`table` as one chunk per column whose buffers start at its first row (a copy of a slice)."""
+    columns = [pa.concat_arrays(c.chunks) if c.num_chunks else pa.array([], c.type) for c in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def write_parquet(df: pl.DataFrame, path: str | Path, schema: pa.Schema) -> None:
