@@ -24,7 +24,9 @@ computation.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ _OPTIONS = r"(?im)^\s*(options|choices)\s*:|^\s*OPTIONS\b|^\s*\(?[A-E]\)\s+\S"
 DUPLICATE = "same submix, task, template and inputs as a kept row"
 POOLS = {"heldout": 1, "train": 2}  # pool -> purpose of its seeded streams (`sampling.pool_rngs`)
 EXCLUDED = "excluded"
+OUT_ROWS = 32_768  # rows leaving a bucket, gathered and written at a time
 
 
 def has_options(df: pl.DataFrame) -> pl.Series:
@@ -200,15 +203,54 @@ class SampleJob:
     exclude_detail: str
     weights: dict[str, dict[int, float]]
     messages: dict[int, SystemMessage]
+    out: str  # the root of the stage's output spills (`Outputs`)
 
 
-@dataclass(frozen=True)
-class SampleResult:
-    """A bucket's sampled prompts and held-out rows (prompt schema), and its removed rows."""
+@dataclass
+class Outputs:
+    """The stage's three outputs, spilled until they are written in order: sampled and held-out
+    rows by id prefix, removed rows by reason and submix, under `root/<kind>/<writer>/` (one
+    folder per writer: a bucket's worker, or the parent)."""
 
-    prompts: pl.DataFrame
-    heldout: pl.DataFrame
-    removed: pl.DataFrame
+    root: Path
+    writer: str
+    spills: dict[str, Spill] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spills = {k: Spill(self.root / k / self.writer) for k in ("prompts", "heldout", "removed")}
+
+    def add(self, kind: str, df: pl.DataFrame) -> None:
+        by_reason = pl.concat_str("reason", pl.lit("."), "submix")
+        key = by_reason if kind == "removed" else pl.col("id").str.slice(0, 2)
+        self.spills[kind].add_by(df.with_columns(key.alias("_key")), "_key")
+
+    def close(self) -> None:
+        for spill in self.spills.values():
+            spill.close()
+
+
+def spilled(root: Path, kind: str) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(key, rows) of one output kind, every writer's rows of a key together, keys in sorted order
+    (removed rows: by reason, then submix)."""
+    roots = sorted(p for p in (root / kind).glob("*") if p.is_dir())
+    keys = sorted({f.stem for r in roots for f in r.glob("*.parquet")}, key=lambda k: tuple(k.split(".")))
+    for key in keys:
+        table = read_key(roots, key)
+        df = pl.from_arrow(table) if table is not None else pl.DataFrame()
+        assert isinstance(df, pl.DataFrame)
+        yield key, df
+
+
+@dataclass
+class SampleSummary:
+    """What a bucket wrote, for the stage's stats: prompts per system message, the tasks sampled,
+    the held-out tasks and rows, the removed rows per reason."""
+
+    per_message: Counter = field(default_factory=Counter)
+    tasks: set[str] = field(default_factory=set)
+    heldout_tasks: set[str] = field(default_factory=set)
+    heldout_rows: int = 0
+    removed: Counter = field(default_factory=Counter)
 
 
 def finish_rows(
@@ -220,32 +262,48 @@ def finish_rows(
     return out.select(PROMPT_SCHEMA.names)
 
 
-def sample_bucket(job: SampleJob) -> SampleResult:
-    """Deduplicate, exclude, rank and sample one bucket's tasks (see the module docstring).
+def sample_bucket(job: SampleJob) -> SampleSummary:
+    """Deduplicate, exclude, rank and sample one bucket's tasks (see the module docstring); the
+    rows leaving the bucket are written to the output spills, `OUT_ROWS` at a time.
 
     The text is held once: rows are ordered by index (`distinct_order`), and only the rows that
-    leave the bucket (sampled, held out, removed) are gathered.
+    leave the bucket (sampled, held out, removed) are gathered, a slice at a time.
     """
     table = job.bucket.read(SPILLED)
     order, first = distinct_order(table, SPILLED)
     rows = pl.from_arrow(table).with_columns(pl.lit(job.submix).alias("submix"))
     assert isinstance(rows, pl.DataFrame)
     del table
-    removed = [removed_rows(add_ids(rows[order[~first]]), "duplicate_id", pl.lit(DUPLICATE))]
+    out = Outputs(Path(job.out), f"{job.submix}-{job.bucket.key}")
+    summary = SampleSummary()
+
+    def emit(kind: str, picks: np.ndarray, make: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
+        for start in range(0, picks.size, OUT_ROWS):
+            df = make(add_ids(rows[picks[start : start + OUT_ROWS]]))
+            out.add(kind, df)
+            if kind == "removed":
+                summary.removed.update(dict(df.group_by("reason").len().iter_rows()))
+            elif kind == "prompts":
+                summary.per_message.update(dict(df.group_by("system_prompt_id").len().iter_rows()))
+                summary.tasks.update(df["task_name"].unique().to_list())
+            else:
+                summary.heldout_tasks.update(df["task_name"].unique().to_list())
+                summary.heldout_rows += df.height
+
+    emit("removed", order[~first], lambda df: removed_rows(df, "duplicate_id", pl.lit(DUPLICATE)))
     kept = order[first]  # distinct rows by task, template type, question
     plan = pl.DataFrame({"_row": kept, "task_name": rows["task_name"].gather(kept)})
     plan = plan.join(job.tasks, on="task_name", how="left", maintain_order="left")
-    excluded = rows[plan.filter(pl.col("pool") == EXCLUDED)["_row"].to_numpy()]
-    removed.append(removed_rows(add_ids(excluded), "excluded_task", pl.lit(job.exclude_detail)))
-    sampled = {}
+    excluded = plan.filter(pl.col("pool") == EXCLUDED)["_row"].to_numpy()
+    emit("removed", excluded, lambda df: removed_rows(df, "excluded_task", pl.lit(job.exclude_detail)))
     for pool, purpose in POOLS.items():
         part = plan.filter(pl.col("pool") == pool)
         spans = part.group_by("task_name", maintain_order=True).agg(pl.col("offset").first(), pl.len())
         rank_rng, _ = pool_rngs(job.seed, job.submix, purpose)
-        ranks = uniforms_at(
-            rank_rng, list(zip(spans["offset"].to_list(), spans["len"].to_list(), strict=True))
-        )
+        spans_list = list(zip(spans["offset"].to_list(), spans["len"].to_list(), strict=True))
+        ranks = uniforms_at(rank_rng, spans_list)
         part = take_best(part.with_columns(pl.Series("_rank", ranks, dtype=pl.Float64), _take=pl.col("take")))
-        chosen = rows[part["_row"].to_numpy()]
-        sampled[pool] = finish_rows(add_ids(chosen), job.weights, job.messages, job.seed)
-    return SampleResult(sampled["train"], sampled["heldout"], pl.concat(removed))
+        kind = "prompts" if pool == "train" else "heldout"
+        emit(kind, part["_row"].to_numpy(), lambda df: finish_rows(df, job.weights, job.messages, job.seed))
+    out.close()
+    return summary

@@ -34,12 +34,15 @@ from builders.prompt_buckets import (
     EXCLUDED,
     POOLS,
     BucketJob,
+    Outputs,
     SampleJob,
+    SampleSummary,
     ScanJob,
     bucket_of,
     count_bucket,
     sample_bucket,
     scan_file,
+    spilled,
 )
 from builders.sampling import allocate, pool_rngs
 from builders.system_messages import SystemMessage, check_weights, load_system_messages
@@ -48,7 +51,6 @@ from core.contracts import Funnel
 from core.io import read_document, read_parquet, remove_stale_temps, write_json, write_parquet_frames
 from core.parallel import ProcessPool
 from core.schema import PROMPT_SCHEMA, REMOVED_SCHEMA, SUBMIXES, fields
-from core.spill import Spill
 
 logger = logging.getLogger(__name__)
 
@@ -209,34 +211,14 @@ class Tally:
     heldout_rows: int = 0
     removed: Counter = field(default_factory=Counter)
 
-    def add_prompts(self, df: pl.DataFrame) -> None:
-        for submix, part in df.partition_by("submix", as_dict=True).items():
-            self.rows_per_submix[submix[0]] += part.height
-            self.tasks.setdefault(submix[0], set()).update(part["task_name"].unique().to_list())
-            msgs = self.per_message.setdefault(submix[0], Counter())
-            msgs.update(dict(part.group_by("system_prompt_id").len().iter_rows()))
-
-
-@dataclass
-class Spills:
-    """The stage's three outputs, spilled until they are written in their order."""
-
-    prompts: Spill
-    heldout: Spill
-    removed: Spill
-
-    @classmethod
-    def under(cls, root: Path) -> Spills:
-        return cls(Spill(root / "prompts"), Spill(root / "heldout"), Spill(root / "removed"))
-
-    def add_sampled(self, prompts: pl.DataFrame, heldout: pl.DataFrame) -> None:
-        for spill, df in ((self.prompts, prompts), (self.heldout, heldout)):
-            spill.add_by(df.with_columns(pl.col("id").str.slice(0, 2).alias("_key")), "_key")
-
-    def add_removed(self, df: pl.DataFrame) -> None:
-        self.removed.add_by(
-            df.with_columns(pl.concat_str("reason", pl.lit("."), "submix").alias("_key")), "_key"
-        )
+    def add(self, submix: str, summary: SampleSummary) -> None:
+        if summary.per_message:
+            self.rows_per_submix[submix] += sum(summary.per_message.values())
+            self.tasks.setdefault(submix, set()).update(summary.tasks)
+            self.per_message.setdefault(submix, Counter()).update(summary.per_message)
+        self.heldout_tasks.update(summary.heldout_tasks)
+        self.heldout_rows += summary.heldout_rows
+        self.removed.update(summary.removed)
 
 
 def run_submix(
@@ -248,10 +230,11 @@ def run_submix(
     seed: int,
     messages: dict[int, SystemMessage],
     work: Path,
-    spills: Spills,
+    outputs: Outputs,
     tally: Tally,
 ) -> dict[str, Any]:
-    """Scan, count and sample one submix into `spills`; returns its figures for stats.json."""
+    """Scan, count and sample one submix into the output spills (`outputs` is this process's
+    writer); returns its figures for stats.json."""
     paths = files.files.get(submix, [])
     buckets = bucket_count(files, submix, cfg.template_types, BUCKET_BYTES)
     scans = [
@@ -271,7 +254,7 @@ def run_submix(
     ):
         rows_read += res.rows
         skipped.update(res.skipped)
-        spills.add_removed(res.faults)
+        outputs.add("removed", res.faults)
         tally.removed.update(dict(res.faults.group_by("reason").len().iter_rows()))
     roots = tuple(s.spill for s in scans)
     keys = sorted({p.stem for r in roots for p in Path(r).glob("*.parquet")})
@@ -294,6 +277,7 @@ def run_submix(
             detail,
             cfg.system_message_weights,
             messages,
+            str(outputs.root),
         )
         for job in jobs
     ]
@@ -303,12 +287,7 @@ def run_submix(
         desc=f"{submix}: sample",
         leave=False,
     ):
-        spills.add_sampled(res.prompts, res.heldout)
-        spills.add_removed(res.removed)
-        tally.add_prompts(res.prompts)
-        tally.heldout_tasks.update(res.heldout["task_name"].unique().to_list())
-        tally.heldout_rows += res.heldout.height
-        tally.removed.update(dict(res.removed.group_by("reason").len().iter_rows()))
+        tally.add(submix, res)
     shutil.rmtree(work, ignore_errors=True)
     stats = {
         "budget": budget,
@@ -329,14 +308,11 @@ def run_submix(
     return stats
 
 
-def _by_id(spill: Spill) -> Iterator[pl.DataFrame]:
-    for key in spill.stored():
-        yield spill.read(key).sort("id")
-
-
-def _removed_in_order(spill: Spill) -> Iterator[pl.DataFrame]:
-    for key in sorted(spill.stored(), key=lambda k: tuple(k.split("."))):
-        yield spill.read(key).sort(["id", "detail", "task_name"], nulls_last=True)
+def _in_order(root: Path, kind: str) -> Iterator[pl.DataFrame]:
+    """One output's spilled rows in its order: by id; removed rows by reason, submix and id."""
+    by = ["id", "detail", "task_name"] if kind == "removed" else ["id"]
+    for _, df in spilled(root, kind):
+        yield df.sort(by, nulls_last=True)
 
 
 def prepare(cfg: PromptsConfig) -> tuple[dict[int, SystemMessage], dict[str, int], list[str], SourceFiles]:
@@ -371,17 +347,17 @@ def write_prompts(cfg: PromptsConfig, seed: int, out: Path) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix=f".spill.{os.getpid()}.", suffix=".tmp", dir=out) as tmp,
         ProcessPool(cfg.workers) as pool,
     ):
-        spills = Spills.under(Path(tmp))
+        outputs = Outputs(Path(tmp) / "out", "stage")
         per_submix = {
-            s: run_submix(pool, files, s, budgets[s], cfg, seed, messages, Path(tmp) / s, spills, tally)
+            s: run_submix(pool, files, s, budgets[s], cfg, seed, messages, Path(tmp) / s, outputs, tally)
             for s in wanted
         }
         pool.close()
-        n_prompts = write_parquet_frames(_by_id(spills.prompts), out / "prompts.parquet", PROMPT_SCHEMA)
-        write_parquet_frames(_by_id(spills.heldout), out / "heldout.parquet", PROMPT_SCHEMA)
-        write_parquet_frames(
-            _removed_in_order(spills.removed), out / "removed.parquet", REMOVED_PROMPTS_SCHEMA
-        )
+        outputs.close()
+        root = outputs.root
+        n_prompts = write_parquet_frames(_in_order(root, "prompts"), out / "prompts.parquet", PROMPT_SCHEMA)
+        write_parquet_frames(_in_order(root, "heldout"), out / "heldout.parquet", PROMPT_SCHEMA)
+        write_parquet_frames(_in_order(root, "removed"), out / "removed.parquet", REMOVED_PROMPTS_SCHEMA)
     stats = prompt_stats(cfg, files, budgets, per_submix, tally, n_prompts)
     write_json(stats, out / "stats.json")
     logger.info("wrote %d prompts, %d held-out, %d removed to %s", n_prompts, tally.heldout_rows,
