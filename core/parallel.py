@@ -63,9 +63,10 @@ class ProcessPool:
         """`fn(item)` for every item: in input order (`ordered`) or as each finishes.
 
         `fn` must be a module-level function and items picklable. An exception in a task is raised
-        here, and the tasks not started yet are cancelled.
+        here, and the tasks not started yet are cancelled. One worker, or a list of at most one
+        item, runs in this process.
         """
-        if self.workers == 1:
+        if self.workers == 1 or (isinstance(items, list) and len(items) <= 1):
             yield from map(fn, items)
             return
         limit = in_flight or 2 * self.workers

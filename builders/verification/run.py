@@ -87,7 +87,7 @@ class TraceTable:
         """(batch, its `check_frame` columns) in file order; row groups are checked in `pool`."""
         with reading(self.path):
             groups = pq.ParquetFile(self.path).num_row_groups
-        checks = pool.imap(check_row_group, ((str(self.path), g, BATCH_ROWS) for g in range(groups)))
+        checks = pool.imap(check_row_group, [(str(self.path), g, BATCH_ROWS) for g in range(groups)])
         for group, group_checks in zip(range(groups), checks, strict=True):
             yield from zip(self.batches(columns, [group]), group_checks, strict=True)
 
