@@ -5,14 +5,14 @@
 It stands for a finished generation run, which is what a resumed or re-released run meets:
 
 1. `fill`: writes a prompt table of N FLAN-length prompts (sorted by id, the prompt schema) and fills
-   the generation cache with one answer per (prompt, teacher) pair, in the cache's own format and
-   through its own code path: shards of generations in id order (as a run sends them), compacted
-   into packs whenever they add up to `traces.cache_pack_bytes`, as `generate` does. Two teachers,
+   the generation cache with one answer per (prompt, teacher) pair through the cache's public
+   functions (`fill_cache`: `write_shard` of id-ordered shards, as a run sends them, `compact`
+   whenever they add up to `traces.cache_pack_bytes`, as `generate` does). Two teachers,
    Orca's mix: `a` answers 80% of the prompts, `b` 20% (N generations in all). Answers are ~2 KB of
    words cut from a pool of real NIV2 text (or a generated vocabulary without `../shared`).
 2. `run`: `python -m builders.traces` on it in a child process (nothing is sent: every answer is
-   cached), under `/usr/bin/time -v`; prints peak RSS, wall time, the start-up (planning: keys and
-   the cache lookup, from the stage's log) and the number of cache files.
+   cached), its memory polled (`benchmarks.measure`); prints peak RSS, wall time, the start-up
+   (planning: keys and the cache lookup, from the stage's log) and the number of cache files.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from builders.teachers.cache import CACHE_SCHEMA, GenerationCache
+from benchmarks.measure import run_measured, tail
+from builders.teachers.base import GenResult
+from builders.teachers.cache import GenerationCache
 from builders.teachers.config import TracesConfig
 from builders.teachers.keys import cache_keys, selected_mask
-from core.io import PARQUET_WRITE_OPTS
+from core.io import PARQUET_WRITE_OPTS, iter_batches
 from core.schema import PROMPT_SCHEMA
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "niv1_dev.parquet"
@@ -80,24 +82,15 @@ def traces_params(work: Path) -> dict:
     }
 
 
-def fill(n: int, work: Path) -> None:
-    """Write work/prompts.parquet and fill work/cache (see the module docstring)."""
-    params = traces_params(work)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    cfg = TracesConfig.model_validate(params["traces"])
-    rng = np.random.default_rng(SEED)
-    pool = text_pool(SEED)
-    cache = GenerationCache(work / "cache")
-    unpacked = 0
-    t0 = time.perf_counter()
+def write_prompt_table(n: int, path: Path, rng: np.random.Generator, pool: str) -> None:
+    """N FLAN-length prompts, sorted by id, in the prompt schema."""
     opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
-    with pq.ParquetWriter(work / "prompts.parquet", PROMPT_SCHEMA, **opts) as writer:
+    with pq.ParquetWriter(path, PROMPT_SCHEMA, **opts) as writer:
         for start in range(0, n, CHUNK):
             k = min(CHUNK, n - start)
-            ids = [f"p{i:09d}" for i in range(start, start + k)]
             prompts = pl.DataFrame(
                 {
-                    "id": ids,
+                    "id": [f"p{i:09d}" for i in range(start, start + k)],
                     "submix": rng.choice(["cot", "niv2", "t0", "flan2021"], k).tolist(),
                     "task_name": [f"task{t:04d}" for t in rng.integers(0, 1500, k).tolist()],
                     "template_type": "zs_opt",
@@ -109,48 +102,85 @@ def fill(n: int, work: Path) -> None:
                 }
             )
             writer.write_table(prompts.select(PROMPT_SCHEMA.names).to_arrow().cast(PROMPT_SCHEMA))
-            for teacher in cfg.teachers:
-                chosen = prompts.filter(selected_mask(prompts["id"], teacher.fraction, SEED))
-                m = chosen.height
-                finish = np.where(rng.random(m) < 0.03, "length", "stop")
-                gens = pa.table(
-                    {
-                        "key": cache_keys(chosen, teacher.model, REVISION, teacher.sampling).to_arrow(),
-                        "id": chosen["id"].to_arrow(),
-                        "teacher_model": [teacher.model] * m,
-                        "model_revision": [REVISION] * m,
-                        "response": cuts(pool, rng, m, 2_000),
-                        "finish_reason": finish.tolist(),
-                        "prompt_tokens": rng.integers(100, 600, m).astype(np.int32),
-                        "completion_tokens": rng.integers(50, 1024, m).astype(np.int32),
-                        "served_model": [None] * m,
-                    }
-                ).cast(CACHE_SCHEMA)
-                cache._seq += 1
-                unpacked += cache._write(gens, "part", cache._seq).stat().st_size
-                if unpacked >= cfg.cache_pack_bytes:
-                    cache.compact(cfg.cache_pack_bytes)
-                    unpacked = 0
-            print(
-                f"\rfilled {start + k:,}/{n:,} prompts ({time.perf_counter() - t0:.0f}s)", end="", flush=True
-            )
+
+
+def fill_cache(
+    prompts: Path,
+    cache_dir: Path,
+    cfg: TracesConfig,
+    seed: int,
+    respond: Callable[[pl.DataFrame, np.random.Generator], list[str]],
+    rng: np.random.Generator,
+) -> int:
+    """Cache one answer per (prompt, teacher) pair of `prompts` as a finished run would have.
+
+    Through the cache's own public path: for each teacher, the prompts its `fraction` selects
+    (`selected_mask`, the stage's choice) are keyed (`cache_keys`), answered by `respond`, and
+    written as id-sorted shards (`write_shard`), compacted whenever they add up to
+    `cfg.cache_pack_bytes` and at the end, as `generate` does. Returns the answers cached.
+    """
+    cache = GenerationCache(cache_dir)
+    unpacked = written = 0
+    t0 = time.perf_counter()
+    for batch in iter_batches(
+        prompts, ["id", "system_prompt", "question", "reference", "has_options"], CHUNK
+    ):
+        frame = pl.from_arrow(pa.Table.from_batches([batch]))
+        assert isinstance(frame, pl.DataFrame)
+        for teacher in cfg.teachers:
+            chosen = frame.filter(selected_mask(frame["id"], teacher.fraction, seed))
+            m = chosen.height
+            if not m:
+                continue
+            keys = cache_keys(chosen, teacher.model, REVISION, teacher.sampling).to_list()
+            finish = np.where(rng.random(m) < 0.03, "length", "stop").tolist()
+            prompt_tokens = rng.integers(100, 600, m).tolist()
+            completion_tokens = rng.integers(50, 1024, m).tolist()
+            results = [
+                GenResult(*row)
+                for row in zip(keys, chosen["id"].to_list(), respond(chosen, rng), finish, prompt_tokens,
+                               completion_tokens, strict=True)
+            ]  # fmt: skip
+            shard = cache.write_shard(results, teacher.model, REVISION)
+            unpacked += shard.stat().st_size if shard else 0
+            written += m
+            if unpacked >= cfg.cache_pack_bytes:
+                cache.compact(cfg.cache_pack_bytes)
+                unpacked = 0
+        print(f"\rcached {written:,} answers ({time.perf_counter() - t0:.0f}s)", end="", flush=True)
     cache.compact(cfg.cache_pack_bytes)  # as a run's end does
     print()
+    return written
+
+
+def fill(n: int, work: Path) -> None:
+    """Write work/params.yaml, work/prompts.parquet and fill work/cache (see the module docstring)."""
+    params = traces_params(work)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cfg = TracesConfig.model_validate(params["traces"])
+    rng = np.random.default_rng(SEED)
+    pool = text_pool(SEED, min(64_000_000, max(1_000_000, 4_000 * n)))
+    write_prompt_table(n, work / "prompts.parquet", rng, pool)
+    fill_cache(
+        work / "prompts.parquet",
+        work / "cache",
+        cfg,
+        SEED,
+        lambda df, r: cuts(pool, r, df.height, 2_000),
+        rng,
+    )
 
 
 def run_stage(work: Path) -> dict:
-    """`python -m builders.traces` on the filled folder, under /usr/bin/time -v."""
+    """`python -m builders.traces` on the filled folder in a child process, its memory polled."""
     paths = {"params": "params.yaml", "prompts": "prompts.parquet", "out": "traces", "cache": "cache"}
     args = [a for k, v in paths.items() for a in (f"--{k}", str(work / v))]
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "builders.traces", *args]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"traces failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
-    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    planned = [float(s) for s in re.findall(r"planned in ([0-9.]+)s", proc.stderr)]
-    return {"wall_s": round(wall, 1), "peak_rss_mib": round(rss_kib / 1024), "planning_s": planned}
+    log = work / "traces.log"
+    res = run_measured([sys.executable, "-m", "builders.traces", *args], log)
+    if res["rc"] != 0:
+        raise SystemExit(f"traces failed (rc {res['rc']}):\n{tail(log)}")
+    planned = [float(s) for s in re.findall(r"planned in ([0-9.]+)s", log.read_text())]
+    return {"wall_s": res["wall_s"], "peak_rss_mib": round(res["peak_rss_gib"] * 1024), "planning_s": planned}
 
 
 def main(argv: list[str] | None = None) -> int:

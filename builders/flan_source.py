@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from builders.control_chars import control_char_fault
 from core.errors import InputError
 from core.io import reading
-from core.schema import SUBMIXES, TEMPLATE_TYPES
+from core.schema import TEMPLATE_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ OPENORCA_PREFIX = {"cot": "cot", "niv2": "niv2", "t0": "t0", "flan2021": "flan",
 DPI_HUB_TEMPLATE = "DataProvenanceInitiative/{submix}_submix_original"
 OPENORCA_HUB_ID = "Open-Orca/FLAN"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.{}-]+$")
-BATCH_ROWS = 65536
+BATCH_ROWS = 16_384  # rows per batch read (a batch of long prompts decodes into several copies)
 
 
 class SourceError(InputError):
@@ -60,7 +60,8 @@ class SourceFiles:
             return path.as_posix()
 
 
-def _template_of(folder: str) -> str | None:
+def template_of(folder: str) -> str | None:
+    """The template type of an Open-Orca/FLAN folder name (`cot_zsopt_data` -> `zs_opt`), else None."""
     m = re.fullmatch(r"[a-z0-9]+_(zs|fs)(opt|noopt)_data", folder)
     return f"{m.group(1)}_{m.group(2)}" if m else None
 
@@ -76,7 +77,7 @@ def discover(root: str | Path, submixes: Iterable[str]) -> SourceFiles:
         s: sorted(
             p
             for d in sorted(root.glob(f"{OPENORCA_PREFIX[s]}_*_data"))
-            if _template_of(d.name)
+            if template_of(d.name)
             for p in d.rglob("*.parquet")
         )
         for s in submixes
@@ -202,7 +203,10 @@ def read_batches(path: Path, submix: str, label: str | None = None) -> Iterator[
 def _read_batches(path: Path, submix: str, label: str | None) -> Iterator[pl.DataFrame]:
     pf = pq.ParquetFile(path)
     mapping = _column_map(path, pf.schema_arrow)
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[mapping[f] for f in FIELDS]):
+    columns = [mapping[f] for f in FIELDS]
+    # one row group at a time: iter_batches over the whole file reads ahead across row groups
+    batches = (b for g in range(pf.num_row_groups) for b in pf.iter_batches(BATCH_ROWS, [g], columns))
+    for batch in batches:
         cols: dict[str, pl.Series] = {}
         faults: list[str | None] = [None] * batch.num_rows
         any_fault = False
@@ -235,23 +239,3 @@ def _read_batches(path: Path, submix: str, label: str | None) -> Iterator[pl.Dat
             pl.lit(label or str(path)).alias("file"),
         )
         yield df
-
-
-def read_submix(
-    source: SourceFiles, submix: str, template_types: Iterable[str]
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Read all files of a submix; keep rows of `template_types` (and faulty rows), count the rest."""
-    if submix not in SUBMIXES:
-        raise SourceError(f"unknown submix '{submix}' (known: {list(SUBMIXES)})")
-    keep = list(template_types)
-    frames, skipped = [], {}
-    for path in source.files.get(submix, []):
-        for df in read_batches(path, submix, source.relative(submix, path)):
-            mask = df["fault"].is_not_null() | df["template_type"].is_in(keep)
-            for t, n in df.filter(~mask).group_by("template_type").len().iter_rows():
-                skipped[t] = skipped.get(t, 0) + n
-            frames.append(df.filter(mask))
-    empty = pl.DataFrame(
-        schema={**{f: pl.String for f in FIELDS}, "fault": pl.String, "submix": pl.String, "file": pl.String}
-    )
-    return (pl.concat(frames) if frames else empty), dict(sorted(skipped.items()))

@@ -3,7 +3,8 @@
 Run as `python -m builders.prompts --params params.yaml --out data/prompts`. Writes
 `prompts.parquet` (training prompts), `heldout.parquet` (whole tasks set aside for evaluation),
 `removed.parquet` (rows rejected by a rule, with the reason) and `stats.json` (DVC metrics).
-The recipe itself is `builders.recipe`.
+The recipe itself is `builders.recipe`; it streams (`prompts.workers` processes, memory bounded by
+a bucket of tasks, not the source).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from builders.recipe import PromptsConfig, build_prompts, write_outputs
+from builders.recipe import PromptsConfig, write_prompts
 from core.config import load_stage
 from core.stage import stage_main
 
@@ -19,13 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 def run(params: Path, out: Path) -> None:
-    """Load params, build the prompt tables, write the four outputs."""
+    """Load params; read, sample and write the four outputs."""
     cfg, seed = load_stage(PromptsConfig, params, "prompts")
-    prompts, heldout, removed, stats = build_prompts(cfg, seed)
-    write_outputs(out, prompts, heldout, removed, stats)
-    logger.info(
-        "wrote %d prompts, %d held-out, %d removed to %s", prompts.height, heldout.height, removed.height, out
-    )
+    write_prompts(cfg, seed, out)
 
 
 def main(argv: list[str] | None = None) -> int:

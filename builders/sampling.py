@@ -1,4 +1,11 @@
-"""Orca's stratified sampling: pick a task uniformly, then a query from it without replacement."""
+"""Orca's stratified sampling: pick a task uniformly, then a query from it without replacement.
+
+Each pool of a submix (its training tasks, its held-out tasks) has two seeded streams. The rank
+stream gives the row at position p of the pool (rows sorted by task, template type, question) the
+p-th uniform as its rank in its task; the task stream draws tasks until the budget is met
+(`allocate`). A task gives its best-ranked rows. Ranks never depend on the budget, so a larger
+budget keeps every row a smaller one chose.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
+
+from core.schema import SUBMIXES
 
 
 def add_ids(df: pl.DataFrame) -> pl.DataFrame:
@@ -63,33 +72,33 @@ def _occurrences(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def stratified_sample(
-    df: pl.DataFrame,
-    budget: int,
-    rng: np.random.Generator,
-    max_per_task: int | None = None,
-    order: Sequence[str] = ("task_name", "id"),
-) -> pl.DataFrame:
-    """Sample up to `budget` rows of one submix, stratified by `task_name`, deterministically.
-
-    Rows are ordered by `order` (task first, then a unique key) before drawing, so the same rows and
-    seed give the same sample whatever order the source files had. Each row gets a random rank in
-    its task, drawn before anything that depends on the budget, and a task gives its best-ranked
-    rows: a larger budget (or `max_per_task`) keeps every row a smaller one chose.
-    """
-    if df.height == 0 or budget <= 0:
-        return df.head(0)
-    if order[0] != "task_name":
-        raise ValueError("order must start with task_name")
+def pool_rngs(seed: int, submix: str, purpose: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(rank stream, task-draw stream) of one pool of a submix: purpose 1 held-out, 2 training."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, SUBMIXES.index(submix), purpose]))
     rank_rng, task_rng = rng.spawn(2)
-    df = df.sort(list(order)).with_columns(pl.Series("_rank", rank_rng.random(df.height)))
-    tasks = df.group_by("task_name", maintain_order=True).len()
-    counts = tasks["len"].to_numpy().astype(np.int64)
-    if max_per_task is not None:
-        counts = np.minimum(counts, max_per_task)
-    alloc = pl.DataFrame({"task_name": tasks["task_name"], "_take": allocate(counts, budget, task_rng)})
-    return (
-        df.join(alloc, on="task_name", how="left", maintain_order="left")
-        .filter(pl.col("_rank").rank("ordinal").over("task_name") <= pl.col("_take"))
-        .drop("_rank", "_take")
-    )
+    return rank_rng, task_rng
+
+
+def uniforms_at(rng: np.random.Generator, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The uniforms at positions `[start, start + n)` of `rng`'s stream, span after span.
+
+    Spans must not overlap and come in increasing order. `rng` itself is not consumed: a copy of
+    its bit generator skips ahead (`advance`) over the positions between spans, so a task's ranks
+    are those `rng.random(total)` would give it without drawing the rest of the stream.
+    """
+    bits = type(rng.bit_generator)()
+    bits.state = rng.bit_generator.state
+    gen = np.random.Generator(bits)
+    out, cursor = [], 0
+    for start, n in spans:
+        if start < cursor:
+            raise ValueError("spans must come in increasing order without overlap")
+        bits.advance(start - cursor)
+        out.append(gen.random(n))
+        cursor = start + n
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def take_best(df: pl.DataFrame) -> pl.DataFrame:
+    """The rows of each task whose `_rank` is among its `_take` smallest (ties: the earlier row)."""
+    return df.filter(pl.col("_rank").rank("ordinal").over("task_name") <= pl.col("_take"))

@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,16 +132,20 @@ BATCH_ROWS = 65_536  # rows per batch of a streaming read (one PARQUET_WRITE_OPT
 
 
 def iter_batches(
-    path: str | Path, columns: list[str] | None = None, rows: int = BATCH_ROWS
+    path: str | Path,
+    columns: list[str] | None = None,
+    rows: int = BATCH_ROWS,
+    groups: Iterable[int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of a Parquet file in file order, `rows` at a time; a read failure names the file.
+    """The rows of a Parquet file (or of its row `groups`) in file order, `rows` at a time; a read
+    failure names the file.
 
     One row group at a time: pyarrow's `iter_batches` over a whole file reads ahead across row
     groups (about 6 GB held for a 5M-row trace table); over one row group it holds about a batch.
     """
     with reading(path):
         parquet = pq.ParquetFile(path)
-        for group in range(parquet.num_row_groups):
+        for group in range(parquet.num_row_groups) if groups is None else groups:
             yield from parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns)
 
 
@@ -157,8 +161,18 @@ def to_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     if missing:
         raise ValueError(f"frame lacks columns required by the schema: {missing}")
     table = df.select([f.name for f in schema]).to_arrow()
-    # polars writes large_string; cast to the declared types so readers see the contract.
-    return table.cast(schema)
+    # polars writes large_string; cast to the declared types so readers see the contract. One chunk
+    # per row group: a chunk of `string` holds at most 2 GB of text, and the bytes written do not
+    # depend on how polars happened to chunk the frame.
+    group = PARQUET_WRITE_OPTS["row_group_size"]
+    pieces = [_one_chunk(table.slice(i, group)).cast(schema) for i in range(0, table.num_rows, group)]
+    return pa.concat_tables(pieces) if pieces else table.cast(schema)
+
+
+def _one_chunk(table: pa.Table) -> pa.Table:
+    """`table` as one chunk per column whose buffers start at its first row (a copy of a slice)."""
+    columns = [pa.concat_arrays(c.chunks) if c.num_chunks else pa.array([], c.type) for c in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def write_parquet(df: pl.DataFrame, path: str | Path, schema: pa.Schema) -> None:
@@ -189,6 +203,50 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_yaml(text: str) -> Any:
     """Parse YAML like `yaml.safe_load`, refusing duplicate keys."""
     return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
+def write_parquet_frames(frames: Iterable[pl.DataFrame], path: str | Path, schema: pa.Schema) -> int:
+    """Write the rows of `frames`, in order, to `path` atomically; returns the row count.
+
+    The same bytes as `write_parquet` of the frames concatenated: rows are cut into row groups of
+    exactly `PARQUET_WRITE_OPTS["row_group_size"]`, each written as one chunk, so memory holds one
+    row group whatever the file's size.
+    """
+    group = PARQUET_WRITE_OPTS["row_group_size"]
+    opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
+    rows = 0
+    with atomic_path(path) as tmp:
+        writer: pq.ParquetWriter | None = None
+        buffer: list[pl.DataFrame] = []
+        buffered = 0
+
+        def flush(n: int) -> None:
+            nonlocal writer, buffer, buffered
+            df = pl.concat(buffer) if len(buffer) > 1 else buffer[0]
+            table = to_arrow(df.slice(0, n), schema).combine_chunks()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, schema, **opts)
+            writer.write_table(table, row_group_size=group)
+            rest = df.slice(n)
+            buffer, buffered = ([rest], rest.height) if rest.height else ([], 0)
+
+        try:
+            for df in frames:
+                if df.height:
+                    buffer.append(df)
+                    buffered += df.height
+                    rows += df.height
+                while buffered >= group:
+                    flush(group)
+            if buffered:
+                flush(buffered)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no rows: the file write_parquet writes for an empty frame
+            pq.write_table(schema.empty_table(), tmp, **PARQUET_WRITE_OPTS)
+    logger.info("wrote %s rows to %s", rows, path)
+    return rows
 
 
 def read_document(path: str | Path, *, what: str = "file", error: type[PipelineError] = InputError) -> Any:

@@ -14,13 +14,14 @@ import pytest
 import yaml
 
 from benchmarks.synthetic import synthetic_table, write_source
-from builders.flan_source import SourceError, discover, read_submix, resolve_source
+from builders.flan_source import SourceError, discover, resolve_source
 from builders.prompts import main
 from builders.recipe import PromptsConfig, build_prompts
-from builders.sampling import allocate, stratified_sample
+from builders.sampling import allocate
 from builders.system_messages import assign_system_messages, load_system_messages
 from core.config import ParamsError, load_section, parse_section
 from core.errors import InputError
+from tests.prompts_oracle import read_submix, stratified_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = ROOT / "builders" / "system_messages.yaml"
@@ -43,6 +44,7 @@ def make_cfg(source: Path, tmp_path: Path, **over) -> PromptsConfig:
         "system_messages": str(MESSAGES),
         "system_message_weights": WEIGHTS,
         "exclude_tasks": {},
+        "workers": 1,
         **over,
     }
     return parse_section(PromptsConfig, data, section="prompts")
@@ -255,7 +257,7 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     table = synthetic_table("cot", [5]).drop(["task_name"])
     f = _write(tmp_path / "s" / "cot_submix_original" / "data" / "x.parquet", table)
     with pytest.raises(SourceError, match=r"x\.parquet: missing column 'task_name'"):
-        read_submix(discover(tmp_path / "s", ["cot"]), "cot", ["zs_opt"])
+        build_prompts(make_cfg(tmp_path / "s", tmp_path, workers=2), seed=1)  # raised in a worker
     assert f.exists()
 
 
@@ -264,7 +266,7 @@ def test_wrong_type_names_file_and_column(tmp_path: Path) -> None:
     table = table.set_column(1, "targets", pa.array(range(5), pa.int64()))
     _write(tmp_path / "s" / "cot_submix_original" / "data" / "y.parquet", table)
     with pytest.raises(SourceError, match=r"y\.parquet: column 'targets' must be text, found int64"):
-        read_submix(discover(tmp_path / "s", ["cot"]), "cot", ["zs_opt"])
+        build_prompts(make_cfg(tmp_path / "s", tmp_path), seed=1)
 
 
 def test_bad_rows_go_to_removed_with_reasons(tmp_path: Path) -> None:
@@ -294,7 +296,7 @@ def test_not_parquet_is_a_clear_error(tmp_path: Path) -> None:
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not parquet at all")
     with pytest.raises(InputError, match=r"bad\.parquet: unreadable Parquet file \(footer\)"):
-        read_submix(discover(tmp_path / "s", ["cot"]), "cot", ["zs_opt"])
+        build_prompts(make_cfg(tmp_path / "s", tmp_path), seed=1)
 
 
 def test_missing_or_empty_source_folder(tmp_path: Path) -> None:

@@ -13,7 +13,15 @@ from builders.tiny_llama import build_tiny_llama
 from core.config import ParamsError, parse_section
 from tests.data.train.support import tokenizer_texts, trace_rows
 from train.config import TrainConfig
-from train.format import IGNORE_INDEX, FormatError, format_example, format_rows, prompt_ids, tokenize_dataset
+from train.format import (
+    IGNORE_INDEX,
+    FormatError,
+    format_example,
+    format_rows,
+    prompt_ids,
+    span_labels,
+    tokenize_dataset,
+)
 from train.packing import PackedCollator, PackedDataset, pack_examples, pack_lengths, packing_isolated
 
 
@@ -146,23 +154,32 @@ def test_train_config_rejects_bad_phases() -> None:
         parse_section(TrainConfig, {**base, "phases": twice[:1], "overlong": "split"}, section="train")
 
 
-def test_datasets_map_path_matches_the_in_memory_path(tok) -> None:
+@pytest.mark.parametrize(("overlong", "num_proc"), [("drop", None), ("truncate", 2)])
+def test_datasets_map_path_matches_the_in_memory_path(tok, overlong: str, num_proc: int | None) -> None:
     rows = trace_rows("tiny-a")
     rows += [
         {**rows[0], "id": "empty", "response": "  "},
         {**rows[1], "id": "long", "response": "blue " * 200},
     ]
     ds = Dataset.from_list(rows)
-    kept, stats = tokenize_dataset(ds, tok, max_length=64, overlong="drop")
-    examples, mem_stats = format_rows(tok, rows, max_length=64, overlong="drop")
+    tokenized, stats = tokenize_dataset(ds, tok, max_length=64, overlong=overlong, num_proc=num_proc)
+    examples, mem_stats = format_rows(tok, rows, max_length=64, overlong=overlong)
     assert stats.as_dict() == mem_stats.as_dict()
-    assert stats.as_dict()["removed"] == {"empty_response": 1, "overlong": 1}
+    expected = {"empty_response": 1, "overlong": 1} if overlong == "drop" else {"empty_response": 1}
+    assert stats.as_dict()["removed"] == expected
+    kept = tokenized.select([i for i, n in enumerate(tokenized["length"]) if n > 0])
     assert kept["id"] == [e.id for e in examples]
     assert kept["input_ids"] == [e.input_ids for e in examples]
-    assert kept["labels"] == [e.labels for e in examples]
+    assert [span_labels(r["input_ids"], r["label_start"], r["label_end"]) for r in kept] == [
+        e.labels for e in examples
+    ]
     assert kept["length"] == [len(e) for e in examples]
-    packs = pack_lengths(kept["length"], 64)
-    assert sorted(i for p in packs for i in p) == list(range(len(kept)))
-    assert all(sum(kept["length"][i] for i in p) <= 64 for p in packs)
-    item = PackedDataset(kept, packs)[0]
-    assert item["input_ids"] == [t for i in packs[0] for t in kept["input_ids"][i]]
+    assert tokenized.features["input_ids"].feature.dtype == "uint16"  # the tiny vocabulary fits
+    packs = pack_lengths(tokenized["length"], 64)  # dropped rows (length 0) are in no pack
+    kept_rows = sorted(i for i, n in enumerate(tokenized["length"]) if n > 0)
+    assert sorted(i for p in packs for i in p) == kept_rows
+    assert all(sum(tokenized["length"][i] for i in p) <= 64 for p in packs)
+    item = PackedDataset(tokenized, packs)[0]
+    assert item["input_ids"] == [t for i in packs[0] for t in tokenized["input_ids"][i]]
+    by_id = {e.id: e for e in examples}
+    assert item["labels"] == [x for i in packs[0] for x in by_id[tokenized["id"][i]].labels]

@@ -160,6 +160,26 @@ def test_streaming_batches_give_the_same_bytes(tmp_path: Path, monkeypatch: pyte
     )
 
 
+def test_workers_give_the_bytes_of_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row groups checked in two processes (batches smaller than a row group) write the bytes one
+    process writes."""
+    traces = pl.concat([trace_table()] * 7)
+    monkeypatch.setattr(verify_run, "BATCH_ROWS", 4)
+    outputs = []
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        rc, out = run_stage(
+            tmp_path / str(workers), traces, row_group_size=9, workers=workers, drop_wrong=True
+        )
+        assert rc == 0
+        outputs.append(
+            {f: (out / f).read_bytes() for f in ("traces.parquet", "removed.parquet", "stats.json")}
+        )
+        assert json.loads((out / "run.json").read_text())["workers"] == workers
+    assert outputs[0] == outputs[1]
+    assert pl.read_parquet(tmp_path / "2" / "out" / "removed.parquet").height > 0
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [

@@ -15,9 +15,13 @@ special token (EOS or end-of-turn), so the student learns to stop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+from datasets import Features, List, Value
 
 from core.chat import build_messages
 from core.errors import PipelineError
@@ -70,10 +74,10 @@ def prompt_ids(tokenizer: Any, system_prompt: str | None, question: str) -> list
     return _encode(tokenizer, _render(tokenizer, messages, add_generation_prompt=True))
 
 
-def format_example(
-    tokenizer: Any, *, row_id: str, system_prompt: str | None, question: str, response: str
-) -> Example:
-    """Render one row with the chat template and label only the assistant's tokens."""
+def _pieces(
+    tokenizer: Any, row_id: str, system_prompt: str | None, question: str, response: str
+) -> tuple[str, str, str]:
+    """The rendered conversation cut into (prompt up to the reply, the reply's content, the rest)."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise FormatError("the tokenizer has no chat template")
     if not response:
@@ -97,16 +101,35 @@ def format_example(
             f"row {row_id}: the assistant's content does not appear in the rendered conversation"
         )
     end = start + len(content)
-    head = _encode(tokenizer, full_text[:start])
-    body = _encode(tokenizer, full_text[start:end])
-    tail = _encode(tokenizer, full_text[end:])
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    n_stop = 1 if tail and tail[0] in special else 0
-    input_ids = head + body + tail
-    labels = [IGNORE_INDEX] * len(head) + body + tail[:n_stop] + [IGNORE_INDEX] * (len(tail) - n_stop)
+    return full_text[:start], full_text[start:end], full_text[end:]
+
+
+def _assemble(
+    row_id: str, head: list[int], body: list[int], tail: list[int], special: set[int]
+) -> tuple[list[int], int, int]:
+    """(input ids, first and end position of the labelled span): the reply, and the first token
+    after it when that is a special token (EOS or end-of-turn)."""
     if not head:
         raise FormatError(f"row {row_id}: the rendered prompt is empty")
-    return Example(id=row_id, input_ids=input_ids, labels=labels)
+    n_stop = 1 if tail and tail[0] in special else 0
+    return head + body + tail, len(head), len(head) + len(body) + n_stop
+
+
+def span_labels(ids: Sequence[int], start: int, end: int) -> list[int]:
+    """Labels of a tokenized row: its ids inside the labelled span [start, end), -100 elsewhere."""
+    return [IGNORE_INDEX] * start + list(ids[start:end]) + [IGNORE_INDEX] * (len(ids) - end)
+
+
+def format_example(
+    tokenizer: Any, *, row_id: str, system_prompt: str | None, question: str, response: str
+) -> Example:
+    """Render one row with the chat template and label only the assistant's tokens."""
+    head, body, tail = (
+        _encode(tokenizer, t) for t in _pieces(tokenizer, row_id, system_prompt, question, response)
+    )
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    ids, start, end = _assemble(row_id, head, body, tail, special)
+    return Example(id=row_id, input_ids=ids, labels=span_labels(ids, start, end))
 
 
 @dataclass
@@ -188,40 +211,90 @@ def format_rows(
     return out, stats
 
 
+def token_dtype(tokenizer: Any) -> str:
+    """The smallest integer type that holds every token id of `tokenizer` (uint16 up to 65,536)."""
+    return "uint16" if len(tokenizer) <= 1 << 16 else "int32"
+
+
+def tokenize_batch(
+    batch: dict[str, list[Any]], tokenizer: Any, *, max_length: int, overlong: str
+) -> dict[str, list[Any]]:
+    """One `Dataset.map` batch: each row's token ids, its labelled span, length, drop reason and
+    whether it was cut; a dropped row has no ids and length 0. The same ids and spans as
+    `process_row`, with the batch's texts tokenized in one call."""
+    n = len(batch["question"])
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    texts: list[str] = []
+    rows: list[int] = []
+    drop = [""] * n
+    for i in range(n):
+        response = batch["response"][i] or ""
+        if not response.strip():
+            drop[i] = "empty_response"
+            continue
+        row_id, system = str(batch["id"][i]), batch["system_prompt"][i] or ""
+        texts.extend(_pieces(tokenizer, row_id, system, batch["question"][i], response))
+        rows.append(i)
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    out: dict[str, list[Any]] = {"input_ids": [[] for _ in range(n)], "drop": drop, "cut": [False] * n}
+    out.update({k: [0] * n for k in ("label_start", "label_end", "length")})
+    for k, i in enumerate(rows):
+        head, body, tail = (encoded[3 * k + j] if texts[3 * k + j] else [] for j in range(3))
+        ids, start, end = _assemble(str(batch["id"][i]), list(head), list(body), list(tail), special)
+        if len(ids) > max_length:
+            end = min(end, max_length)
+            if overlong == "drop" or end <= start:
+                drop[i] = "overlong" if overlong == "drop" else "no_labels_after_truncation"
+                continue
+            ids = ids[:max_length]
+            out["cut"][i] = True
+        out["input_ids"][i], out["label_start"][i], out["label_end"][i], out["length"][i] = (
+            ids,
+            start,
+            end,
+            len(ids),
+        )
+    return out
+
+
 def tokenize_dataset(
     ds: Any, tokenizer: Any, *, max_length: int, overlong: str = "drop", num_proc: int | None = None
 ) -> tuple[Any, FormatStats]:
     """Format a `datasets.Dataset` of release rows with `Dataset.map` (Arrow-backed, cached, parallel).
 
-    Returns the kept examples (columns id, input_ids, labels, length, n_labels) and the counts.
-    Memory does not grow with the corpus: the token columns live in Arrow files, not Python lists.
+    Returns every row (columns id, input_ids, label_start, label_end, length; a dropped row has
+    length 0 and no ids, so no pack takes it) and the counts. Memory is bounded by a batch: token
+    ids go to Arrow files (uint16 when the vocabulary allows), labels are the span [label_start,
+    label_end) of the ids (`span_labels`), and the counts are read with Arrow compute, never
+    through per-row Python objects.
     """
-
-    def batch_fn(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {
-            k: [] for k in ("input_ids", "labels", "length", "n_labels", "drop", "cut")
+    features = Features(
+        {
+            "id": Value("string"),
+            "input_ids": List(Value(token_dtype(tokenizer))),
+            **{k: Value("int32") for k in ("label_start", "label_end", "length")},
+            "drop": Value("string"),
+            "cut": Value("bool"),
         }
-        for i in range(len(batch["question"])):
-            row = {k: batch[k][i] for k in batch}
-            ex, reason, truncated = process_row(tokenizer, row, max_length=max_length, overlong=overlong)
-            out["input_ids"].append(ex.input_ids if ex else [])
-            out["labels"].append(ex.labels if ex else [])
-            out["length"].append(len(ex) if ex else 0)
-            out["n_labels"].append(ex.n_label_tokens if ex else 0)
-            out["drop"].append(reason)
-            out["cut"].append(truncated)
-        return out
-
-    keep = ["id", "system_prompt", "question", "response"]
-    mapped = ds.select_columns(keep).map(
-        batch_fn, batched=True, num_proc=num_proc, remove_columns=["system_prompt", "question", "response"],
-        desc="formatting",
+    )
+    text = ["system_prompt", "question", "response"]
+    mapped = ds.select_columns(["id", *text]).map(
+        tokenize_batch, batched=True, num_proc=num_proc, remove_columns=text, features=features,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong}, desc="formatting",
     )  # fmt: skip
+    table = mapped.data  # a fresh map result: no indices mapping over it
     stats = FormatStats(rows_in=len(mapped))
-    for reason in mapped["drop"]:
-        if reason:
-            stats.drop(reason)
-    stats.truncated = sum(mapped["cut"])
-    kept = mapped.filter(lambda d: d == "", input_columns="drop").remove_columns(["drop", "cut"])
-    stats.examples = len(kept)
-    return kept, stats
+    for item in pc.value_counts(table.column("drop")).to_pylist():
+        if item["values"]:
+            stats.removed = {**(stats.removed or {}), item["values"]: item["counts"]}
+    stats.truncated = int(pc.sum(table.column("cut")).as_py() or 0)
+    stats.examples = stats.rows_in - sum((stats.removed or {}).values())
+    return mapped.remove_columns(["drop", "cut"]), stats
+
+
+def token_columns(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(length, label count) of every row of a `tokenize_dataset` result, as arrays."""
+    table = ds.data
+    lengths = table.column("length").to_numpy()
+    labels = pc.subtract(table.column("label_end"), table.column("label_start")).to_numpy()
+    return lengths.astype(np.int64), np.where(lengths > 0, labels, 0).astype(np.int64)

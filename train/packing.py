@@ -22,55 +22,80 @@ example's last token to predict the next example's first.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from train.format import IGNORE_INDEX, Example
+from train.format import IGNORE_INDEX, Example, span_labels
 
 
-def pack_lengths(lengths: Sequence[int], max_length: int) -> list[list[int]]:
-    """Group indices of whole examples into packs of total length <= `max_length` (best-fit decreasing).
+@dataclass(frozen=True)
+class Packs:
+    """A packing plan: pack k holds examples `members[offsets[k]:offsets[k + 1]]`, in order."""
 
-    Deterministic for a given input. Raises if an example is longer than `max_length` (fit
-    examples with `format.fit_to_length` first); skips empty ones.
+    offsets: np.ndarray
+    members: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.members[self.offsets[k] : self.offsets[k + 1]]
+
+    def to_lists(self) -> list[list[int]]:
+        """Each pack's example indices as a list."""
+        return [self[k].tolist() for k in range(len(self))]
+
+    @classmethod
+    def of(cls, packs: Sequence[Sequence[int]]) -> Packs:
+        """A plan from lists of example indices."""
+        offsets = np.zeros(len(packs) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in packs], out=offsets[1:])
+        return cls(offsets, np.array([i for p in packs for i in p], dtype=np.int64))
+
+    @classmethod
+    def singles(cls, lengths: Sequence[int] | np.ndarray) -> Packs:
+        """One example per pack (the no-packing path), empty examples left out."""
+        members = np.flatnonzero(np.asarray(lengths) > 0)
+        return cls(np.arange(members.size + 1, dtype=np.int64), members.astype(np.int64))
+
+
+def pack_plan(lengths: Sequence[int] | np.ndarray, max_length: int) -> Packs:
+    """Whole examples grouped into packs of total length <= `max_length` (best-fit decreasing).
+
+    Examples are placed longest first (ties: lower index first), each into the pack with the least
+    room that still fits it, else into a new pack; of packs with equal room, into the one that
+    reached that room last. Deterministic for a given input; compiled (numba) over arrays, so a
+    plan for millions of examples holds a few arrays and takes seconds. Raises if an example is
+    longer than `max_length` (fit examples with `format.fit_to_length` first); skips empty ones.
     """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    packs: list[list[int]] = []
-    # free capacity -> stack of pack indices with that capacity; `caps` holds the non-empty keys sorted.
-    by_cap: dict[int, list[int]] = {}
-    caps: list[int] = []
-    for i in order:
-        n = lengths[i]
-        if n > max_length:
-            raise ValueError(f"example {i} has {n} tokens, more than max_length={max_length}")
-        if n == 0:
-            continue
-        j = bisect.bisect_left(caps, n)
-        if j < len(caps):
-            cap = caps[j]
-            idx = by_cap[cap].pop()
-            if not by_cap[cap]:
-                del by_cap[cap]
-                caps.pop(j)
-            packs[idx].append(i)
-        else:
-            idx = len(packs)
-            packs.append([i])
-            cap = max_length
-        new_cap = cap - n
-        if new_cap > 0:
-            if new_cap not in by_cap:
-                by_cap[new_cap] = []
-                bisect.insort(caps, new_cap)
-            by_cap[new_cap].append(idx)
-    return packs
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    if lengths.size and lengths[order[0]] > max_length:
+        first = int(order[0])
+        raise ValueError(
+            f"example {first} has {int(lengths[first])} tokens, more than max_length={max_length}"
+        )
+    from train.packing_kernels import best_fit  # numba only where a plan is made (not beside vLLM)
+
+    pack_of, packs = best_fit(order, lengths, max_length)
+    placed = order[pack_of[order] >= 0]  # placing order, which is each pack's order of its examples
+    members = placed[np.argsort(pack_of[placed], kind="stable")]
+    offsets = np.zeros(packs + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pack_of[placed], minlength=packs), out=offsets[1:])
+    return Packs(offsets, members)
+
+
+def pack_lengths(lengths: Sequence[int] | np.ndarray, max_length: int) -> list[list[int]]:
+    """`pack_plan` as lists of example indices."""
+    return pack_plan(lengths, max_length).to_lists()
 
 
 def pack_examples(examples: Sequence[Example], max_length: int) -> list[list[Example]]:
-    """Whole examples grouped into packs of at most `max_length` tokens (see `pack_lengths`)."""
+    """Whole examples grouped into packs of at most `max_length` tokens (see `pack_plan`)."""
     return [[examples[i] for i in p] for p in pack_lengths([len(e) for e in examples], max_length)]
 
 
@@ -79,21 +104,16 @@ def single_packs(examples: Sequence[Example]) -> list[list[Example]]:
     return [[ex] for ex in examples if len(ex) > 0]
 
 
-def _ids_labels(item: Any) -> tuple[list[int], list[int]]:
-    if isinstance(item, Example):
-        return item.input_ids, item.labels
-    return list(item["input_ids"]), list(item["labels"])
-
-
 class PackedDataset(torch.utils.data.Dataset):
-    """Packs over an indexable source of examples (`Example`s or rows of a tokenized `datasets.Dataset`).
+    """Packs over a source of examples: a list of `Example`s, or a tokenized `datasets.Dataset`
+    (`input_ids` and the labelled span `label_start`, `label_end`: `format.tokenize_dataset`).
 
     Each item is the flat input ids, labels and position ids restarting at 0 per example.
     """
 
-    def __init__(self, source: Any, packs: Sequence[Sequence[int]]) -> None:
+    def __init__(self, source: Any, packs: Packs | Sequence[Sequence[int]]) -> None:
         self.source = source
-        self.packs = [list(p) for p in packs]
+        self.packs = packs if isinstance(packs, Packs) else Packs.of(packs)
 
     @classmethod
     def from_packs(cls, packs: Sequence[Sequence[Example]]) -> PackedDataset:
@@ -108,12 +128,18 @@ class PackedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.packs)
 
+    def _rows(self, members: np.ndarray) -> list[tuple[list[int], list[int]]]:
+        if isinstance(self.source, list):
+            return [(ex.input_ids, ex.labels) for ex in (self.source[int(j)] for j in members)]
+        rows = self.source[members.tolist()]  # one read of the pack's rows
+        spans = zip(rows["input_ids"], rows["label_start"], rows["label_end"], strict=True)
+        return [(list(ids), span_labels(ids, start, end)) for ids, start, end in spans]
+
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         input_ids: list[int] = []
         labels: list[int] = []
         position_ids: list[int] = []
-        for j in self.packs[i]:
-            ids, labs = _ids_labels(self.source[j])
+        for ids, labs in self._rows(self.packs[i]):
             input_ids += ids
             labels += labs
             position_ids += list(range(len(ids)))

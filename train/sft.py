@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
@@ -25,8 +26,8 @@ from core.errors import PipelineError
 from core.io import atomic_path
 from core.models import save_tokenizer
 from train.config import PhaseConfig, TrainConfig
-from train.format import Example, FormatError, tokenize_dataset
-from train.packing import PackedCollator, PackedDataset, pack_lengths, packing_isolated
+from train.format import Example, FormatError, span_labels, token_columns, tokenize_dataset
+from train.packing import PackedCollator, PackedDataset, Packs, pack_plan, packing_isolated
 
 logger = logging.getLogger(__name__)
 
@@ -144,16 +145,13 @@ def train_progressive(
             )  # fmt: skip
         except FormatError as exc:
             raise TrainError(f"release {cfg.release}, config '{phase.teacher}': {exc}") from exc
-        if len(examples) == 0:
+        if stats.examples == 0:
             raise TrainError(f"release {cfg.release}, config '{phase.teacher}': no trainable rows")
         phase_rows.append((phase, examples, stats))
     isolated = None
     flatten = cfg.packing and "flash" in str(model.config._attn_implementation)
     if cfg.packing:
-        first = phase_rows[0][1]
-        probe = [
-            Example(r["id"], r["input_ids"], r["labels"]) for r in first.select(range(min(3, len(first))))
-        ]
+        probe = probe_examples(phase_rows[0][1], 3)
         isolated = packing_isolated(model, probe, flatten=flatten) if len(probe) >= 2 else None
         if isolated is False:
             raise TrainError(
@@ -169,13 +167,11 @@ def train_progressive(
         prefix=".train-", dir=out_dir.parent if out_dir.parent.exists() else None
     )
     for i, (phase, examples, stats) in enumerate(phase_rows, start=1):
-        lengths = examples["length"]
-        packs = pack_lengths(lengths, cfg.max_length) if cfg.packing else [[j] for j in range(len(lengths))]
-        dataset = PackedDataset(examples.select_columns(["input_ids", "labels"]), packs)
-        n_tokens, n_labels = sum(lengths), sum(examples["n_labels"])
+        packs, n_tokens, n_labels = plan_phase(examples, cfg)
+        dataset = PackedDataset(examples.select_columns(["input_ids", "label_start", "label_end"]), packs)
         logger.info(
             "phase %d (%s): %d examples in %d sequences, %d tokens (%d labelled), %d epochs at lr %g",
-            i, phase.teacher, len(examples), len(packs), n_tokens, n_labels,
+            i, phase.teacher, stats.examples, len(packs), n_tokens, n_labels,
             phase.epochs, phase.learning_rate,
         )  # fmt: skip
         recorder.start_phase(i, phase.teacher)
@@ -226,6 +222,23 @@ def train_progressive(
         "final_loss": phases_out[-1]["last_loss"],
     }
     return metrics, recorder.rows, run_record(timings)
+
+
+def plan_phase(examples: Any, cfg: TrainConfig) -> tuple[Packs, int, int]:
+    """(the packing plan, tokens, labelled tokens) of a phase's tokenized rows, from arrays."""
+    lengths, labels = token_columns(examples)
+    packs = pack_plan(lengths, cfg.max_length) if cfg.packing else Packs.singles(lengths)
+    return packs, int(lengths.sum()), int(labels.sum())
+
+
+def probe_examples(examples: Any, n: int) -> list[Example]:
+    """The first `n` kept rows of a tokenized phase, as examples (for `packing_isolated`)."""
+    lengths, _ = token_columns(examples)
+    rows = examples.select(np.flatnonzero(lengths > 0)[:n].tolist())
+    return [
+        Example(r["id"], list(r["input_ids"]), span_labels(r["input_ids"], r["label_start"], r["label_end"]))
+        for r in rows
+    ]
 
 
 def run_record(timings: list[dict[str, Any]]) -> dict[str, Any]:

@@ -103,46 +103,46 @@ def _release_license(licenses: list[str], use: str) -> ReleaseLicense:
     return ReleaseLicense(license="other", licenses=distinct, use=use)
 
 
-def _counts(df: pl.DataFrame, column: str) -> dict[str, int]:
-    if df.is_empty():
+def _counts(tasks: pl.DataFrame, column: str) -> dict[str, int]:
+    """Rows per value of `column` in a frame of tasks with their `rows` ("" counted as "none")."""
+    if tasks.is_empty():
         return {}
-    counts = df.group_by(column).len().sort(column)
+    counts = tasks.group_by(column).agg(pl.col("rows").sum()).sort(column)
     return {str(k) if k != "" else "none": int(v) for k, v in counts.iter_rows()}
 
 
 def build_summary(kept: pl.DataFrame, registry: Registry, cfg: LicenseConfig) -> LicenseSummary:
-    """`license_summary.json`: counts, attributions owed, teachers' terms, the release license."""
+    """`license_summary.json` from the kept tasks and their `rows`: counts, attributions owed,
+    teachers' terms, the release license."""
     attributions = []
     share_alike = []
-    if not kept.is_empty():
-        per_ds = (
-            kept.filter(pl.col("source_dataset") != "")
-            .group_by("source_dataset")
-            .len()
-            .sort("source_dataset")
-        )
-        for uid, rows in per_ds.iter_rows():
-            ds = registry.datasets[uid]
-            entry = {
-                "dataset": uid,
-                "name": ds.name,
-                "license": ds.license,
-                "url": ds.url,
-                "license_urls": sorted({lic.url for lic in ds.licenses if lic.url}),
-                "rows": int(rows),
-            }
-            if ds.attribution_required:
-                attributions.append(entry)
-            if ds.share_alike:
-                share_alike.append({"dataset": uid, "license": ds.license, "rows": int(rows)})
+    per_ds = (
+        kept.filter(pl.col("source_dataset") != "")
+        .group_by("source_dataset")
+        .agg(pl.col("rows").sum())
+        .sort("source_dataset")
+    )
+    for uid, rows in per_ds.iter_rows():
+        ds = registry.datasets[uid]
+        entry = {
+            "dataset": uid,
+            "name": ds.name,
+            "license": ds.license,
+            "url": ds.url,
+            "license_urls": sorted({lic.url for lic in ds.licenses if lic.url}),
+            "rows": int(rows),
+        }
+        if ds.attribution_required:
+            attributions.append(entry)
+        if ds.share_alike:
+            share_alike.append({"dataset": uid, "license": ds.license, "rows": int(rows)})
     release = _release_license(
-        [lic or "unknown" for lic in kept["license"].unique().to_list()] if not kept.is_empty() else [],
-        cfg.release_use,
+        [lic or "unknown" for lic in kept["license"].unique().to_list()], cfg.release_use
     )
     return LicenseSummary(
         registry=dict(registry.source),
         policy=cfg.model_dump(mode="json", exclude={"teachers"}),
-        rows=kept.height,
+        rows=int(kept["rows"].sum()),
         counts={
             "license": _counts(kept, "license"),
             "license_use": _counts(kept, "license_use"),
@@ -155,33 +155,66 @@ def build_summary(kept: pl.DataFrame, registry: Registry, cfg: LicenseConfig) ->
     )
 
 
-def apply_license(
-    prompts: pl.DataFrame, registry: Registry, cfg: LicenseConfig, source: str = "prompts"
-) -> LicenseResult:
-    """Resolve every row's license, apply the policy, and build the stage's outputs."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in prompts.columns]
+def check_columns(columns: list[str], source: str) -> None:
+    """The columns the stage needs are there."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise InputError(f"{source}: missing columns {missing}")
-    for column in REQUIRED_COLUMNS:
-        nulls = prompts.filter(pl.col(column).is_null() | (pl.col(column) == ""))
-        if not nulls.is_empty():
-            raise InputError(f"{source}: row {nulls.row(0, named=True).get('id')!r} has an empty '{column}'")
-    decided = decide_tasks(resolve_tasks(registry, prompts), cfg)
-    rows = prompts.join(decided, on=["task_name", "submix"], how="left", validate="m:1")
-    kept = rows.filter(pl.col("reason").is_null()).drop("reason", "detail").sort("id")
+
+
+def empty_value(df: pl.DataFrame, column: str) -> tuple[bool, str | None]:
+    """(whether a row of `df` has `column` null or empty, the first such row's id)."""
+    bad = df.filter(pl.col(column).is_null() | (pl.col(column) == ""))
+    return (True, bad["id"][0]) if bad.height else (False, None)
+
+
+def license_tasks(pairs: pl.DataFrame, registry: Registry, cfg: LicenseConfig) -> pl.DataFrame:
+    """Each (task_name, submix) of `pairs` (with its `rows`): license columns, `reason` (null when
+    kept) and `detail`."""
+    decided = decide_tasks(resolve_tasks(registry, pairs), cfg)
+    return decided.join(pairs.select("task_name", "submix", "rows"), on=["task_name", "submix"], how="left")
+
+
+def license_rows(df: pl.DataFrame, tasks: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept rows with the license columns, in `df`'s order; removed rows, unsorted) of a frame
+    of prompts, by their task's decision."""
+    rows = df.join(
+        tasks.drop("rows"), on=["task_name", "submix"], how="left", validate="m:1", maintain_order="left"
+    )
+    kept = rows.filter(pl.col("reason").is_null()).drop("reason", "detail")
     removed = (
         rows.filter(pl.col("reason").is_not_null())
         .with_columns(pl.lit(STAGE).alias("stage"))
         .select([f.name for f in REMOVED_LICENSE_SCHEMA])
-        .sort(["reason", "id"])
     )
-    task_rows = (
-        rows.group_by("task_name", "submix", "license_resolution").len("rows").sort("task_name", "submix")
-    )
-    removed_counts = _counts(removed, "reason")
-    funnel = Funnel(stage=STAGE, rows_in=prompts.height, rows_out=kept.height, removed=removed_counts)
+    return kept, removed
+
+
+def license_figures(tasks: pl.DataFrame, registry: Registry, cfg: LicenseConfig) -> tuple[dict, dict]:
+    """(license_summary.json, stats.json) from the decided tasks and their rows."""
+    kept = tasks.filter(pl.col("reason").is_null())
+    removed = tasks.filter(pl.col("reason").is_not_null())
+    rows_in, rows_out = int(tasks["rows"].sum()), int(kept["rows"].sum())
+    funnel = Funnel(stage=STAGE, rows_in=rows_in, rows_out=rows_out, removed=_counts(removed, "reason"))
+    task_rows = tasks.select("task_name", "submix", "license_resolution", "rows").sort("task_name", "submix")
     stats = {
         "funnel": funnel.dump(),
         "coverage": {"input": _coverage(task_rows), "audit": audit_coverage(registry)},
     }
-    return LicenseResult(kept, removed, build_summary(kept, registry, cfg).dump(), stats)
+    return build_summary(kept, registry, cfg).dump(), stats
+
+
+def apply_license(
+    prompts: pl.DataFrame, registry: Registry, cfg: LicenseConfig, source: str = "prompts"
+) -> LicenseResult:
+    """Resolve every row's license, apply the policy, and build the stage's outputs (in memory;
+    the stage streams the same steps, `builders.license`)."""
+    check_columns(prompts.columns, source)
+    for column in REQUIRED_COLUMNS:
+        found, row_id = empty_value(prompts, column)
+        if found:
+            raise InputError(f"{source}: row {row_id!r} has an empty '{column}'")
+    tasks = license_tasks(prompts.group_by("task_name", "submix").len("rows"), registry, cfg)
+    kept, removed = license_rows(prompts, tasks)
+    summary, stats = license_figures(tasks, registry, cfg)
+    return LicenseResult(kept.sort("id"), removed.sort(["reason", "id"]), summary, stats)

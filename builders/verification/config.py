@@ -21,3 +21,4 @@ class VerifyConfig(GenerationRunConfig):
     judge_prompt: str | None = Field(
         None, description="the judging prompt file; null: builders/verification/judge_prompt.txt"
     )
+    workers: int | None = Field(None, ge=1, description="processes checking answers; null = all cores")

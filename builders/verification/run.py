@@ -1,7 +1,10 @@
 """Stage `verify` logic: every trace's final answer checked against its FLAN reference, streaming.
 
 The trace table is read a row group at a time (`BATCH_ROWS` rows per batch): `answers.check.
-check_frame` gives each row its answer kind, verdict and extracted answer; with a judge, open rows
+check_frame` gives each row its answer kind, verdict and extracted answer, row groups checked in
+`verify.workers` processes (each reads the four columns the checker needs from its row group and
+sends back the verdict columns, which this process joins to the batch it reads, in file order, so
+the output is the same bytes whatever the number of workers); with a judge, open rows
 with a reference get the judge's verdict instead (`builders.verification.judge`: a first pass plans
 the judging requests, a second sends those not cached yet, then the write pass reads the verdicts
 back from the judge's cache). Rows go to `traces.parquet` (the trace columns plus `answer_kind`,
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from builders.verification.judge import FAILED, JUDGED, TOO_LONG, UNPARSEABLE, J
 from core.contracts import AnswerChecks, CheckCounts, Funnel, JudgeCounts
 from core.errors import InputError
 from core.io import BATCH_ROWS, PARQUET_WRITE_OPTS, atomic_path, iter_batches, reading, to_arrow, write_json
+from core.parallel import ProcessPool
 from core.schema import REMOVED_SCHEMA, VERIFY_FIELDS, fields
 
 logger = logging.getLogger(__name__)
@@ -71,10 +75,22 @@ class TraceTable:
         if present:
             raise InputError(f"{path}: already has the columns {present} (verified twice?)")
 
-    def batches(self, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
-        """The rows in file order, one row group at a time (no read-ahead across row groups)."""
-        for batch in iter_batches(self.path, columns, BATCH_ROWS):
+    def batches(
+        self, columns: list[str] | None = None, groups: Iterable[int] | None = None
+    ) -> Iterator[pl.DataFrame]:
+        """The rows in file order (of row `groups`), one row group at a time (no read-ahead)."""
+        for batch in iter_batches(self.path, columns, BATCH_ROWS, groups):
             yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+
+    def checked(
+        self, pool: ProcessPool, columns: list[str] | None = None
+    ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """(batch, its `check_frame` columns) in file order; row groups are checked in `pool`."""
+        with reading(self.path):
+            groups = pq.ParquetFile(self.path).num_row_groups
+        checks = pool.imap(check_row_group, [(str(self.path), g, BATCH_ROWS) for g in range(groups)])
+        for group, group_checks in zip(range(groups), checks, strict=True):
+            yield from zip(self.batches(columns, [group]), group_checks, strict=True)
 
     def out_schema(self) -> pa.Schema:
         """The trace columns (large strings as strings) followed by `VERIFY_FIELDS`."""
@@ -85,15 +101,25 @@ class TraceTable:
         return pa.schema(columns + VERIFY_FIELDS)
 
 
+def check_row_group(job: tuple[str, int, int]) -> list[pl.DataFrame]:
+    """`check_frame` of each batch (of `rows` rows) of one row group of a trace table (a worker's task)."""
+    path, group, rows = job
+    return [
+        check_frame(pl.from_arrow(pa.Table.from_batches([b])))  # type: ignore[arg-type]
+        for b in iter_batches(path, CHECK_INPUT, rows, [group])
+    ]
+
+
 def to_judge() -> pl.Expr:
     """Rows the judge answers: open answers with a non-empty reference."""
     return (pl.col("answer_kind") == "open") & (pl.col("reference").str.strip_chars() != "")
 
 
-def check_batch(batch: pl.DataFrame, judge: Judge | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(batch with the verdict columns and `_by`, `_why`, `_reply` for the details, the judge's
+def check_batch(
+    batch: pl.DataFrame, checks: pl.DataFrame, judge: Judge | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(batch with its `check_frame` columns and `_by`, `_why`, `_reply` for the details, the judge's
     outcomes of this batch)."""
-    checks = check_frame(batch.select(CHECK_INPUT))
     df = pl.concat([batch, checks], how="horizontal")
     unverifiable = pl.col("answer_check") == "unverifiable"
     is_open = pl.col("answer_kind") == "open"
@@ -202,10 +228,11 @@ def run_verify(
     table = TraceTable(traces)
     cache_dir.mkdir(parents=True, exist_ok=True)  # a DVC out, even when no judge uses it
     judge = None
+    pool = ProcessPool(cfg.workers)
     if cfg.judge is not None:
         judge = Judge.open(cfg.judge, JudgePrompt.load(cfg.judge_prompt), cache_dir)
-        for batch in table.batches([*CHECK_INPUT, "id", "teacher"]):
-            checked = pl.concat([batch, check_frame(batch.select(CHECK_INPUT))], how="horizontal")
+        for batch, checks in table.checked(pool, [*CHECK_INPUT, "id", "teacher"]):
+            checked = pl.concat([batch, checks], how="horizontal")
             judge.plan(checked.filter(to_judge()).select(JUDGE_INPUT))
         factory = backend_factory or (lambda teacher: make_backend(teacher, cache_dir))
         judge.send(lambda: table.batches(JUDGE_INPUT), cfg, factory)
@@ -215,13 +242,14 @@ def run_verify(
     removed_counts: dict[str, int] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     with (
+        pool,
         atomic_path(out_dir / "traces.parquet") as kept_tmp,
         atomic_path(out_dir / "removed.parquet") as removed_tmp,
         pq.ParquetWriter(kept_tmp, schema, **opts) as kept_writer,
         pq.ParquetWriter(removed_tmp, REMOVED_VERIFY_SCHEMA, **WRITER_OPTS) as removed_writer,
     ):
-        for batch in table.batches():
-            checked, outcomes = check_batch(batch, judge)
+        for batch, checks in table.checked(pool):
+            checked, outcomes = check_batch(batch, checks, judge)
             counts.append(checked.group_by(COUNT_KEYS).len())
             judged.append(outcomes.group_by("judge_outcome", "judge_verdict").len())
             kept, removed = apply_policy(checked, cfg)
@@ -244,6 +272,7 @@ def run_verify(
     }
     write_json(stats, out_dir / "stats.json")
     wall = max(time.perf_counter() - start, 1e-9)
-    run = {"rows": table.rows, "wall_time_s": round(wall, 3), "rows_per_s": round(table.rows / wall, 1)}
+    run = {"rows": table.rows, "wall_time_s": round(wall, 3), "rows_per_s": round(table.rows / wall, 1),
+           "workers": pool.workers}  # fmt: skip
     write_json({**run, "judge": judge.run if judge is not None else None}, out_dir / "run.json")
     return stats

@@ -1,0 +1,133 @@
+"""The streaming `prompts` stage against the in-memory one it replaced (`tests/prompts_oracle.py`).
+
+Both run on the same input with the same params; the four outputs must be the same bytes. Inputs:
+the embedded sample (with the repository's params), a few hundred real FLAN-format rows
+(`tests/data/prompts_real`, real duplicates), and a generated source in both Hub layouts with
+several files, planted duplicates (with other references: the smallest is kept) and faulty rows.
+Small bucket sizes force many buckets, and two workers the process pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import builders.recipe as recipe
+from benchmarks.synthetic import synthetic_table, write_source
+from builders.recipe import REMOVED_PROMPTS_SCHEMA, PromptsConfig, write_prompts
+from builders.sampling import uniforms_at
+from core.config import parse_section
+from core.io import write_json, write_parquet
+from core.schema import PROMPT_SCHEMA
+from tests import prompts_oracle
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT / "tests" / "data" / "prompts_real"
+OUTPUTS = ("prompts.parquet", "heldout.parquet", "removed.parquet", "stats.json")
+
+
+def config(**over: object) -> PromptsConfig:
+    """The repository's `prompts:` params with `over` applied (paths made absolute)."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())["prompts"]
+    data.update(recipe=str(ROOT / data["recipe"]), system_messages=str(ROOT / data["system_messages"]))
+    data["source"] = str(ROOT / data["source"])
+    data.update(over)
+    return parse_section(PromptsConfig, data, section="prompts")
+
+
+def oracle_bytes(cfg: PromptsConfig, seed: int, out: Path) -> dict[str, bytes]:
+    prompts, heldout, removed, stats = prompts_oracle.build_prompts(cfg, seed)
+    write_parquet(prompts, out / "prompts.parquet", PROMPT_SCHEMA)
+    write_parquet(heldout, out / "heldout.parquet", PROMPT_SCHEMA)
+    write_parquet(removed, out / "removed.parquet", REMOVED_PROMPTS_SCHEMA)
+    write_json(stats, out / "stats.json")
+    return {name: (out / name).read_bytes() for name in OUTPUTS}
+
+
+def stream_bytes(cfg: PromptsConfig, seed: int, out: Path) -> dict[str, bytes]:
+    write_prompts(cfg, seed, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)  # no spill left behind
+    return {name: (out / name).read_bytes() for name in OUTPUTS}
+
+
+def assert_same(cfg: PromptsConfig, seed: int, tmp_path: Path) -> dict[str, bytes]:
+    expected = oracle_bytes(cfg, seed, tmp_path / "oracle")
+    got = stream_bytes(cfg, seed, tmp_path / "stream")
+    for name in OUTPUTS:
+        assert got[name] == expected[name], name
+    return got
+
+
+@pytest.mark.parametrize(("workers", "bucket_bytes"), [(1, recipe.BUCKET_BYTES), (2, 2_000)])
+def test_embedded_sample_gives_the_in_memory_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, bucket_bytes: int
+) -> None:
+    monkeypatch.setattr(recipe, "BUCKET_BYTES", bucket_bytes)
+    assert_same(config(workers=workers), 20231101, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"budget_scale": 1.0},  # more than the source holds: everything, with shortfalls
+        {
+            "budget_scale": 0.0003,
+            "max_per_task": 9,
+            "heldout_tasks": ["cot_qasc", "trec:1.0.0"],
+            "heldout_per_task": 4,
+            "exclude_tasks": {"cot": ["_ii$"]},
+        },
+    ],
+)
+def test_real_rows_give_the_in_memory_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, over: dict
+) -> None:
+    monkeypatch.setattr(recipe, "BUCKET_BYTES", 5_000)
+    got = assert_same(config(source=str(REAL), workers=2, **over), 7, tmp_path)
+    reasons = pq.read_table(pa.BufferReader(got["removed.parquet"])).column("reason").to_pylist()
+    assert reasons.count("duplicate_id") >= 20  # real duplicate rows met
+
+
+def _generated(root: Path, layout: str) -> Path:
+    rng = np.random.default_rng(3)
+    tables = {}
+    for k, submix in enumerate(("cot", "niv2", "t0")):
+        sizes = np.maximum(1, rng.pareto(1.2, 40) * 30).astype(int).tolist()
+        table = synthetic_table(submix, sizes, seed=k, fs_share=0.3)
+        twins = table.take(pa.array(rng.choice(table.num_rows, 60, replace=False)))
+        twins = twins.set_column(1, "targets", pc.binary_join_element_wise(twins["targets"], "x", ""))
+        empty = table.slice(0, 3).set_column(0, "inputs", pa.array(["  "] * 3))
+        tables[submix] = pa.concat_tables([table, twins, empty])
+    return write_source(root, tables, layout, shards=3)
+
+
+@pytest.mark.parametrize("layout", ["dpi", "openorca"])
+def test_generated_source_gives_the_in_memory_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    monkeypatch.setattr(recipe, "BUCKET_BYTES", 20_000)
+    source = _generated(tmp_path / "src", layout)
+    over = {
+        "budget_scale": 0.0004,
+        "heldout_tasks": ["niv2_task_0003", "t0_task_0001"],
+        "heldout_per_task": 3,
+    }
+    got = assert_same(config(source=str(source), workers=2, **over), 11, tmp_path)
+    stats = yaml.safe_load(got["stats.json"])
+    assert stats["funnel"]["removed"]["duplicate_id"] >= 60
+    assert stats["funnel"]["removed"]["empty_input"] == 9
+
+
+def test_uniforms_at_equals_slices_of_the_stream() -> None:
+    stream = np.random.default_rng(5).random(10_000)
+    spans = [(0, 3), (3, 0), (10, 100), (5000, 1), (9000, 1000)]
+    got = uniforms_at(np.random.default_rng(5), spans)
+    assert np.array_equal(got, np.concatenate([stream[s : s + n] for s, n in spans]))
+    with pytest.raises(ValueError, match="increasing"):
+        uniforms_at(np.random.default_rng(5), [(10, 5), (12, 1)])
