@@ -41,10 +41,11 @@ import yaml
 from benchmarks.flan_scale import COLLECTION, Words, scaled
 from benchmarks.measure import load, run_measured, tail
 from benchmarks.prompts_scale import ORCA_BUDGETS, ensure_source
-from benchmarks.traces_scale import REVISION, fill_cache
+from benchmarks.traces_scale import REVISION, fill_cache, local_teacher
 from builders.teachers.config import TracesConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+STEPS = ["prompts", "license", "dedup", "traces", "verify", "release"]
 SEED = 20231101
 CORRECT_SHARE = 0.7
 
@@ -81,8 +82,8 @@ def pipeline_params(work: Path, source: Path, budgets: dict[str, int], student: 
     }
     params["traces"].update(
         teachers=[
-            {**teacher, "name": "a", "model": "example/teacher-a", "fraction": 1.0},
-            {**teacher, "name": "b", "model": "example/teacher-b", "fraction": 0.3},
+            {**teacher, "name": "a", "model": local_teacher(work / "teachers/a"), "fraction": 1.0},
+            {**teacher, "name": "b", "model": local_teacher(work / "teachers/b"), "fraction": 0.3},
         ],
         remove_truncated=True,
     )
@@ -158,11 +159,14 @@ def build_student(folder: Path, words: Words) -> Path:
 class Run:
     """The steps of the run: each measured, its figures kept for the table."""
 
-    def __init__(self, work: Path, params: Path, keep: bool) -> None:
-        self.work, self.params, self.keep = work, params, keep
+    def __init__(self, work: Path, params: Path, keep: bool, skip: list[str]) -> None:
+        self.work, self.params, self.keep, self.skip = work, params, keep, skip
         self.rows: list[dict[str, Any]] = []
 
-    def stage(self, name: str, module: str, **paths: Path) -> dict[str, Any]:
+    def stage(self, name: str, module: str, **paths: Path) -> dict[str, Any] | None:
+        if name in self.skip:
+            print(f"{name}: outputs of an earlier run in {self.work / name} reused", flush=True)
+            return None
         args = [
             a
             for k, v in {"params": self.params, **paths}.items()
@@ -207,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="times the collection's rows and Orca's budgets")
     ap.add_argument("--keep", action="store_true", help="keep every step's outputs")
     ap.add_argument("--keep-source", action="store_true", help="keep the generated source for another run")
+    ap.add_argument(
+        "--from",
+        dest="start",
+        choices=STEPS,
+        default=STEPS[0],
+        help="reuse the outputs in --work of the steps before this one (a run stopped there)",
+    )
     ap.add_argument("--train-data", nargs=2, type=Path, metavar=("PARAMS", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.train_data:
@@ -214,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    for out in ("prompts", "license", "dedup", "traces", "verify", "release", "cache", "verify_cache", "hf"):
+    later = STEPS[STEPS.index(args.start) :]
+    for out in (*later, "cache", "verify_cache", "hf"):
         shutil.rmtree(work / out, ignore_errors=True)
     plan = scaled(COLLECTION, args.scale)
     budgets = {s: max(1, round(b * args.scale)) for s, b in ORCA_BUDGETS.items()}
@@ -224,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         f"source: {sum(p.rows for p in plan.values()):,} rows ({sizes}), budgets {budgets}; {load()}",
         flush=True,
     )
-    source = ensure_source(work, "dpi", plan)
+    source = ensure_source(work, "dpi", plan) if args.start == "prompts" else work / "source"
     params = pipeline_params(work, source, budgets, build_student(work / "student", words))
-    run = Run(work, params, args.keep)
+    run = Run(work, params, args.keep, skip=STEPS[: STEPS.index(args.start)])
     w = work
     run.stage("prompts", "builders.prompts", out=w / "prompts")
     if not args.keep_source:
@@ -235,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     run.drop(w / "prompts/prompts.parquet")
     run.stage("dedup", "dedup.dedup", prompts=w / "license/prompts.parquet", out=w / "dedup")
     run.drop(w / "license/prompts.parquet")
-    cfg = TracesConfig.model_validate(yaml.safe_load(params.read_text())["traces"])
-    answers = fill_cache(
-        w / "dedup/prompts.parquet", w / "cache", cfg, SEED, responses(words), np.random.default_rng(SEED)
-    )
-    print(f"generation cache filled: {answers:,} answers", flush=True)
+    if "traces" not in run.skip:
+        cfg = TracesConfig.model_validate(yaml.safe_load(params.read_text())["traces"])
+        rng = np.random.default_rng(SEED)
+        answers = fill_cache(w / "dedup/prompts.parquet", w / "cache", cfg, SEED, responses(words), rng)
+        print(f"generation cache filled: {answers:,} answers", flush=True)
     run.stage(
         "traces", "builders.traces", prompts=w / "dedup/prompts.parquet", out=w / "traces", cache=w / "cache"
     )

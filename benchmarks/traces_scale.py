@@ -36,6 +36,7 @@ from builders.teachers.base import GenResult
 from builders.teachers.cache import GenerationCache
 from builders.teachers.config import TracesConfig
 from builders.teachers.keys import cache_keys, selected_mask
+from builders.teachers.run import teacher_revision
 from core.io import PARQUET_WRITE_OPTS, iter_batches
 from core.schema import PROMPT_SCHEMA
 
@@ -63,12 +64,27 @@ def cuts(pool: str, rng: np.random.Generator, n: int, mean: float) -> list[str]:
     return [pool[s : s + k] for s, k in zip(starts.tolist(), lengths.tolist(), strict=True)]
 
 
+def local_teacher(folder: Path) -> str:
+    """A model folder standing for a teacher nothing is sent to: the stage checks that a teacher's
+    model exists (a folder with config.json, or a Hub model) before it reads the cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
 def traces_params(work: Path) -> dict:
     teacher = {"backend": "vllm", "revision": REVISION, "max_model_len": 4096}
     sampling = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 1024, "seed": 0}
     teachers = [
-        {**teacher, "name": "a", "model": "example/teacher-a", "fraction": 0.8, "sampling": sampling},
-        {**teacher, "name": "b", "model": "example/teacher-b", "fraction": 0.2, "sampling": sampling},
+        {
+            **teacher,
+            "name": name,
+            "model": local_teacher(work / "teachers" / name),
+            "fraction": f,
+            "sampling": sampling,
+        }
+        for name, f in (("a", 0.8), ("b", 0.2))
     ]
     terms = {"license": "Apache-2.0", "outputs_may_train_models": True, "commercial_use": True, "url": None}
     return {
@@ -120,6 +136,7 @@ def fill_cache(
     `cfg.cache_pack_bytes` and at the end, as `generate` does. Returns the answers cached.
     """
     cache = GenerationCache(cache_dir)
+    revisions = {t.name: teacher_revision(t) for t in cfg.teachers}  # a local folder's: its hash
     unpacked = written = 0
     t0 = time.perf_counter()
     for batch in iter_batches(
@@ -132,7 +149,7 @@ def fill_cache(
             m = chosen.height
             if not m:
                 continue
-            keys = cache_keys(chosen, teacher.model, REVISION, teacher.sampling).to_list()
+            keys = cache_keys(chosen, teacher.model, revisions[teacher.name], teacher.sampling).to_list()
             finish = np.where(rng.random(m) < 0.03, "length", "stop").tolist()
             prompt_tokens = rng.integers(100, 600, m).tolist()
             completion_tokens = rng.integers(50, 1024, m).tolist()
@@ -141,7 +158,7 @@ def fill_cache(
                 for row in zip(keys, chosen["id"].to_list(), respond(chosen, rng), finish, prompt_tokens,
                                completion_tokens, strict=True)
             ]  # fmt: skip
-            shard = cache.write_shard(results, teacher.model, REVISION)
+            shard = cache.write_shard(results, teacher.model, revisions[teacher.name])
             unpacked += shard.stat().st_size if shard else 0
             written += m
             if unpacked >= cfg.cache_pack_bytes:
