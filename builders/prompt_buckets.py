@@ -4,7 +4,10 @@ Memory follows a bucket of tasks, never the source:
 
 1. `scan_file` reads one source file a batch at a time: counts the rows of template types not
    asked for, turns faulty rows into removed rows, and spills the others (task, template type,
-   question, reference) to disk, each under the bucket of its task (a crc32 of the task name).
+   question, reference) to disk, each under the part of its task (a crc32 of the task name; several
+   parts per bucket). `plan_buckets` then groups the parts into buckets of about even size by
+   their spilled bytes, largest first into the lightest bucket, so tasks hashed together unevenly
+   do not make one bucket several times the others.
 2. `count_bucket` reads one bucket back and counts each task's distinct rows (what sampling
    draws from), so the parent can lay out the rank streams and allocate the budget over all tasks.
 3. `sample_bucket` reads one bucket back and does what the in-memory stage did to those tasks:
@@ -23,6 +26,8 @@ computation.
 
 from __future__ import annotations
 
+import heapq
+import math
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -33,6 +38,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from answers.options import LISTS_OPTIONS
 from builders.flan_source import read_batches
@@ -56,9 +62,9 @@ def has_options(df: pl.DataFrame) -> pl.Series:
     return df["question"].str.contains(LISTS_OPTIONS).alias("has_options")
 
 
-def bucket_of(task: str, buckets: int) -> str:
-    """The spill key of a task's bucket."""
-    return f"b{zlib.crc32(task.encode('utf-8')) % buckets:05d}"
+def part_of(task: str, parts: int) -> str:
+    """The spill key of a task's part (a bucket is a group of parts)."""
+    return f"p{zlib.crc32(task.encode('utf-8')) % parts:05d}"
 
 
 def removed_rows(df: pl.DataFrame, reason: pl.Expr | str, detail: pl.Expr) -> pl.DataFrame:
@@ -97,7 +103,7 @@ class ScanJob:
     label: str
     submix: str
     template_types: tuple[str, ...]
-    buckets: int
+    parts: int
     spill: str
 
 
@@ -111,7 +117,7 @@ class ScanResult:
 
 
 def scan_file(job: ScanJob) -> ScanResult:
-    """Read one file a batch at a time; spill its usable rows by bucket (see the module docstring)."""
+    """Read one file a batch at a time; spill its usable rows by part (see the module docstring)."""
     spill = Spill(job.spill)
     keep = list(job.template_types)
     rows, skipped, faults = 0, {}, []
@@ -128,10 +134,8 @@ def scan_file(job: ScanJob) -> ScanResult:
                 faults.append(fault_rows(df.filter(faulty)))
             good = df.filter(~faulty & wanted).select(SPILLED)
             for task in good["task_name"].unique().to_list():
-                keys.setdefault(task, bucket_of(task, job.buckets))
-            spill.add_by(
-                good.with_columns(pl.col("task_name").replace_strict(keys).alias("_bucket")), "_bucket"
-            )
+                keys.setdefault(task, part_of(task, job.parts))
+            spill.add_by(good.with_columns(pl.col("task_name").replace_strict(keys).alias("_part")), "_part")
     finally:
         spill.close()
     empty = removed_rows(
@@ -142,14 +146,36 @@ def scan_file(job: ScanJob) -> ScanResult:
 
 @dataclass(frozen=True)
 class BucketJob:
-    """One bucket of a submix: its spill key in each file's spill folder."""
+    """One bucket of a submix: its parts' spill keys in each file's spill folder, and its name."""
 
     roots: tuple[str, ...]
-    key: str
+    parts: tuple[str, ...]
+    name: str
 
     def read(self, columns: list[str]) -> pa.Table:
-        table = read_key([Path(r) for r in self.roots], self.key, columns)
-        return table if table is not None else pa.table({c: pa.array([], pa.large_string()) for c in columns})
+        roots = [Path(r) for r in self.roots]
+        tables = [t for p in self.parts if (t := read_key(roots, p, columns)) is not None]
+        if not tables:
+            return pa.table({c: pa.array([], pa.large_string()) for c in columns})
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def plan_buckets(roots: tuple[str, ...], bucket_bytes: int) -> list[BucketJob]:
+    """The scan's parts grouped into buckets of about `bucket_bytes` (uncompressed, from the spill
+    files' footers): parts by size, largest first (then by key), each into the lightest bucket."""
+    sizes: Counter = Counter()
+    for root in roots:
+        for f in Path(root).glob("*.parquet"):
+            meta = pq.ParquetFile(f).metadata
+            sizes[f.stem] += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    n = max(1, min(len(sizes), math.ceil(sum(sizes.values()) / bucket_bytes)))
+    loads = [(0, i) for i in range(n)]
+    groups: list[list[str]] = [[] for _ in range(n)]
+    for part in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        load, i = heapq.heappop(loads)
+        groups[i].append(part)
+        heapq.heappush(loads, (load + sizes[part], i))
+    return [BucketJob(roots, tuple(sorted(g)), f"b{i:05d}") for i, g in enumerate(groups) if g]
 
 
 def _key_hash(df: pl.DataFrame) -> np.ndarray:
@@ -274,7 +300,7 @@ def sample_bucket(job: SampleJob) -> SampleSummary:
     rows = pl.from_arrow(table).with_columns(pl.lit(job.submix).alias("submix"))
     assert isinstance(rows, pl.DataFrame)
     del table
-    out = Outputs(Path(job.out), f"{job.submix}-{job.bucket.key}")
+    out = Outputs(Path(job.out), f"{job.submix}-{job.bucket.name}")
     summary = SampleSummary()
 
     def emit(kind: str, picks: np.ndarray, make: Callable[[pl.DataFrame], pl.DataFrame]) -> None:

@@ -33,13 +33,13 @@ from builders.flan_source import SourceFiles, resolve_source, template_of
 from builders.prompt_buckets import (
     EXCLUDED,
     POOLS,
-    BucketJob,
     Outputs,
     SampleJob,
     SampleSummary,
     ScanJob,
-    bucket_of,
     count_bucket,
+    part_of,
+    plan_buckets,
     sample_bucket,
     scan_file,
     spilled,
@@ -58,6 +58,8 @@ Submix = Literal["cot", "niv2", "t0", "flan2021", "dialog"]
 TemplateType = Literal["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"]
 
 BUCKET_BYTES = 256 << 20  # uncompressed source bytes per bucket of tasks (what a worker holds)
+PARTS_PER_BUCKET = 8  # spill parts per bucket: tasks hashed to parts, parts placed by size
+MAX_PARTS = 4096  # at most this many spill files per source file
 REMOVED_PROMPTS_SCHEMA = pa.schema([*REMOVED_SCHEMA, *fields("submix task_name?")])
 
 
@@ -237,13 +239,14 @@ def run_submix(
     writer); returns its figures for stats.json."""
     paths = files.files.get(submix, [])
     buckets = bucket_count(files, submix, cfg.template_types, BUCKET_BYTES)
+    parts = min(buckets * PARTS_PER_BUCKET, MAX_PARTS)
     scans = [
         ScanJob(
             str(p),
             files.relative(submix, p),
             submix,
             tuple(cfg.template_types),
-            buckets,
+            parts,
             str(work / f"f{i:06d}"),
         )
         for i, p in enumerate(paths)
@@ -257,15 +260,17 @@ def run_submix(
         outputs.add("removed", res.faults)
         tally.removed.update(dict(res.faults.group_by("reason").len().iter_rows()))
     roots = tuple(s.spill for s in scans)
-    keys = sorted({p.stem for r in roots for p in Path(r).glob("*.parquet")})
-    jobs = [BucketJob(roots, k) for k in keys]
+    jobs = plan_buckets(roots, BUCKET_BYTES)
     counted = list(pool.imap(count_bucket, jobs, ordered=False))
     counts = (
         pl.concat(counted) if counted else pl.DataFrame(schema={"task_name": pl.String, "rows": pl.UInt32})
     )
     tasks, figures = plan_pools(counts, submix, budget, cfg, seed)
+    bucket_of = {part: job.name for job in jobs for part in job.parts}
     by_bucket = tasks.with_columns(
-        pl.Series("_key", [bucket_of(t, buckets) for t in tasks["task_name"].to_list()], dtype=pl.String)
+        pl.Series(
+            "_key", [bucket_of[part_of(t, parts)] for t in tasks["task_name"].to_list()], dtype=pl.String
+        )
     )
     detail = f"matches prompts.exclude_tasks.{submix}"
     samples = [
@@ -273,7 +278,7 @@ def run_submix(
             job,
             submix,
             seed,
-            by_bucket.filter(pl.col("_key") == job.key).drop("_key"),
+            by_bucket.filter(pl.col("_key") == job.name).drop("_key"),
             detail,
             cfg.system_message_weights,
             messages,
@@ -304,7 +309,7 @@ def run_submix(
         "rows_read": rows_read,
     }
     logger.info("%s: %d sampled of %d available (budget %d; %d rows read, %d buckets)", submix,
-                stats["sampled"], stats["available"], budget, rows_read, buckets)  # fmt: skip
+                stats["sampled"], stats["available"], budget, rows_read, len(jobs))  # fmt: skip
     return stats
 
 

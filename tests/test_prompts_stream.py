@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+import builders.prompt_buckets as prompt_buckets
 import builders.recipe as recipe
 from benchmarks.synthetic import synthetic_table, write_source
 from builders.recipe import REMOVED_PROMPTS_SCHEMA, PromptsConfig, write_prompts
@@ -131,3 +132,34 @@ def test_uniforms_at_equals_slices_of_the_stream() -> None:
     assert np.array_equal(got, np.concatenate([stream[s : s + n] for s, n in spans]))
     with pytest.raises(ValueError, match="increasing"):
         uniforms_at(np.random.default_rng(5), [(10, 5), (12, 1)])
+
+
+def test_buckets_are_planned_by_size(tmp_path: Path) -> None:
+    """Parts hashed unevenly are placed largest first into the lightest bucket: every part once,
+    no bucket above the mean plus the largest part, the plan the same on every call."""
+    rng = np.random.default_rng(7)
+    roots = []
+    for f in range(3):
+        root = tmp_path / f"f{f}"
+        root.mkdir()
+        roots.append(str(root))
+        for p in range(12):
+            n = int(rng.integers(1, 400)) * (8 if p == 3 else 1)
+            table = pa.table({"question": [f"row {f} {p} {i} " + "x" * 50 for i in range(n)]})
+            pq.write_table(table, root / f"p{p:05d}.parquet")
+    sizes: dict[str, int] = {}
+    for root in roots:
+        for file in Path(root).glob("*.parquet"):
+            meta = pq.ParquetFile(file).metadata
+            sizes[file.stem] = sizes.get(file.stem, 0) + sum(
+                meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)
+            )
+    target = -(-sum(sizes.values()) // 4)  # ceil: four buckets
+    jobs = prompt_buckets.plan_buckets(tuple(roots), target)
+    assert len(jobs) == 4
+    assert sorted(p for j in jobs for p in j.parts) == sorted(sizes)
+    loads = [sum(sizes[p] for p in j.parts) for j in jobs]
+    assert max(loads) <= sum(sizes.values()) / 4 + max(sizes.values())
+    assert jobs == prompt_buckets.plan_buckets(tuple(roots), target)
+    rows = sum(j.read(["question"]).num_rows for j in jobs)
+    assert rows == sum(pq.ParquetFile(f).metadata.num_rows for r in roots for f in Path(r).glob("*.parquet"))
