@@ -37,6 +37,7 @@ Verdicts (`check_answer`; how the final answer is found: `answers.extract`, `ans
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,6 +53,8 @@ from answers.kinds import (
 )
 from answers.options import parse_options, reference_option
 from answers.text import Number, as_number, clean, normalize, same_number, tokenize, word_set
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("multiple_choice", "closed", "open")
 VERDICTS = ("correct", "wrong", "unverifiable")
@@ -200,11 +203,27 @@ def check_answer(question: str, reference: str, response: str, has_options: bool
     return Check(s.kind, verdict, extracted, s.reference)
 
 
+def _isolated(question: str, reference: str, response: str, has_options: bool) -> Check:
+    """`check_answer`, a row the rules fail on read as unverifiable (logged) instead of stopping the
+    stage: its kind is `open` when the question itself cannot be read."""
+    try:
+        return check_answer(question, reference, response, has_options)
+    except Exception as exc:  # one unreadable row must not discard the checks of the others
+        logger.warning(
+            "answer check failed on a row (%s: %s); recorded as unverifiable", type(exc).__name__, exc
+        )
+        try:
+            kind = answer_kind(question, reference, has_options)
+        except Exception:
+            kind = "open"
+        return Check(kind, "unverifiable", None, reference.strip())
+
+
 def check_frame(df: pl.DataFrame) -> pl.DataFrame:
     """answer_kind, answer_check, extracted_answer (null when none) and answer_reference for every
     row of a frame with question, reference, response and has_options; same height and order."""
     cols = [df[c].to_list() for c in ("question", "reference", "response", "has_options")]
-    checks = [check_answer(q or "", r or "", a or "", bool(o)) for q, r, a, o in zip(*cols, strict=True)]
+    checks = [_isolated(q or "", r or "", a or "", bool(o)) for q, r, a, o in zip(*cols, strict=True)]
     return pl.DataFrame(
         {
             "answer_kind": [c.kind for c in checks],

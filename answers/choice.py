@@ -353,7 +353,11 @@ def read_choice(response: str, choices: Choices) -> Reading | None:
             return Reading(None, other=first)
     if first:  # answer first ("No.\n\nThe premise ...")
         ms = _mentions(first, choices, after_cue=True)
-        alone = len(tokenize(first)) <= max(len(a) for a in choices.words[ms[0].index]) + 2 if ms else False
+        alone = (
+            len(tokenize(first)) <= max((len(a) for a in choices.words[ms[0].index]), default=0) + 2
+            if ms
+            else False
+        )
         if alone and len({m.index for m in ms}) == 1:
             return Reading(ms[0].index)
     for sent in sentences(text):

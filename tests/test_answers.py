@@ -203,3 +203,28 @@ def test_a_reference_of_articles_only_is_unverifiable() -> None:
     for reference in ("A.", "a", "an."):
         for response in ("a", "The overlapping word is seed.", ""):
             assert check_answer(q, reference, response, False).verdict == "unverifiable"
+
+
+def test_a_row_the_rules_fail_on_is_unverifiable_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One row the checker raises on becomes `unverifiable`; the other rows are checked as usual."""
+    import answers.check as check
+
+    real = check.check_answer
+
+    def failing(question: str, reference: str, response: str, has_options: bool) -> Check:
+        if response == "boom":
+            raise ValueError("max() arg is an empty sequence")
+        return real(question, reference, response, has_options)
+
+    monkeypatch.setattr(check, "check_answer", failing)
+    df = pl.DataFrame(
+        {
+            "question": ["What is 2 + 3?", "What is 2 + 3?"],
+            "reference": ["5", "5"],
+            "response": ["boom", "2 + 3 = 5. So the answer is 5."],
+            "has_options": [False, False],
+        }
+    )
+    out = check_frame(df)
+    assert out["answer_check"].to_list() == ["unverifiable", "correct"]
+    assert out["answer_kind"].to_list() == ["closed", "closed"]
