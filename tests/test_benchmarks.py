@@ -38,6 +38,9 @@ TINY_GENERATION = ["--mean-tokens", "4", "--max-tokens", "8", "--batch-size", "4
 
 # benchmark module -> the arguments of a tiny run (given a temp folder)
 BENCHMARKS: dict[str, Callable[[Path], list[str]]] = {
+    # with no ../shared it reads the copied real rows (tests/data/answers); its figures are checked
+    # in tests/test_answers_flan.py
+    "answers": lambda t: ["--shared", str(t / "absent"), "--repeat", "1"],
     "dedup": lambda t: [
         "--n",
         "2000",
