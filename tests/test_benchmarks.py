@@ -12,21 +12,13 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from tests.test_traces_common import build_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_NIV2 = ROOT / "tests" / "data" / "prompts_real" / "niv2_submix_original" / "data"
-
-
-def niv1_like(tmp: Path) -> Path:
-    """The committed real NIV2 rows in the columns `benchmarks.dedup_data.real_corpus` reads."""
-    df = pl.read_parquet(REAL_NIV2 / "train-00000-of-00001.parquet").with_row_index("instance")
-    path = tmp / "niv1_like.parquet"
-    df.with_columns(pl.col("instance").cast(pl.Int64)).write_parquet(path)
-    return path
+# samples of ../shared/data/real's niv1_dev and flan_dev (tests/data/dedup, with their licences)
+REAL_SAMPLES = [str(ROOT / "tests" / "data" / "dedup" / f"{n}_dev_sample.jsonl") for n in ("niv1", "flan")]
 
 
 def teacher(tmp: Path) -> str:
@@ -50,9 +42,11 @@ BENCHMARKS: dict[str, Callable[[Path], list[str]]] = {
         "1",
         "--skip-legacy",
         "--real",
-        str(niv1_like(t)),
+        *REAL_SAMPLES,
+        "--edits",
+        "20",
     ],
-    "dedup_stages": lambda t: ["--real", str(niv1_like(t))],
+    "dedup_stages": lambda t: ["--real", *REAL_SAMPLES, "--edits", "20"],
     "openai_client": lambda t: ["--requests", "200", "--servers", "1", "--rounds", "1"],
     "orca_scale": lambda t: ["--work", str(t / "orca"), "--scale", "0.0002"],
     "prompts": lambda t: ["--rows", "4000", "--tasks", "5", "--workdir", str(t)],
