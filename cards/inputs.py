@@ -12,11 +12,12 @@ import polars as pl
 import pyarrow as pa
 import yaml
 
-from cards.funnel import PIPELINE_ORDER, parse_funnel
+from cards.funnel import parse_funnel
 from core.config import load_params
 from core.contracts import AnswerChecks, Funnel, LicenseSummary, TeacherRecord, parse_contract, read_contract
 from core.errors import InputError
 from core.io import ParquetTable, file_md5, read_document
+from core.stages import REMOVED, STATS, FilterStage, filtering_stages
 
 TRACE_REQUIRED = (
     "id",
@@ -136,7 +137,7 @@ class ReleaseInputs:
     traces: TraceSummary
     heldout: pl.DataFrame
     heldout_schema: pa.Schema
-    stats: dict[str, dict[str, Any]]  # stage -> its stats.json, in pipeline order
+    stats: dict[str, dict[str, Any]]  # filtering stage -> its stats.json, in pipeline order
     funnel: list[Funnel]
     teacher_meta: dict[str, TeacherRecord]
     license_summary: LicenseSummary
@@ -184,21 +185,42 @@ def input_digests(paths: list[Path], root: Path) -> dict[str, str]:
     return dict(sorted(digests.items()))
 
 
-# The params the card prints, and so the release stage's params in dvc.yaml: the data stages'
-# sections and the Hub coordinates; never `train`/`eval`, which consume the release.
-CARD_SECTIONS = ("base", "prompts", "license", "dedup", "traces", "verify", "release")
+# Filtering stages the card has sections of its own for; any other one gets its funnel row and params.
+CARD_STAGES = ("prompts", "dedup", "verify")
 CARD_KEYS = ("publish.repo_id", "publish.version")
 
 
-def params_excerpt(params_path: Path) -> str:
-    """The data stages' params, re-dumped as YAML for the card (comments dropped, order kept)."""
+def card_sections(stages: list[FilterStage]) -> tuple[str, ...]:
+    """The params sections the card prints, and so (with `CARD_KEYS`) the release stage's params in
+    dvc.yaml: `base`, every filtering stage's and `release`; never `train`/`eval`, which consume
+    the release."""
+    return ("base", *(s.name for s in stages), "release")
+
+
+def params_excerpt(params_path: Path, sections: tuple[str, ...]) -> str:
+    """The `sections` of the params, re-dumped as YAML for the card (comments dropped, order kept)."""
     params = load_params(params_path)
-    keep: dict[str, Any] = {s: params[s] for s in params if s in CARD_SECTIONS}
+    keep: dict[str, Any] = {s: params[s] for s in params if s in sections}
     for key in CARD_KEYS:
         section, name = key.split(".")
         if name in (params.get(section) or {}):
             keep.setdefault(section, {})[name] = params[section][name]
     return yaml.safe_dump(keep, sort_keys=False, allow_unicode=True).strip()
+
+
+def pipeline_stages(pipeline: Path) -> list[FilterStage]:
+    """The filtering stages of the pipeline file (dvc.yaml), with those the card needs."""
+    doc = read_document(pipeline, what="pipeline", error=ReleaseInputError)
+    try:
+        stages = filtering_stages(doc if isinstance(doc, dict) else {})
+    except KeyError as exc:
+        raise ReleaseInputError(f"{pipeline}: unknown variable {exc.args[0]!r}") from None
+    missing = [s for s in CARD_STAGES if s not in {f.name for f in stages}]
+    if missing:
+        raise ReleaseInputError(
+            f"{pipeline}: no filtering stage {missing} (a stage with a {REMOVED} out and a {STATS} metric)"
+        )
+    return stages
 
 
 def read_answer_checks(stats: dict[str, Any], source: str, funnel: Funnel) -> AnswerChecks:
@@ -217,22 +239,21 @@ def load_inputs(
     traces: Path,
     traces_meta: Path,
     heldout: Path,
-    stats: dict[str, Path],
     license_summary: Path,
     params: Path,
+    pipeline: Path,
 ) -> ReleaseInputs:
-    """Load and check every input; raises ReleaseInputError naming the file and key."""
+    """Load and check every input (the stats of every filtering stage of `pipeline`, in its order);
+    raises ReleaseInputError naming the file and key."""
     trace_table = scan_traces(traces)
     heldout_df, heldout_schema = read_table(heldout, HELDOUT_REQUIRED, ["id"])
 
-    missing_stages = [s for s in PIPELINE_ORDER if s not in stats]
-    if missing_stages:
-        raise ReleaseInputError(f"stats.json missing for stages {missing_stages}")
-    stage_stats = {stage: read_json(stats[stage]) for stage in PIPELINE_ORDER}
-    funnel = [parse_funnel(stage_stats[s], str(stats[s])) for s in PIPELINE_ORDER]
-
+    stages = pipeline_stages(pipeline)
+    stats = {s.name: pipeline.parent / s.stats for s in stages}
+    stage_stats = {name: read_json(path) for name, path in stats.items()}
+    funnel = [parse_funnel(stage_stats[name], str(path)) for name, path in stats.items()]
     checks = read_answer_checks(
-        stage_stats["verify"], str(stats["verify"]), funnel[PIPELINE_ORDER.index("verify")]
+        stage_stats["verify"], str(stats["verify"]), funnel[list(stats).index("verify")]
     )
 
     teacher_meta = {}
@@ -246,7 +267,7 @@ def load_inputs(
             f"{license_summary}: teachers {unvetted} have traces but no terms of use; "
             f"add license.teachers.{unvetted[0]} and rerun the license stage"
         )
-    excerpt = params_excerpt(params)
+    excerpt = params_excerpt(params, card_sections(stages))
     return ReleaseInputs(
         traces=trace_table,
         heldout=heldout_df,
