@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cards.assemble import ReleaseConfig, build_release
+from cards.assemble import build_release
+from cards.config import ReleaseConfig
 from cards.hub import PublishConfig
 from cards.inputs import load_inputs
 from core.config import load_section
