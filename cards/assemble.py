@@ -13,51 +13,19 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator
 
-from cards.card import CardSettings, render_card
+from cards.card import FUNNEL_PNG, render_card
+from cards.config import ReleaseConfig
 from cards.funnel import funnel_chart
 from cards.hub import PublishConfig
 from cards.inputs import ReleaseInputError, ReleaseInputs
 from cards.shards import ConfigShards, ShardWriter, arrow_size_estimate, write_shards
-from core.config import StageConfig
 from core.io import atomic_path, reading, to_arrow
 
 logger = logging.getLogger(__name__)
 
 RESERVED_CONFIGS = ("default", "heldout")
-FUNNEL_PNG = "funnel.png"
 ORIGINAL_SYSTEM_PROMPT = "original_system_prompt"
-GENERIC_SYSTEM_PROMPT = "You are a helpful assistant."
-
-
-class ReleaseConfig(StageConfig):
-    """The `release:` section of params.yaml."""
-
-    pretty_name: str = Field(min_length=1)
-    language: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
-    task_categories: list[str] = Field(default_factory=lambda: ["text-generation"])
-    tags: list[str] = Field(default_factory=list)
-    source_datasets: list[str] = Field(default_factory=list)
-    shard_max_bytes: int = Field(500_000_000, gt=0, description="Arrow-size estimate per shard, see shards")
-    extra_limitations: list[str] = Field(default_factory=list)
-    # Orca 2's prompt erasing: the student sees a generic system message, not the detailed one the
-    # teacher answered (kept in `original_system_prompt`), so it learns the strategy untold.
-    erase_system_prompt: bool = False
-    generic_system_prompt: str = GENERIC_SYSTEM_PROMPT
-
-    @property
-    def erased_with(self) -> str | None:
-        """The generic system message replacing each trace's, or None when nothing is erased."""
-        return self.generic_system_prompt if self.erase_system_prompt else None
-
-    @field_validator("language")
-    @classmethod
-    def _iso_codes(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if not (2 <= len(c) <= 3 and c.isalpha() and c.islower())]
-        if bad:
-            raise ValueError(f"language codes must be ISO 639 (2-3 lowercase letters), got {bad}")
-        return v
 
 
 def erased_schema(schema: pa.Schema) -> pa.Schema:
@@ -84,13 +52,13 @@ def write_trace_configs(
     With `erase_with`, every row's system prompt is replaced by that text (`erase_system_prompt`).
     """
     traces = inputs.traces
-    schema, rows = traces.schema, traces.lazy()
+    schema, rows = traces.table.schema, traces.table.lazy()
     if erase_with is not None:
         schema = erased_schema(schema)
         rows = rows.with_columns(pl.col("system_prompt").alias(ORIGINAL_SYSTEM_PROMPT)).with_columns(
             pl.lit(erase_with).alias("system_prompt")
         )
-    with reading(traces.path):
+    with reading(traces.table.path):
         sizes = arrow_size_estimate(rows, schema, by="teacher")
     plan = {"default": (traces.rows, sum(sizes.values()))}
     plan |= {t: (traces.rows_per_teacher[t], sizes[t]) for t in inputs.teachers}
@@ -99,7 +67,7 @@ def write_trace_configs(
         for name, (count, size) in plan.items():
             writer = ShardWriter(root, name, "train", schema, count, size, shard_max_bytes)
             writers[name] = stack.enter_context(writer)
-        for batch in traces.batches():
+        for batch in traces.table.arrow_batches():
             if erase_with is not None:
                 batch = erase_system_prompt(batch, erase_with)
             writers["default"].write(batch)
@@ -135,19 +103,7 @@ def build_release(
         shards = write_trace_configs(inputs, tmp, cfg.shard_max_bytes, cfg.erased_with)
         shards.append(write_heldout(inputs, tmp, cfg.shard_max_bytes))
         funnel_chart(inputs.funnel, tmp / FUNNEL_PNG)
-        settings = CardSettings(
-            pretty_name=cfg.pretty_name,
-            language=cfg.language,
-            task_categories=cfg.task_categories,
-            tags=cfg.tags,
-            source_datasets=cfg.source_datasets,
-            repo_id=pub.repo_id,
-            version=pub.version,
-            funnel_png=FUNNEL_PNG,
-            extra_limitations=cfg.extra_limitations,
-            erased_system_prompt=cfg.erased_with,
-        )
-        card = render_card(inputs, shards, settings)
+        card = render_card(inputs, shards, cfg, pub)
         card.save(tmp / "README.md")
     for s in shards:
         logger.info(

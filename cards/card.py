@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,15 @@ import polars as pl
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from cards.checks import accuracy_rows, checks_summary, judge_text, policy_text
+from cards.config import ReleaseConfig
 from cards.funnel import funnel_table
+from cards.hub import PublishConfig
 from cards.inputs import ReleaseInputError, ReleaseInputs
 from cards.shards import ConfigShards
 from core.contracts import LicenseSummary, ReleaseLicense
 
 TEMPLATE = Path(__file__).with_name("templates") / "card.md.jinja"
+FUNNEL_PNG = "funnel.png"  # the funnel chart, beside the card
 SIZE_BOUNDS = [
     (1_000, "n<1K"),
     (10_000, "1K<n<10K"),
@@ -27,22 +29,6 @@ SIZE_BOUNDS = [
     (10_000_000, "1M<n<10M"),
     (100_000_000, "10M<n<100M"),
 ]
-
-
-@dataclass(frozen=True)
-class CardSettings:
-    """What the card says that does not come from the stages' outputs."""
-
-    pretty_name: str
-    language: list[str]
-    task_categories: list[str]
-    tags: list[str]
-    source_datasets: list[str]
-    repo_id: str
-    version: str
-    funnel_png: str
-    extra_limitations: list[str]
-    erased_system_prompt: str | None = None  # the generic system message of every trace, if erased
 
 
 def size_category(n: int) -> str:
@@ -64,7 +50,7 @@ def release_license(value: ReleaseLicense) -> tuple[str, list[str]]:
 
 
 def build_card_data(
-    inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings
+    inputs: ReleaseInputs, shards: list[ConfigShards], settings: ReleaseConfig
 ) -> DatasetCardData:
     """The card's YAML metadata, built with `DatasetCardData`."""
     lic, lic_list = release_license(inputs.license_summary.release)
@@ -239,18 +225,23 @@ def other_stats(stats: Mapping[str, Any]) -> str:
     return json_block(rest) if rest else "No further figures."
 
 
-def render_card(inputs: ReleaseInputs, shards: list[ConfigShards], settings: CardSettings) -> DatasetCard:
-    """The whole card: metadata from `build_card_data`, body from the Jinja template."""
-    card_data = build_card_data(inputs, shards, settings)
+def render_card(
+    inputs: ReleaseInputs, shards: list[ConfigShards], release: ReleaseConfig, publish: PublishConfig
+) -> DatasetCard:
+    """The whole card: metadata from `build_card_data`, body from the Jinja template (which reads
+    the `release` and `publish` params as they are)."""
+    card_data = build_card_data(inputs, shards, release)
     lic, lic_list = release_license(inputs.license_summary.release)
     submix_md, sys_md = recipe_tables(inputs)
     license_md, attribution_md = license_tables(inputs.license_summary)
     terms = {name: t.dump() for name, t in inputs.license_summary.teachers.items()}
-    revision = f"v{settings.version}"
+    revision = f"v{publish.version}"
     return DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
-        s=settings,
+        release=release,
+        publish=publish,
+        funnel_png=FUNNEL_PNG,
         revision=revision,
         license_id=lic,
         license_list=lic_list,

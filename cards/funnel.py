@@ -16,8 +16,6 @@ import matplotlib.pyplot as plt
 
 from core.io import atomic_path
 
-PIPELINE_ORDER = ("prompts", "license", "dedup", "traces", "verify")
-
 
 class FunnelError(InputError):
     """A stage's `funnel` block is missing, malformed or does not add up."""

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
-from cards.funnel import PIPELINE_ORDER, parse_funnel
+from cards.funnel import parse_funnel
 from core.config import load_params
 from core.contracts import AnswerChecks, Funnel, LicenseSummary, TeacherRecord, parse_contract, read_contract
 from core.errors import InputError
-from core.io import BATCH_ROWS, file_md5, iter_batches, read_document, read_parquet, reading
+from core.io import ParquetTable, file_md5, read_document
+from core.stages import REMOVED, STATS, FilterStage, filtering_stages
 
 TRACE_REQUIRED = (
     "id",
@@ -40,17 +39,15 @@ class ReleaseInputError(InputError):
     """An input of the release is missing or malformed; the message names the file and key."""
 
 
-# Rows per batch of the streaming passes over the trace table (the traces stage's row group size).
 # The columns the check pass reads: the sort key and what the card counts per distinct prompt.
 SCAN_COLUMNS = ["id", "teacher", "submix", "system_prompt_id", "prompt_tokens", "completion_tokens"]
 
 
 @dataclass(frozen=True)
-class TraceTable:
-    """The trace table, left on disk: its schema and the figures the card prints, from one checked pass."""
+class TraceSummary:
+    """The trace table, left on disk, and the figures the card prints, from one checked pass."""
 
-    path: Path
-    schema: pa.Schema
+    table: ParquetTable
     rows: int
     prompts: int  # distinct ids
     rows_per_teacher: dict[str, int]
@@ -61,23 +58,10 @@ class TraceTable:
     def teachers(self) -> list[str]:
         return sorted(self.rows_per_teacher)
 
-    def lazy(self) -> pl.LazyFrame:
-        """The table as a lazy frame (nothing is read until it is collected)."""
-        return pl.scan_parquet(self.path)
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """The rows in file order, `BATCH_ROWS` at a time."""
-        return iter_batches(self.path, rows=BATCH_ROWS)
-
-
-def read_schema(path: Path, required: tuple[str, ...]) -> pa.Schema:
-    """The Arrow schema of a Parquet file (metadata dropped), checked for required columns."""
-    with reading(path):
-        schema = pq.read_schema(path).remove_metadata()
-    missing = [c for c in required if c not in schema.names]
-    if missing:
-        raise ReleaseInputError(f"{path}: missing columns {missing}")
-    return schema
+def open_table(path: Path, required: tuple[str, ...]) -> ParquetTable:
+    """A Parquet input of the release, checked for required columns."""
+    return ParquetTable(path, required=required, error=ReleaseInputError)
 
 
 def _check_batch(path: Path, df: pl.DataFrame, offset: int) -> None:
@@ -104,20 +88,20 @@ def _check_batch(path: Path, df: pl.DataFrame, offset: int) -> None:
         )
 
 
-def scan_traces(path: Path) -> TraceTable:
+def scan_traces(path: Path) -> TraceSummary:
     """Check the trace table in one streaming pass over its key columns and count what the card needs.
 
     The table must be sorted by (id, teacher) with no nulls and no repeated key (as the traces stage
     writes it): with sorted rows that is a comparison of each row with the one before. Nothing is
     sorted or held in memory but one batch of `SCAN_COLUMNS` and the running counts.
     """
-    schema = read_schema(path, TRACE_REQUIRED)
+    table = open_table(path, TRACE_REQUIRED)
     rows = 0
     last: dict[str, Any] = {"id": None, "teacher": None}
     per_teacher: list[pl.DataFrame] = []
     mix: list[pl.DataFrame] = []
-    for batch in iter_batches(path, SCAN_COLUMNS, BATCH_ROWS):
-        df = pl.from_arrow(batch).with_columns(
+    for batch in table.batches(SCAN_COLUMNS):
+        df = batch.with_columns(
             prev_id=pl.col("id").shift(1, fill_value=last["id"]),
             prev_teacher=pl.col("teacher").shift(1, fill_value=last["teacher"]),
         )
@@ -136,9 +120,8 @@ def scan_traces(path: Path) -> TraceTable:
     counts = pl.concat(per_teacher).group_by("teacher").agg(pl.all().sum())
     prompt_mix = pl.concat(mix).group_by("system_prompt_id", "submix").agg(pl.col("len").sum())
     prompt_mix = prompt_mix.sort("system_prompt_id", "submix")
-    return TraceTable(
-        path=path,
-        schema=schema,
+    return TraceSummary(
+        table=table,
         rows=rows,
         prompts=int(prompt_mix["len"].sum()),
         rows_per_teacher=dict(counts.select("teacher", "len").iter_rows()),
@@ -151,10 +134,10 @@ def scan_traces(path: Path) -> TraceTable:
 class ReleaseInputs:
     """Everything the release stage reads, loaded and checked (the trace table stays on disk)."""
 
-    traces: TraceTable
+    traces: TraceSummary
     heldout: pl.DataFrame
     heldout_schema: pa.Schema
-    stats: dict[str, dict[str, Any]]  # stage -> its stats.json, in pipeline order
+    stats: dict[str, dict[str, Any]]  # filtering stage -> its stats.json, in pipeline order
     funnel: list[Funnel]
     teacher_meta: dict[str, TeacherRecord]
     license_summary: LicenseSummary
@@ -178,11 +161,11 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tuple[pl.DataFrame, pa.Schema]:
     """A (small) Parquet table and its Arrow schema, checked for required columns and sorted."""
-    schema = read_schema(path, required)
-    df = read_parquet(path)
+    table = open_table(path, required)
+    df = table.read()
     if df.select(pl.col("id").is_null().any()).item():
         raise ReleaseInputError(f"{path}: column 'id' has nulls")
-    return df.sort(sort_by), schema
+    return df.sort(sort_by), table.schema
 
 
 def input_digests(paths: list[Path], root: Path) -> dict[str, str]:
@@ -202,21 +185,42 @@ def input_digests(paths: list[Path], root: Path) -> dict[str, str]:
     return dict(sorted(digests.items()))
 
 
-# The params the card prints, and so the release stage's params in dvc.yaml: the data stages'
-# sections and the Hub coordinates; never `train`/`eval`, which consume the release.
-CARD_SECTIONS = ("base", "prompts", "license", "dedup", "traces", "verify", "release")
+# Filtering stages the card has sections of its own for; any other one gets its funnel row and params.
+CARD_STAGES = ("prompts", "dedup", "verify")
 CARD_KEYS = ("publish.repo_id", "publish.version")
 
 
-def params_excerpt(params_path: Path) -> str:
-    """The data stages' params, re-dumped as YAML for the card (comments dropped, order kept)."""
+def card_sections(stages: list[FilterStage]) -> tuple[str, ...]:
+    """The params sections the card prints, and so (with `CARD_KEYS`) the release stage's params in
+    dvc.yaml: `base`, every filtering stage's and `release`; never `train`/`eval`, which consume
+    the release."""
+    return ("base", *(s.name for s in stages), "release")
+
+
+def params_excerpt(params_path: Path, sections: tuple[str, ...]) -> str:
+    """The `sections` of the params, re-dumped as YAML for the card (comments dropped, order kept)."""
     params = load_params(params_path)
-    keep: dict[str, Any] = {s: params[s] for s in params if s in CARD_SECTIONS}
+    keep: dict[str, Any] = {s: params[s] for s in params if s in sections}
     for key in CARD_KEYS:
         section, name = key.split(".")
         if name in (params.get(section) or {}):
             keep.setdefault(section, {})[name] = params[section][name]
     return yaml.safe_dump(keep, sort_keys=False, allow_unicode=True).strip()
+
+
+def pipeline_stages(pipeline: Path) -> list[FilterStage]:
+    """The filtering stages of the pipeline file (dvc.yaml), with those the card needs."""
+    doc = read_document(pipeline, what="pipeline", error=ReleaseInputError)
+    try:
+        stages = filtering_stages(doc if isinstance(doc, dict) else {})
+    except KeyError as exc:
+        raise ReleaseInputError(f"{pipeline}: unknown variable {exc.args[0]!r}") from None
+    missing = [s for s in CARD_STAGES if s not in {f.name for f in stages}]
+    if missing:
+        raise ReleaseInputError(
+            f"{pipeline}: no filtering stage {missing} (a stage with a {REMOVED} out and a {STATS} metric)"
+        )
+    return stages
 
 
 def read_answer_checks(stats: dict[str, Any], source: str, funnel: Funnel) -> AnswerChecks:
@@ -235,22 +239,21 @@ def load_inputs(
     traces: Path,
     traces_meta: Path,
     heldout: Path,
-    stats: dict[str, Path],
     license_summary: Path,
     params: Path,
+    pipeline: Path,
 ) -> ReleaseInputs:
-    """Load and check every input; raises ReleaseInputError naming the file and key."""
+    """Load and check every input (the stats of every filtering stage of `pipeline`, in its order);
+    raises ReleaseInputError naming the file and key."""
     trace_table = scan_traces(traces)
     heldout_df, heldout_schema = read_table(heldout, HELDOUT_REQUIRED, ["id"])
 
-    missing_stages = [s for s in PIPELINE_ORDER if s not in stats]
-    if missing_stages:
-        raise ReleaseInputError(f"stats.json missing for stages {missing_stages}")
-    stage_stats = {stage: read_json(stats[stage]) for stage in PIPELINE_ORDER}
-    funnel = [parse_funnel(stage_stats[s], str(stats[s])) for s in PIPELINE_ORDER]
-
+    stages = pipeline_stages(pipeline)
+    stats = {s.name: pipeline.parent / s.stats for s in stages}
+    stage_stats = {name: read_json(path) for name, path in stats.items()}
+    funnel = [parse_funnel(stage_stats[name], str(path)) for name, path in stats.items()]
     checks = read_answer_checks(
-        stage_stats["verify"], str(stats["verify"]), funnel[PIPELINE_ORDER.index("verify")]
+        stage_stats["verify"], str(stats["verify"]), funnel[list(stats).index("verify")]
     )
 
     teacher_meta = {}
@@ -264,7 +267,7 @@ def load_inputs(
             f"{license_summary}: teachers {unvetted} have traces but no terms of use; "
             f"add license.teachers.{unvetted[0]} and rerun the license stage"
         )
-    excerpt = params_excerpt(params)
+    excerpt = params_excerpt(params, card_sections(stages))
     return ReleaseInputs(
         traces=trace_table,
         heldout=heldout_df,

@@ -17,18 +17,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from core.errors import PipelineError
+from core.stages import entry_paths, resolve, variables
 
 logger = logging.getLogger(__name__)
-
-_VAR = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
 
 
 class InputsChanged(PipelineError):
@@ -54,15 +51,6 @@ def _stat(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _lookup(variables: dict[str, Any], dotted: str) -> Any:
-    value: Any = variables
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise KeyError(dotted)
-        value = value[part]
-    return value
-
-
 def dvc_deps(root: Path, stage: str) -> list[Path]:
     """The dep paths of `stage` in `root`/dvc.yaml, its `${...}` variables resolved from `vars`.
 
@@ -76,19 +64,14 @@ def dvc_deps(root: Path, stage: str) -> list[Path]:
     spec = (doc.get("stages") or {}).get(stage)
     if not isinstance(spec, dict):
         return []
-    variables: dict[str, Any] = {}
-    for entry in [*(doc.get("vars") or []), *(spec.get("vars") or [])]:
-        if isinstance(entry, dict):
-            variables.update(entry)
+    names = variables(doc, spec)
     wdir = root / str(spec.get("wdir") or ".")
     deps = []
-    for dep in spec.get("deps") or []:
-        text = next(iter(dep)) if isinstance(dep, dict) else str(dep)
+    for text in entry_paths(spec.get("deps")):
         try:
-            text = _VAR.sub(lambda m: str(_lookup(variables, m.group(1))), text)
+            deps.append(wdir / resolve(text, names))
         except KeyError:
             continue
-        deps.append(wdir / text)
     return deps
 
 

@@ -125,14 +125,6 @@ def prompt_key_docs(
     return template_keys(batch_words(batch).arrays(), counts.salts[task], tn)
 
 
-def prompt_keys(
-    batch: NormalizedBatch, task: np.ndarray, counts: TemplateCounts, tn: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(key, task): the distinct template keys of each prompt of `batch`, in prompt order."""
-    keys, doc, _ = prompt_key_docs(batch, task, counts, tn)
-    return keys, task[doc]
-
-
 @dataclass(frozen=True)
 class ContentSketch:
     """Content shingles of a batch and word counts per prompt; word multisets when asked for."""

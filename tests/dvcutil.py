@@ -158,6 +158,27 @@ def keep_stages(repo: Path, *names: str) -> None:
     (repo / "dvc.yaml").write_text(yaml.safe_dump(kept, sort_keys=False))
 
 
+def freeze_stages(repo: Path, *names: str) -> None:
+    """Mark the stages `names` of `repo`'s dvc.yaml `frozen`: `dvc repro` never runs them, it records
+    the deps and outputs it finds. One that is missing is made empty (a file when its name has a
+    suffix, else a folder holding one empty file), so the test provides only the outputs it reads."""
+    from core.stages import entry_paths, resolve, variables
+
+    doc = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for name in names:
+        spec = doc["stages"][name]
+        spec["frozen"] = True
+        for out in (
+            entry_paths(spec.get("deps")) + entry_paths(spec.get("outs")) + entry_paths(spec.get("metrics"))
+        ):
+            path = repo / resolve(out, variables(doc, spec))
+            if not path.exists():
+                folder = path.parent if path.suffix else path
+                folder.mkdir(parents=True, exist_ok=True)
+                (path if path.suffix else path / "empty").touch()
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
 def resolved_stages(repo: Path) -> dict[str, tuple[str, list[str], list[str]]]:
     """Stage -> (command, deps, outs incl. metrics and plots), dvc.yaml's `vars` interpolated by DVC."""
     from dvc.repo import Repo

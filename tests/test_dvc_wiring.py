@@ -8,8 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from cards.inputs import CARD_KEYS, CARD_SECTIONS
+from cards.inputs import CARD_KEYS, card_sections
 from core.dvcdeps import PACKAGES, closure, differences, entry_module, main
+from core.inputs import dvc_deps
+from core.stages import load_filtering_stages
 from tests.dvcutil import resolved_stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +55,9 @@ def test_params_deps_exist_and_release_lists_what_the_card_prints() -> None:
             for part in str(key).split("."):
                 assert isinstance(node, dict) and part in node, (name, key)
                 node = node[part]
-    assert STAGES["release"]["params"] == [*CARD_SECTIONS, *CARD_KEYS]
-    for stage in ("release", "train", "prompts", "license", "dedup", "traces", "verify"):
+    filters = load_filtering_stages(ROOT / "dvc.yaml")
+    assert STAGES["release"]["params"] == [*card_sections(filters), *CARD_KEYS]
+    for stage in ("release", "train", *(f.name for f in filters)):
         assert not any(str(k).split(".")[0] == "eval" for k in STAGES[stage].get("params", [])), stage
 
 
@@ -71,3 +74,14 @@ def test_every_command_path_is_a_dep_or_an_out() -> None:
             ]
             assert related, f"stage {name}: {value} is neither a dep nor an out (nor a folder of one)"
         assert "${" not in cmd, (name, cmd)
+
+
+def test_the_release_reads_every_filtering_stage() -> None:
+    """The funnel's stages are dvc.yaml's filtering stages, in its order; the release depends on each
+    one's stats.json (it reads them from dvc.yaml, so DVC must know them as deps)."""
+    filters = load_filtering_stages(ROOT / "dvc.yaml")
+    assert [f.name for f in filters] == ["prompts", "license", "dedup", "traces", "verify"]
+    assert [f.stats for f in filters] == [f"data/{f.name}/stats.json" for f in filters]
+    assert [f.removed for f in filters] == [f"data/{f.name}/removed.parquet" for f in filters]
+    deps = {p.relative_to(ROOT).as_posix() for p in dvc_deps(ROOT, "release")}
+    assert {f.stats for f in filters} <= deps

@@ -17,8 +17,8 @@ import yaml
 from datasets import load_dataset
 from huggingface_hub import DatasetCard, DatasetCardData
 
-import cards.inputs as inputs_module
 import cards.shards as shards_module
+import core.io.parquet as parquet_module
 from cards.card import release_license
 from cards.funnel import FunnelError, parse_funnel
 from cards.inputs import ReleaseInputError
@@ -26,7 +26,9 @@ from cards.release import main
 from core.contracts import ReleaseLicense
 from core.io import file_md5
 
-GOLDEN = Path(__file__).parent / "data" / "release"
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "data" / "release"
+STAGES = ("prompts", "license", "dedup", "traces", "verify")  # the filtering stages, as dvc.yaml has them
 PARAMS = {
     "release": {
         "pretty_name": "Test release",
@@ -42,9 +44,17 @@ PARAMS = {
 
 
 def copy_inputs(dst: Path) -> Path:
-    """The golden inputs under `dst`, plus a params file."""
-    shutil.copytree(GOLDEN, dst, ignore=shutil.ignore_patterns("*.py"))
+    """The golden inputs under `dst`, plus a params file and the project's dvc.yaml, its folders
+    moved to `dst` (each filtering stage's stats at `<stage>/stats.json`)."""
+    shutil.copytree(GOLDEN, dst, ignore=shutil.ignore_patterns("*.py", "*_stats.json"))
     (dst / "params.yaml").write_text(yaml.safe_dump(PARAMS), encoding="utf-8")
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    pipeline["vars"][0]["dirs"].update({stage: stage for stage in STAGES})
+    pipeline["stages"] = {s: spec for s, spec in pipeline["stages"].items() if s in STAGES}
+    (dst / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False), encoding="utf-8")
+    for stage in STAGES:
+        (dst / stage).mkdir()
+        shutil.copy(GOLDEN / f"{stage}_stats.json", dst / stage / "stats.json")
     return dst
 
 
@@ -52,14 +62,10 @@ def argv(inp: Path, out: Path, **extra: str) -> list[str]:
     args = {
         "--params": inp / "params.yaml",
         "--traces": inp / "traces.parquet",
-        "--traces-stats": inp / "traces_stats.json",
         "--traces-meta": inp / "meta",
-        "--prompts-stats": inp / "prompts_stats.json",
         "--heldout": inp / "heldout.parquet",
-        "--license-stats": inp / "license_stats.json",
         "--license-summary": inp / "license_summary.json",
-        "--dedup-stats": inp / "dedup_stats.json",
-        "--verify-stats": inp / "verify_stats.json",
+        "--pipeline": inp / "dvc.yaml",
         "--out": out,
         **extra,
     }
@@ -154,8 +160,8 @@ def _numbers(obj: Any) -> list[int | float]:
 def test_card_names_every_number_and_funnel_adds_up(built: tuple[Path, Path]) -> None:
     inp, out = built
     text = (out / "README.md").read_text(encoding="utf-8")
-    for stage in ("prompts", "license", "dedup", "traces", "verify"):
-        stats = json.loads((inp / f"{stage}_stats.json").read_text())
+    for stage in STAGES:
+        stats = json.loads((inp / stage / "stats.json").read_text())
         f = stats["funnel"]
         assert f["rows_in"] == f["rows_out"] + sum(f["removed"].values()), stage
         removed = sum(f["removed"].values())
@@ -219,11 +225,11 @@ def test_eval_params_leave_the_card_unchanged(built: tuple[Path, Path], tmp_path
 def test_bad_funnel_fails_naming_the_file(built: tuple[Path, Path], tmp_path: Path) -> None:
     _inp, _ = built
     bad = copy_inputs(tmp_path / "inputs")
-    stats = json.loads((bad / "dedup_stats.json").read_text())
+    stats = json.loads((bad / "dedup" / "stats.json").read_text())
     stats["funnel"]["rows_out"] += 1
-    (bad / "dedup_stats.json").write_text(json.dumps(stats))
-    with pytest.raises(FunnelError, match=r"dedup_stats\.json: funnel does not add up"):
-        parse_funnel(stats, str(bad / "dedup_stats.json"))
+    (bad / "dedup" / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(FunnelError, match=r"dedup/stats\.json: funnel does not add up"):
+        parse_funnel(stats, str(bad / "dedup" / "stats.json"))
     out = tmp_path / "release"
     assert main(argv(bad, out)) == 2
     assert not out.exists()  # no partial output
@@ -239,7 +245,7 @@ def _drop_terms_of_large(inputs: Path) -> None:
     ("mutate", "expected"),
     [
         (lambda d: (d / "meta" / "large.json").unlink(), "large.json: file not found"),
-        (lambda d: (d / "prompts_stats.json").write_text("{}"), "missing 'funnel' block"),
+        (lambda d: (d / "prompts" / "stats.json").write_text("{}"), "missing 'funnel' block"),
         (lambda d: (d / "license_summary.json").write_text("{}"), "license_summary.json: registry: Field"),
         (
             _drop_terms_of_large,
@@ -299,7 +305,7 @@ def test_trace_table_must_be_sorted_and_unique(
 def test_streamed_shards_over_many_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Small row groups in and out, batches across them, several shards: the rows are the input's,
     and the bytes depend on the rows alone, not on the input's row groups."""
-    monkeypatch.setattr(inputs_module, "BATCH_ROWS", 3)
+    monkeypatch.setattr(parquet_module, "BATCH_ROWS", 3)
     monkeypatch.setattr(shards_module, "ROW_GROUP_ROWS", 2)
     releases = []
     for row_group_size in (5, 64):
@@ -351,7 +357,7 @@ def test_card_digests_its_declared_inputs_and_nothing_of_the_working_tree(
     the inputs inside a git checkout, it is byte-identical."""
     inp, out = built
     card = (out / "README.md").read_text()
-    for name in ("traces.parquet", "heldout.parquet", "meta/large.json", "verify_stats.json"):
+    for name in ("traces.parquet", "heldout.parquet", "meta/large.json", "verify/stats.json"):
         assert f"| `{name}` | `{file_md5(inp / name)}` |" in card
     assert "git checkout <commit>\n" in card and "<!-- provenance -->" in card
     copy = copy_inputs(tmp_path / "checkout" / "inputs")

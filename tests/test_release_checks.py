@@ -42,7 +42,7 @@ def test_card_shows_accuracy_per_teacher_submix_and_kind(tmp_path: Path) -> None
 
 def test_card_names_the_judge(tmp_path: Path) -> None:
     inp = copy_inputs(tmp_path / "inputs")
-    stats = json.loads((inp / "verify_stats.json").read_text())
+    stats = json.loads((inp / "verify" / "stats.json").read_text())
     judge = JudgeRecord(
         model="org/judge-7b",
         revision="f" * 40,
@@ -56,7 +56,7 @@ def test_card_names_the_judge(tmp_path: Path) -> None:
     )
     judged = JudgeCounts(rows=6, correct=2, wrong=3, unparseable=1, prompt_too_long=0, request_error=0)
     stats["answer_checks"] |= {"judge": judge.dump(), "judged": judged.dump(), "drop_wrong": True}
-    (inp / "verify_stats.json").write_text(json.dumps(stats))
+    (inp / "verify" / "stats.json").write_text(json.dumps(stats))
     assert main(argv(inp, tmp_path / "release")) == 0
     text = (tmp_path / "release" / "README.md").read_text(encoding="utf-8")
     assert f"judged by `org/judge-7b` (revision `{'f' * 40}`" in text
@@ -67,12 +67,12 @@ def test_card_names_the_judge(tmp_path: Path) -> None:
 
 def test_answer_checks_must_cover_the_funnel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inp = copy_inputs(tmp_path / "inputs")
-    stats = json.loads((inp / "verify_stats.json").read_text())
+    stats = json.loads((inp / "verify" / "stats.json").read_text())
     stats["answer_checks"]["counts"][0]["correct"] += 1
-    (inp / "verify_stats.json").write_text(json.dumps(stats))
+    (inp / "verify" / "stats.json").write_text(json.dumps(stats))
     assert main(argv(inp, tmp_path / "release")) == 2
     err = capsys.readouterr().err
-    assert "verify_stats.json: answer_checks.counts add up to 22 rows, the funnel has rows_in 21" in err
+    assert "verify/stats.json: answer_checks.counts add up to 22 rows, the funnel has rows_in 21" in err
     assert not (tmp_path / "release").exists()
 
 

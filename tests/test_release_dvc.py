@@ -1,7 +1,7 @@
 """`dvc repro` of the release and publish stages, as written in dvc.yaml, in a temporary git repo.
 
-The upstream stages are replaced by the golden inputs at their dvc.yaml paths (and their dvc.lock
-entries); publishing is disabled, so the run is offline.
+The filtering stages upstream are frozen (DVC records their outputs, never runs them) and their
+outputs are the golden inputs at their dvc.yaml paths; publishing is disabled, so the run is offline.
 """
 
 from __future__ import annotations
@@ -14,29 +14,29 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from tests.dvcutil import dvc_status, git, keep_stages, make_dvc_repo, run_dvc
-from tests.test_release import GOLDEN, PARAMS
+from tests.dvcutil import dvc_status, freeze_stages, git, keep_stages, make_dvc_repo, run_dvc
+from tests.test_release import GOLDEN, PARAMS, STAGES
 
 
-def _golden_inputs(repo: Path) -> None:
-    """dvc.yaml with the release and publish stages only, the golden upstream outputs and lock."""
-    keep_stages(repo, "release", "publish")
+def golden_pipeline(repo: Path) -> None:
+    """dvc.yaml with the filtering stages (frozen), release and publish; the golden upstream outputs."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump({**params, **PARAMS}, sort_keys=False))
-    (repo / "dvc.lock").write_text((GOLDEN / "dvc.lock").read_text())
     data = repo / "data"
-    for stage in ("prompts", "license", "dedup", "traces", "verify"):
+    for stage in STAGES:
         (data / stage).mkdir(parents=True)
         shutil.copy(GOLDEN / f"{stage}_stats.json", data / stage / "stats.json")
     shutil.copy(GOLDEN / "traces.parquet", data / "verify" / "traces.parquet")  # the verified table
     shutil.copytree(GOLDEN / "meta", data / "traces" / "meta")
     shutil.copy(GOLDEN / "heldout.parquet", data / "prompts" / "heldout.parquet")
     shutil.copy(GOLDEN / "license_summary.json", data / "license" / "license_summary.json")
+    keep_stages(repo, *STAGES, "release", "publish")
+    freeze_stages(repo, *STAGES)
 
 
 @pytest.mark.slow
 def test_dvc_repro_release_and_publish(tmp_path: Path) -> None:
-    repo = make_dvc_repo(tmp_path / "repo", prepare=_golden_inputs)
+    repo = make_dvc_repo(tmp_path / "repo", prepare=golden_pipeline)
     sha = git(repo, "rev-parse", "HEAD").stdout.strip()
     assert {"release", "publish"} <= set(dvc_status(repo))
 
