@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks.synthetic import SOURCE_NAME
-from builders.flan_source import OPENORCA_PREFIX
+from builders.prompts.flan_source import OPENORCA_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"

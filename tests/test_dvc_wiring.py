@@ -29,12 +29,12 @@ def test_code_deps_are_the_import_closure() -> None:
 
 
 def test_closure_follows_imports_inside_functions() -> None:
-    # builders.teachers.run imports the OpenAI backend only when a teacher uses it
-    assert "builders/teachers/openai_backend.py" in closure("builders.traces")
+    # builders.traces.run imports the OpenAI backend only when a teacher uses it
+    assert "builders/generation/openai_backend.py" in closure("builders.traces")
     assert "core/__init__.py" in closure("builders.prompts")
     assert not any(p.startswith("train/") for p in closure("cards.release"))
     # verify reuses the teachers' backends and cache (one copy), and the answer checker eval uses
-    assert {"builders/teachers/run.py", "builders/teachers/cache.py"} <= closure("builders.verify")
+    assert {"builders/traces/run.py", "builders/generation/cache.py"} <= closure("builders.verify")
     assert "answers/check.py" in closure("builders.verify")
 
 

@@ -14,11 +14,12 @@ import pytest
 import yaml
 
 from benchmarks.synthetic import synthetic_table, write_source
-from builders.flan_source import SourceError, discover, resolve_source
-from builders.prompts import main
-from builders.recipe import PromptsConfig, build_prompts
-from builders.sampling import allocate
-from builders.system_messages import assign_system_messages, load_system_messages
+from builders.prompts.__main__ import main
+from builders.prompts.config import PromptsConfig
+from builders.prompts.flan_source import SourceError, discover, resolve_source
+from builders.prompts.recipe import build_prompts
+from builders.prompts.sampling import allocate
+from builders.prompts.system_messages import assign_system_messages, load_system_messages
 from core.config import ParamsError, load_section, parse_section
 from core.errors import InputError
 from tests.prompts_oracle import read_submix, stratified_sample

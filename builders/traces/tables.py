@@ -1,0 +1,188 @@
+"""The prompt table read in batches, and the trace table written from it and the cache in batches.
+
+Memory holds one batch of prompts and its cached answers, plus per teacher the (id, key) column of
+its selected prompts, whatever the size of the corpus: prompts are read a row group at a time from
+Parquet, answers are looked up per id range (cache files are sorted by id), and `traces.parquet` is
+written a row group per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builders.generation.base import GenError
+from builders.generation.cache import GenerationCache
+from builders.generation.registry import TeacherConfig
+from builders.traces.config import TracesConfig
+from builders.traces.filters import response_problems
+from core.errors import InputError, PipelineError
+from core.io import BATCH_ROWS, PARQUET_WRITE_OPTS, atomic_path, iter_batches, reading, to_arrow
+from core.schema import LONG_TEXT, TRACE_FIELDS
+
+REQUIRED_COLUMNS = ("id", "system_prompt", "question")
+STAGE = "traces"
+REMOVED_COLUMNS = {"id": pl.String, "stage": pl.String, "reason": pl.String, "detail": pl.String}
+
+
+class PromptSource:
+    """The prompt table (a Parquet file, or a frame in tests), read a batch of rows at a time."""
+
+    def __init__(self, table: pl.DataFrame | Path, name: str = "prompts") -> None:
+        self.name = name
+        self.frame = table if isinstance(table, pl.DataFrame) else None
+        self.path = None if isinstance(table, pl.DataFrame) else Path(table)
+        if self.frame is not None:
+            self.schema = self.frame.head(0).to_arrow().schema
+        else:
+            with reading(self.path):
+                self.schema = pq.read_schema(self.path).remove_metadata()
+
+    def batches(self, columns: list[str], rows: int | None = None) -> Iterator[pl.DataFrame]:
+        """The table's `columns`, `rows` (default `BATCH_ROWS`) at a time, in table order."""
+        rows = rows or BATCH_ROWS
+        if self.frame is not None:
+            yield from self.frame.select(columns).iter_slices(rows)
+            return
+        for batch in iter_batches(self.path, columns, rows):
+            yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+
+    def check(self) -> int:
+        """Required columns present, ids unique, non-null and sorted, no null text; the row count."""
+        missing = [c for c in REQUIRED_COLUMNS if c not in self.schema.names]
+        if missing:
+            raise InputError(f"{self.name}: missing columns {missing}")
+        parts = [b["id"] for b in self.batches(["id"])]
+        ids = pl.concat(parts) if parts else pl.Series("id", [], dtype=pl.String)
+        if ids.null_count() or ids.n_unique() != len(ids):
+            raise InputError(f"{self.name}: column 'id' has nulls or duplicates")
+        if not ids.is_sorted():
+            raise InputError(f"{self.name}: rows are not sorted by id (the prompt table contract)")
+        for col in ("system_prompt", "question"):
+            if self.null_count(col):
+                raise InputError(f"{self.name}: column '{col}' has nulls")
+        return len(ids)
+
+    def null_count(self, column: str) -> int:
+        """Nulls in `column` (from the Parquet statistics when the file has them)."""
+        if self.frame is not None:
+            return self.frame[column].null_count()
+        meta = pq.ParquetFile(self.path).metadata
+        j = self.schema.get_field_index(column)
+        stats = [meta.row_group(i).column(j).statistics for i in range(meta.num_row_groups)]
+        if all(s is not None and s.has_null_count for s in stats):
+            return sum(s.null_count for s in stats)  # type: ignore[union-attr]
+        return sum(b[column].null_count() for b in self.batches([column]))
+
+    def trace_schema(self) -> pa.Schema:
+        """The prompt table's columns (large strings as strings) followed by the trace columns."""
+        columns = []
+        for f in self.schema:
+            large = pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
+            columns.append(pa.field(f.name, pa.string() if large else f.type))
+        return pa.schema(columns + TRACE_FIELDS)
+
+
+@dataclass
+class TeacherPlan:
+    """One teacher's part of the run: its selected prompts' keys and what became of them."""
+
+    teacher: TeacherConfig
+    revision: str
+    keys: pl.DataFrame  # id, _key of the selected prompts, sorted by id
+    too_long: pl.DataFrame  # removed rows (prompt_too_long) of this run
+    errors: dict[str, GenError] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    rows_out: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    served_models: set[str] = field(default_factory=set)  # the model names the released rows came under
+
+
+def _id_range(keys: pl.DataFrame, first: str, last: str) -> pl.DataFrame:
+    ids = keys["id"]
+    lo = int(ids.search_sorted(first, side="left"))
+    hi = int(ids.search_sorted(last, side="right"))
+    return keys.slice(lo, hi - lo)
+
+
+def _teacher_batch(
+    plan: TeacherPlan, batch: pl.DataFrame, cache: GenerationCache, cfg: TracesConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(trace rows, removed rows) of one teacher for one batch of prompts."""
+    first, last = batch["id"][0], batch["id"][-1]
+    keys = _id_range(plan.keys, first, last)
+    keys = keys.join(plan.too_long.select("id"), on="id", how="anti")
+    found = cache.lookup(keys["_key"], first, last)
+    joined = keys.join(
+        found.select(
+            "key", "response", "finish_reason", "prompt_tokens", "completion_tokens", "served_model"
+        ),
+        left_on="_key",
+        right_on="key",
+        how="left",
+    )
+    failed = joined.filter(pl.col("_key").is_in(pl.Series(list(plan.errors), dtype=pl.String).implode()))
+    missing = joined.filter(pl.col("response").is_null()).join(failed.select("id"), on="id", how="anti")
+    if missing.height:
+        raise PipelineError(
+            f"teacher {plan.teacher.name}: {missing.height} prompts have no result (e.g. {missing['id'][0]})"
+        )
+    errors = [plan.errors[k] for k in failed["_key"]]
+    removed_errors = pl.DataFrame(
+        {
+            "id": [e.id for e in errors],
+            "reason": [e.reason for e in errors],
+            "detail": [e.detail for e in errors],
+        },
+        schema={"id": pl.String, "reason": pl.String, "detail": pl.String},
+    )
+    answered = joined.filter(pl.col("response").is_not_null())
+    plan.prompt_tokens += int(answered["prompt_tokens"].sum())
+    plan.completion_tokens += int(answered["completion_tokens"].sum())
+    answered = pl.concat([answered, response_problems(answered, cfg)], how="horizontal")
+    removed = pl.concat(
+        [removed_errors, answered.filter(pl.col("reason").is_not_null()).select(removed_errors.columns)]
+    )
+    kept = answered.filter(pl.col("reason").is_null()).drop("_key", "reason", "detail")
+    plan.served_models.update(kept["served_model"].drop_nulls().unique().to_list())
+    kept = kept.drop("served_model")
+    rows = batch.join(kept, on="id", how="inner").with_columns(
+        pl.lit(plan.teacher.name).alias("teacher"), pl.lit(plan.teacher.model).alias("teacher_model")
+    )
+    plan.rows_out += rows.height
+    return rows, removed.with_columns(pl.lit(plan.teacher.name).alias("teacher"))
+
+
+def write_traces(
+    source: PromptSource, plans: list[TeacherPlan], cache: GenerationCache, cfg: TracesConfig, out: Path
+) -> pl.DataFrame:
+    """Write `out` (traces.parquet, sorted by id then teacher) a batch at a time; the removed rows."""
+    schema = source.trace_schema()
+    removed = [
+        p.too_long.with_columns(pl.lit(p.teacher.name).alias("teacher")).select(*REMOVED_COLUMNS, "teacher")
+        for p in plans
+    ]
+    opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
+    opts["use_dictionary"] = [n for n in schema.names if n not in LONG_TEXT]  # a dictionary of answers: never
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, **opts) as writer:
+        for batch in source.batches(schema.names[: len(schema) - len(TRACE_FIELDS)]):
+            frames = []
+            for plan in plans:
+                rows, rem = _teacher_batch(plan, batch, cache, cfg)
+                frames.append(rows)
+                removed.append(
+                    rem.with_columns(pl.lit(STAGE).alias("stage")).select(*REMOVED_COLUMNS, "teacher")
+                )
+            rows = pl.concat(frames, how="vertical_relaxed").sort("id", "teacher")
+            if rows.height:
+                writer.write_table(
+                    to_arrow(rows, schema), row_group_size=PARQUET_WRITE_OPTS["row_group_size"]
+                )
+    return pl.concat(removed).sort("id", "teacher", "reason")
