@@ -18,7 +18,9 @@ REQUEST_ERROR = "request_error"  # the request failed (the reason the failure-ra
 @dataclass(frozen=True)
 class GenRequest:
     """One chat request: `key` is its cache key, `id` the prompt id; `prompt_tokens` its prompt's
-    tokens by the teacher's tokenizer (None when it has none)."""
+    tokens by the teacher's tokenizer (None when it has none). `prompt_token_ids`: the prompt already
+    rendered and tokenized (eval renders as training did); the `vllm` backend sends these ids instead
+    of rendering `messages`, the API backends always send `messages`."""
 
     key: str
     id: str
@@ -26,6 +28,7 @@ class GenRequest:
     max_tokens: int
     seed: int
     prompt_tokens: int | None = None
+    prompt_token_ids: list[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class VLLMBackend:
     def __init__(self, cfg: VLLMTeacher, *, llm: Any = None) -> None:
         self.cfg = cfg
         self.max_in_flight = cfg.max_in_flight
+        self._owned = llm is None  # an engine this backend started is shut down by `close`
         if llm is None:
             llm = make_llm(cfg)
         self.llm = llm
@@ -103,8 +104,13 @@ class VLLMBackend:
 
         llm, s = self.llm, self.cfg.sampling
         # LLM.chat -> _add_chat_requests -> _preprocess_chat(_one): the model's chat template,
-        # tokenized without added special tokens (vllm 0.32 entrypoints/common/offline.py).
-        prompts = llm._preprocess_chat([r.messages for r in batch])
+        # tokenized without added special tokens; token ids as LLM.generate takes them
+        # (_preprocess_cmpl) (vllm 0.32 entrypoints/common/offline.py).
+        chats = [r.messages for r in batch if r.prompt_token_ids is None]
+        ids = [{"prompt_token_ids": r.prompt_token_ids} for r in batch if r.prompt_token_ids is not None]
+        rendered = iter(llm._preprocess_chat(chats) if chats else [])
+        tokenized = iter(llm._preprocess_cmpl(ids) if ids else [])
+        prompts = [next(rendered if r.prompt_token_ids is None else tokenized) for r in batch]
         for req, prompt in zip(batch, prompts, strict=True):
             params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=req.max_tokens,
                                     seed=req.seed, output_kind=RequestOutputKind.FINAL_ONLY)  # fmt: skip
@@ -125,6 +131,8 @@ class VLLMBackend:
         if self._active is not None:
             self._active.close()
             self._active = None
+        if self._owned and self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
 
 
