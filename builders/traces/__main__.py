@@ -25,10 +25,11 @@ import logging
 import sys
 from pathlib import Path
 
+from builders.license.policy import LicenseConfig
 from builders.traces.config import TracesConfig
 from builders.traces.estimate import estimate_traces, format_estimate
 from builders.traces.run import run_traces
-from core.config import load_params, load_stage
+from core.config import load_params, load_stage, parse_section
 from core.errors import ParamsError
 from core.models import check_model
 from core.stage import run_stage, stage_main
@@ -36,11 +37,18 @@ from core.stage import run_stage, stage_main
 logger = logging.getLogger(__name__)
 
 
-def check_teacher_terms(cfg: TracesConfig, params: Path) -> None:
+def load(params: Path) -> tuple[TracesConfig, int, LicenseConfig]:
+    """The `traces` section, `base.seed` and the typed `license` section (the teachers' terms), from
+    one read of the params file."""
+    doc = load_params(params)
+    cfg, seed = load_stage(TracesConfig, params, "traces", doc)
+    terms = parse_section(LicenseConfig, doc.get("license"), section="license", source=str(params))
+    return cfg, seed, terms
+
+
+def check_teacher_terms(cfg: TracesConfig, terms: LicenseConfig, params: Path) -> None:
     """Every teacher has its terms of use under `license.teachers` (checked before any request)."""
-    section = load_params(params).get("license") or {}
-    declared = section.get("teachers") or {} if isinstance(section, dict) else {}
-    missing = [t.name for t in cfg.teachers if t.name not in declared]
+    missing = [t.name for t in cfg.teachers if t.name not in terms.teachers]
     if missing:
         raise ParamsError(
             f"{params}: teacher {missing[0]!r} has no terms of use; add license.teachers.{missing[0]} "
@@ -51,8 +59,8 @@ def check_teacher_terms(cfg: TracesConfig, params: Path) -> None:
 
 def run(params: Path, prompts: Path, out: Path, cache: Path) -> None:
     """Load params and prompts; generate, filter and write the trace tables."""
-    cfg, seed = load_stage(TracesConfig, params, "traces")
-    check_teacher_terms(cfg, params)
+    cfg, seed, terms = load(params)
+    check_teacher_terms(cfg, terms, params)
     for k, t in enumerate(cfg.teachers):  # an openai teacher's model is a served name, not a Hub id
         check_model(t.model, f"traces.teachers[{k}].model ({t.name})", t.revision, hub=t.backend == "vllm")
     stats = run_traces(prompts, cfg, seed, out, cache, source=str(prompts))
@@ -61,9 +69,9 @@ def run(params: Path, prompts: Path, out: Path, cache: Path) -> None:
 
 def estimate(params: Path, prompts: Path, cache: Path, pilot: int = 0) -> str:
     """Print (and return) the bill of what the stage would send; `pilot` prompts per teacher first."""
-    cfg, seed = load_stage(TracesConfig, params, "traces")
+    cfg, seed, terms = load(params)
     if pilot:
-        check_teacher_terms(cfg, params)
+        check_teacher_terms(cfg, terms, params)
     text = format_estimate(estimate_traces(prompts, cfg, seed, cache, pilot=pilot, source=str(prompts)))
     print(text)
     return text

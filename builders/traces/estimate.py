@@ -107,7 +107,8 @@ def estimate_teacher(
     t = plan.teacher
     counted = True
     n = inp = inp_low = inp_high = worst = out_max = 0
-    requests = iter_requests(source, todo, plan, cfg) if todo.height else iter(())
+    too_long: list[pl.DataFrame] = []
+    requests = iter_requests(source, todo, plan, cfg, too_long) if todo.height else iter(())
     for req in requests:
         n += 1
         out_max += req.max_tokens
@@ -152,7 +153,8 @@ def estimate_teacher(
             spent = teacher_budget(t, cache, cached).spent_before  # type: ignore[union-attr]
     return TeacherEstimate(
         teacher=t.name, backend=t.backend, selected=plan.keys.height, cached=plan.keys.height - todo.height,
-        to_send=n, too_long=plan.too_long.height, input_tokens=inp, input_low=inp_low, input_high=inp_high,
+        to_send=n, too_long=sum(f.height for f in too_long), input_tokens=inp, input_low=inp_low,
+        input_high=inp_high,
         input_method=method, output_low=out_low, output_expected=out_exp, output_high=out_high,
         output_max=out_max, output_basis=basis, worst_input=worst, price=price, cost=cost,
         max_cost=max_cost, spent=spent,

@@ -19,8 +19,8 @@ import polars as pl
 import pyarrow as pa
 
 from builders.generation.api import ApiTeacher
-from builders.generation.base import PROMPT_TOO_LONG, GenRequest
-from builders.generation.budget import Budget, BudgetReached
+from builders.generation.base import PROMPT_TOO_LONG, GenError, GenRequest
+from builders.generation.budget import BudgetReached
 from builders.generation.cache import GenerationCache
 from builders.generation.keys import cache_keys, request_seeds, selected_mask
 from builders.generation.loop import (
@@ -34,7 +34,15 @@ from builders.generation.loop import (
 from builders.generation.provenance import vllm_version
 from builders.generation.registry import TeacherConfig, make_backend
 from builders.traces.config import TracesConfig
-from builders.traces.tables import REMOVED_COLUMNS, STAGE, PromptSource, TeacherPlan, write_traces
+from builders.traces.tables import (
+    REMOVED_COLUMNS,
+    STAGE,
+    PromptSource,
+    TeacherPlan,
+    TeacherRelease,
+    TeacherRun,
+    write_traces,
+)
 from core.chat import build_messages
 from core.contracts import Funnel, TeacherRecord
 from core.io import write_json, write_parquet
@@ -63,8 +71,7 @@ def plan_teachers(
     for t, revision, out in zip(teachers, revisions, frames, strict=True):
         keys = pl.concat(out) if out else pl.DataFrame(schema={"id": pl.String, "_key": pl.String})
         todo = keys.filter(~pl.col("_key").is_in(cached))
-        too_long = pl.DataFrame(schema=REMOVED_COLUMNS)
-        plans.append((TeacherPlan(teacher=t, revision=revision, keys=keys, too_long=too_long), todo))
+        plans.append((TeacherPlan(teacher=t, revision=revision, keys=keys), todo))
         logger.info(
             "teacher %s: %d prompts selected, %d cached, %d to generate",
             t.name,
@@ -77,14 +84,18 @@ def plan_teachers(
 
 
 def iter_requests(
-    source: PromptSource, todo: pl.DataFrame, plan: TeacherPlan, cfg: TracesConfig
+    source: PromptSource,
+    todo: pl.DataFrame,
+    plan: TeacherPlan,
+    cfg: TracesConfig,
+    too_long: list[pl.DataFrame],
 ) -> Iterator[GenRequest]:
-    """Requests for the `todo` prompts, a batch at a time; prompts too long for the teacher's context
-    go to `plan.too_long` instead."""
+    """Requests for the `todo` prompts, a batch at a time; the removed rows of prompts too long for
+    the teacher's context go to `too_long` instead (a frame as each batch ends)."""
     teacher = plan.teacher
     tokenizer = load_tokenizer(teacher)
     wanted = todo["id"].implode()
-    too_long = []
+    rows: list[dict[str, str]] = []
     for batch in source.batches(["id", "system_prompt", "question"]):
         batch = batch.filter(pl.col("id").is_in(wanted)).join(todo, on="id")
         if not batch.height:
@@ -95,15 +106,15 @@ def iter_requests(
         for pid, key, conv, n, seed in zip(batch["id"], batch["_key"], convs, counts, seeds, strict=True):
             if tokenizer is not None and n + cfg.min_new_tokens > teacher.max_model_len:
                 detail = f"{n} prompt tokens + {cfg.min_new_tokens} > max_model_len {teacher.max_model_len}"
-                too_long.append({"id": pid, "stage": STAGE, "reason": PROMPT_TOO_LONG, "detail": detail})
+                rows.append({"id": pid, "stage": STAGE, "reason": PROMPT_TOO_LONG, "detail": detail})
                 continue
             max_tokens = teacher.sampling.max_tokens
             if tokenizer is not None:
                 max_tokens = min(max_tokens, teacher.max_model_len - n)
             yield GenRequest(key, pid, conv, max_tokens, seed, n if tokenizer is not None else None)
-        if too_long:
-            plan.too_long = pl.concat([plan.too_long, pl.DataFrame(too_long, schema=REMOVED_COLUMNS)])
-            too_long = []
+        if rows:
+            too_long.append(pl.DataFrame(rows, schema=REMOVED_COLUMNS))
+            rows = []
 
 
 def run_teacher(
@@ -113,31 +124,34 @@ def run_teacher(
     cfg: TracesConfig,
     cache: GenerationCache,
     backend_factory: BackendFactory,
-) -> Budget | None:
-    """Send one teacher the prompts it has not answered yet (`todo`); records the run in `plan`.
-    Returns the teacher's budget (None without a price); `stopped` when it held requests back."""
+) -> TeacherRun:
+    """Send one teacher the prompts it has not answered yet (`todo`): what that gave (its budget is
+    `stopped` when it held requests back)."""
     teacher = plan.teacher
     cached = plan.keys.filter(~pl.col("_key").is_in(todo["_key"].implode()))["_key"]
     budget = teacher_budget(teacher, cache, cached)
-    requests = iter_requests(source, todo, plan, cfg) if todo.height else iter(())
+    too_long: list[pl.DataFrame] = [pl.DataFrame(schema=REMOVED_COLUMNS)]
+    errors: dict[str, GenError] = {}
+    requests = iter_requests(source, todo, plan, cfg, too_long) if todo.height else iter(())
     first = next(requests, None)  # no engine is started when every prompt is too long
     tokens = (0, 0)
-    figures: dict[str, Any] = {}
+    backend_figures: dict[str, Any] = {}
     start = time.perf_counter()
     if first is not None:
         backend = backend_factory(teacher)
         try:
-            plan.errors, *tokens = generate(
+            errors, *tokens = generate(
                 backend, chain([first], requests), todo.height, teacher, cfg, cache, plan.revision, budget
             )
         finally:
-            figures = backend.figures()
+            backend_figures = backend.figures()
             backend.close()
             cache.compact(cfg.cache_pack_bytes)
     wall = max(time.perf_counter() - start, 1e-9)
-    sent = budget.admitted if budget is not None else todo.height - plan.too_long.height
+    removed = pl.concat(too_long)
+    sent = budget.admitted if budget is not None else todo.height - removed.height
     total = sum(tokens)
-    plan.run = {  # this run only (how much was cached before it depends on earlier runs): run.json
+    figures = {  # this run only (how much was cached before it depends on earlier runs): run.json
         "cached_before_run": plan.keys.height - todo.height,
         "sent": sent,
         "prompt_tokens": tokens[0],
@@ -145,17 +159,17 @@ def run_teacher(
         "wall_time_s": round(wall, 3),
         "completion_tokens_per_s": round(tokens[1] / wall, 3) if sent else None,
         "total_tokens_per_s": round(total / wall, 3) if sent else None,
-        **figures,
+        **backend_figures,
     }
     if budget is not None:
-        plan.run.update(
+        figures.update(
             cost=round(budget.spent, 6), spent_total=round(budget.total, 6), max_cost=budget.max_cost
         )
         logger.info("teacher %s: %s", teacher.name, budget.line())
-    return budget
+    return TeacherRun(too_long=removed, errors=errors, budget=budget, figures=figures)
 
 
-def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
+def teacher_meta(plan: TeacherPlan, release: TeacherRelease) -> dict[str, Any]:
     """meta/<teacher>.json: the teacher's model, revision, sampling, token totals and (an API teacher)
     the model names its released rows were served under."""
     t = plan.teacher
@@ -169,11 +183,11 @@ def teacher_meta(plan: TeacherPlan) -> dict[str, Any]:
         sampling=t.sampling.model_dump(mode="json"),
         max_model_len=t.max_model_len,
         fraction=t.fraction,
-        prompt_tokens_total=plan.prompt_tokens,
-        completion_tokens_total=plan.completion_tokens,
+        prompt_tokens_total=release.prompt_tokens,
+        completion_tokens_total=release.completion_tokens,
         price=t.price.resolved() if isinstance(t, ApiTeacher) and t.price else None,
         priced_at=t.PRICED_AT if isinstance(t, ApiTeacher) and t.price else None,
-        served_models=sorted(plan.served_models) if isinstance(t, ApiTeacher) else None,
+        served_models=sorted(release.served_models) if isinstance(t, ApiTeacher) else None,
     ).dump()
 
 
@@ -195,24 +209,25 @@ def run_traces(
     with GenerationCache(cache_dir, lock=True) as cache:  # one writer: a second run waits, then stops
         factory = backend_factory or (lambda teacher: make_backend(teacher, cache.root))
         planned = plan_teachers(table, cfg.teachers, cache, seed)
-        stops: list[BudgetReached] = []
-        for plan, todo in planned:
-            budget = run_teacher(table, plan, todo, cfg, cache, factory)
-            if budget is not None and budget.stopped:
-                stops.append(budget.reached(todo.height - plan.too_long.height - budget.admitted))
+        runs = [(plan, run_teacher(table, plan, todo, cfg, cache, factory)) for plan, todo in planned]
+        stops = [
+            r.budget.reached(todo.height - r.too_long.height - r.budget.admitted)
+            for (_, r), (_, todo) in zip(runs, planned, strict=True)
+            if r.budget is not None and r.budget.stopped
+        ]
         if stops:  # every teacher ran as far as its budget allows; nothing is released
             raise stops[0] if len(stops) == 1 else BudgetReached(" | ".join(str(e) for e in stops))
-        plans = [plan for plan, _ in planned]
-        removed = write_traces(table, plans, cache, cfg, out_dir / "traces.parquet")
+        removed, released = write_traces(table, runs, cache, cfg, out_dir / "traces.parquet")
+    plans = [plan for plan, _ in planned]
     per_teacher = {}
-    for plan in plans:
+    for plan, release in zip(plans, released, strict=True):
         mine = removed.filter(pl.col("teacher") == plan.teacher.name)
         per_teacher[plan.teacher.name] = {
             "prompts_selected": plan.keys.height,
-            "rows_out": plan.rows_out,
+            "rows_out": release.rows_out,
             "removed": dict(sorted(mine.group_by("reason").len().iter_rows())),
         }
-    rows_out = sum(p.rows_out for p in plans)
+    rows_out = sum(r.rows_out for r in released)
     counts = dict(sorted(removed.group_by("reason").len().iter_rows()))
     stats = {
         "funnel": Funnel(
@@ -223,8 +238,8 @@ def run_traces(
         "teachers": per_teacher,
     }
     write_parquet(removed, out_dir / "removed.parquet", REMOVED_TRACES_SCHEMA)
-    for plan in plans:
-        write_json(teacher_meta(plan), out_dir / "meta" / f"{plan.teacher.name}.json")
+    for plan, release in zip(plans, released, strict=True):
+        write_json(teacher_meta(plan, release), out_dir / "meta" / f"{plan.teacher.name}.json")
     write_json(stats, out_dir / "stats.json")
-    write_json({"teachers": {p.teacher.name: p.run for p in plans}}, out_dir / "run.json")
+    write_json({"teachers": {p.teacher.name: dict(r.figures) for p, r in runs}}, out_dir / "run.json")
     return stats

@@ -8,8 +8,8 @@ written a row group per batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders.generation.base import GenError
+from builders.generation.budget import Budget
 from builders.generation.cache import GenerationCache
 from builders.generation.registry import TeacherConfig
 from builders.traces.config import TracesConfig
@@ -89,20 +90,42 @@ class PromptSource:
         return pa.schema(columns + TRACE_FIELDS)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TeacherPlan:
-    """One teacher's part of the run: its selected prompts' keys and what became of them."""
+    """One teacher's part of the run, fixed before anything is sent: its selected prompts' keys."""
 
     teacher: TeacherConfig
     revision: str
     keys: pl.DataFrame  # id, _key of the selected prompts, sorted by id
+
+
+@dataclass(frozen=True)
+class TeacherRun:
+    """What sending a teacher its uncached prompts gave: the prompts too long for its context, the
+    requests that failed, its budget (None without a price) and this run's figures (run.json)."""
+
     too_long: pl.DataFrame  # removed rows (prompt_too_long) of this run
-    errors: dict[str, GenError] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)
+    errors: Mapping[str, GenError]  # by cache key
+    budget: Budget | None
+    figures: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TeacherRelease:
+    """What the trace table holds of one teacher: rows, their tokens, the model names they came under."""
+
     rows_out: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    served_models: set[str] = field(default_factory=set)  # the model names the released rows came under
+    served_models: frozenset[str] = frozenset()
+
+    def __add__(self, other: TeacherRelease) -> TeacherRelease:
+        return TeacherRelease(
+            self.rows_out + other.rows_out,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.served_models | other.served_models,
+        )
 
 
 def _id_range(keys: pl.DataFrame, first: str, last: str) -> pl.DataFrame:
@@ -113,12 +136,12 @@ def _id_range(keys: pl.DataFrame, first: str, last: str) -> pl.DataFrame:
 
 
 def _teacher_batch(
-    plan: TeacherPlan, batch: pl.DataFrame, cache: GenerationCache, cfg: TracesConfig
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(trace rows, removed rows) of one teacher for one batch of prompts."""
+    plan: TeacherPlan, run: TeacherRun, batch: pl.DataFrame, cache: GenerationCache, cfg: TracesConfig
+) -> tuple[pl.DataFrame, pl.DataFrame, TeacherRelease]:
+    """(trace rows, removed rows, what they release) of one teacher for one batch of prompts."""
     first, last = batch["id"][0], batch["id"][-1]
     keys = _id_range(plan.keys, first, last)
-    keys = keys.join(plan.too_long.select("id"), on="id", how="anti")
+    keys = keys.join(run.too_long.select("id"), on="id", how="anti")
     found = cache.lookup(keys["_key"], first, last)
     joined = keys.join(
         found.select(
@@ -128,13 +151,13 @@ def _teacher_batch(
         right_on="key",
         how="left",
     )
-    failed = joined.filter(pl.col("_key").is_in(pl.Series(list(plan.errors), dtype=pl.String).implode()))
+    failed = joined.filter(pl.col("_key").is_in(pl.Series(list(run.errors), dtype=pl.String).implode()))
     missing = joined.filter(pl.col("response").is_null()).join(failed.select("id"), on="id", how="anti")
     if missing.height:
         raise PipelineError(
             f"teacher {plan.teacher.name}: {missing.height} prompts have no result (e.g. {missing['id'][0]})"
         )
-    errors = [plan.errors[k] for k in failed["_key"]]
+    errors = [run.errors[k] for k in failed["_key"]]
     removed_errors = pl.DataFrame(
         {
             "id": [e.id for e in errors],
@@ -144,39 +167,46 @@ def _teacher_batch(
         schema={"id": pl.String, "reason": pl.String, "detail": pl.String},
     )
     answered = joined.filter(pl.col("response").is_not_null())
-    plan.prompt_tokens += int(answered["prompt_tokens"].sum())
-    plan.completion_tokens += int(answered["completion_tokens"].sum())
     answered = pl.concat([answered, response_problems(answered, cfg)], how="horizontal")
     removed = pl.concat(
         [removed_errors, answered.filter(pl.col("reason").is_not_null()).select(removed_errors.columns)]
     )
     kept = answered.filter(pl.col("reason").is_null()).drop("_key", "reason", "detail")
-    plan.served_models.update(kept["served_model"].drop_nulls().unique().to_list())
+    served = frozenset(kept["served_model"].drop_nulls().unique().to_list())
     kept = kept.drop("served_model")
     rows = batch.join(kept, on="id", how="inner").with_columns(
         pl.lit(plan.teacher.name).alias("teacher"), pl.lit(plan.teacher.model).alias("teacher_model")
     )
-    plan.rows_out += rows.height
-    return rows, removed.with_columns(pl.lit(plan.teacher.name).alias("teacher"))
+    release = TeacherRelease(
+        rows.height, int(answered["prompt_tokens"].sum()), int(answered["completion_tokens"].sum()), served
+    )
+    return rows, removed.with_columns(pl.lit(plan.teacher.name).alias("teacher")), release
 
 
 def write_traces(
-    source: PromptSource, plans: list[TeacherPlan], cache: GenerationCache, cfg: TracesConfig, out: Path
-) -> pl.DataFrame:
-    """Write `out` (traces.parquet, sorted by id then teacher) a batch at a time; the removed rows."""
+    source: PromptSource,
+    runs: list[tuple[TeacherPlan, TeacherRun]],
+    cache: GenerationCache,
+    cfg: TracesConfig,
+    out: Path,
+) -> tuple[pl.DataFrame, list[TeacherRelease]]:
+    """Write `out` (traces.parquet, sorted by id then teacher) a batch at a time; (the removed rows,
+    what each teacher released)."""
     schema = source.trace_schema()
     removed = [
-        p.too_long.with_columns(pl.lit(p.teacher.name).alias("teacher")).select(*REMOVED_COLUMNS, "teacher")
-        for p in plans
+        r.too_long.with_columns(pl.lit(p.teacher.name).alias("teacher")).select(*REMOVED_COLUMNS, "teacher")
+        for p, r in runs
     ]
+    released = [TeacherRelease() for _ in runs]
     opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
     opts["use_dictionary"] = [n for n in schema.names if n not in LONG_TEXT]  # a dictionary of answers: never
     with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, **opts) as writer:
         for batch in source.batches(schema.names[: len(schema) - len(TRACE_FIELDS)]):
             frames = []
-            for plan in plans:
-                rows, rem = _teacher_batch(plan, batch, cache, cfg)
+            for k, (plan, run) in enumerate(runs):
+                rows, rem, release = _teacher_batch(plan, run, batch, cache, cfg)
                 frames.append(rows)
+                released[k] += release
                 removed.append(
                     rem.with_columns(pl.lit(STAGE).alias("stage")).select(*REMOVED_COLUMNS, "teacher")
                 )
@@ -185,4 +215,4 @@ def write_traces(
                 writer.write_table(
                     to_arrow(rows, schema), row_group_size=PARQUET_WRITE_OPTS["row_group_size"]
                 )
-    return pl.concat(removed).sort("id", "teacher", "reason")
+    return pl.concat(removed).sort("id", "teacher", "reason"), released
