@@ -84,13 +84,13 @@ def write_trace_configs(
     With `erase_with`, every row's system prompt is replaced by that text (`erase_system_prompt`).
     """
     traces = inputs.traces
-    schema, rows = traces.schema, traces.lazy()
+    schema, rows = traces.table.schema, traces.table.lazy()
     if erase_with is not None:
         schema = erased_schema(schema)
         rows = rows.with_columns(pl.col("system_prompt").alias(ORIGINAL_SYSTEM_PROMPT)).with_columns(
             pl.lit(erase_with).alias("system_prompt")
         )
-    with reading(traces.path):
+    with reading(traces.table.path):
         sizes = arrow_size_estimate(rows, schema, by="teacher")
     plan = {"default": (traces.rows, sum(sizes.values()))}
     plan |= {t: (traces.rows_per_teacher[t], sizes[t]) for t in inputs.teachers}
@@ -99,7 +99,7 @@ def write_trace_configs(
         for name, (count, size) in plan.items():
             writer = ShardWriter(root, name, "train", schema, count, size, shard_max_bytes)
             writers[name] = stack.enter_context(writer)
-        for batch in traces.batches():
+        for batch in traces.table.arrow_batches():
             if erase_with is not None:
                 batch = erase_system_prompt(batch, erase_with)
             writers["default"].write(batch)

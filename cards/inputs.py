@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from cards.funnel import PIPELINE_ORDER, parse_funnel
 from core.config import load_params
 from core.contracts import AnswerChecks, Funnel, LicenseSummary, TeacherRecord, parse_contract, read_contract
 from core.errors import InputError
-from core.io import BATCH_ROWS, file_md5, iter_batches, read_document, read_parquet, reading
+from core.io import ParquetTable, file_md5, read_document
 
 TRACE_REQUIRED = (
     "id",
@@ -40,17 +38,15 @@ class ReleaseInputError(InputError):
     """An input of the release is missing or malformed; the message names the file and key."""
 
 
-# Rows per batch of the streaming passes over the trace table (the traces stage's row group size).
 # The columns the check pass reads: the sort key and what the card counts per distinct prompt.
 SCAN_COLUMNS = ["id", "teacher", "submix", "system_prompt_id", "prompt_tokens", "completion_tokens"]
 
 
 @dataclass(frozen=True)
-class TraceTable:
-    """The trace table, left on disk: its schema and the figures the card prints, from one checked pass."""
+class TraceSummary:
+    """The trace table, left on disk, and the figures the card prints, from one checked pass."""
 
-    path: Path
-    schema: pa.Schema
+    table: ParquetTable
     rows: int
     prompts: int  # distinct ids
     rows_per_teacher: dict[str, int]
@@ -61,23 +57,10 @@ class TraceTable:
     def teachers(self) -> list[str]:
         return sorted(self.rows_per_teacher)
 
-    def lazy(self) -> pl.LazyFrame:
-        """The table as a lazy frame (nothing is read until it is collected)."""
-        return pl.scan_parquet(self.path)
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """The rows in file order, `BATCH_ROWS` at a time."""
-        return iter_batches(self.path, rows=BATCH_ROWS)
-
-
-def read_schema(path: Path, required: tuple[str, ...]) -> pa.Schema:
-    """The Arrow schema of a Parquet file (metadata dropped), checked for required columns."""
-    with reading(path):
-        schema = pq.read_schema(path).remove_metadata()
-    missing = [c for c in required if c not in schema.names]
-    if missing:
-        raise ReleaseInputError(f"{path}: missing columns {missing}")
-    return schema
+def open_table(path: Path, required: tuple[str, ...]) -> ParquetTable:
+    """A Parquet input of the release, checked for required columns."""
+    return ParquetTable(path, required=required, error=ReleaseInputError)
 
 
 def _check_batch(path: Path, df: pl.DataFrame, offset: int) -> None:
@@ -104,20 +87,20 @@ def _check_batch(path: Path, df: pl.DataFrame, offset: int) -> None:
         )
 
 
-def scan_traces(path: Path) -> TraceTable:
+def scan_traces(path: Path) -> TraceSummary:
     """Check the trace table in one streaming pass over its key columns and count what the card needs.
 
     The table must be sorted by (id, teacher) with no nulls and no repeated key (as the traces stage
     writes it): with sorted rows that is a comparison of each row with the one before. Nothing is
     sorted or held in memory but one batch of `SCAN_COLUMNS` and the running counts.
     """
-    schema = read_schema(path, TRACE_REQUIRED)
+    table = open_table(path, TRACE_REQUIRED)
     rows = 0
     last: dict[str, Any] = {"id": None, "teacher": None}
     per_teacher: list[pl.DataFrame] = []
     mix: list[pl.DataFrame] = []
-    for batch in iter_batches(path, SCAN_COLUMNS, BATCH_ROWS):
-        df = pl.from_arrow(batch).with_columns(
+    for batch in table.batches(SCAN_COLUMNS):
+        df = batch.with_columns(
             prev_id=pl.col("id").shift(1, fill_value=last["id"]),
             prev_teacher=pl.col("teacher").shift(1, fill_value=last["teacher"]),
         )
@@ -136,9 +119,8 @@ def scan_traces(path: Path) -> TraceTable:
     counts = pl.concat(per_teacher).group_by("teacher").agg(pl.all().sum())
     prompt_mix = pl.concat(mix).group_by("system_prompt_id", "submix").agg(pl.col("len").sum())
     prompt_mix = prompt_mix.sort("system_prompt_id", "submix")
-    return TraceTable(
-        path=path,
-        schema=schema,
+    return TraceSummary(
+        table=table,
         rows=rows,
         prompts=int(prompt_mix["len"].sum()),
         rows_per_teacher=dict(counts.select("teacher", "len").iter_rows()),
@@ -151,7 +133,7 @@ def scan_traces(path: Path) -> TraceTable:
 class ReleaseInputs:
     """Everything the release stage reads, loaded and checked (the trace table stays on disk)."""
 
-    traces: TraceTable
+    traces: TraceSummary
     heldout: pl.DataFrame
     heldout_schema: pa.Schema
     stats: dict[str, dict[str, Any]]  # stage -> its stats.json, in pipeline order
@@ -178,11 +160,11 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_table(path: Path, required: tuple[str, ...], sort_by: list[str]) -> tuple[pl.DataFrame, pa.Schema]:
     """A (small) Parquet table and its Arrow schema, checked for required columns and sorted."""
-    schema = read_schema(path, required)
-    df = read_parquet(path)
+    table = open_table(path, required)
+    df = table.read()
     if df.select(pl.col("id").is_null().any()).item():
         raise ReleaseInputError(f"{path}: column 'id' has nulls")
-    return df.sort(sort_by), schema
+    return df.sort(sort_by), table.schema
 
 
 def input_digests(paths: list[Path], root: Path) -> dict[str, str]:

@@ -24,12 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Features
 
-from core.io import PARQUET_WRITE_OPTS
+from core.io import ROW_GROUP_ROWS, parquet_writer, write_empty
 
 logger = logging.getLogger(__name__)
-
-ROW_GROUP_ROWS: int = PARQUET_WRITE_OPTS["row_group_size"]
-WRITER_OPTS = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,7 @@ class ShardWriter:
         table = pa.Table.from_batches(self._pending).select(self.schema.names).cast(self.schema)
         table = table.combine_chunks()
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.root / self.files[self._shard], self.schema, **WRITER_OPTS)
+            self._writer = parquet_writer(self.root / self.files[self._shard], self.schema)
         self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self._nbytes += arrow_size(table)
         self._in_shard += table.num_rows
@@ -201,7 +198,7 @@ class ShardWriter:
             raise ValueError(f"config {self.config_name}: {self._written} rows, {self.rows} announced")
         self._close_file()
         if self.rows == 0:  # an empty split is one file with no rows
-            pq.write_table(self.schema.empty_table(), self.root / self.files[0], **PARQUET_WRITE_OPTS)
+            write_empty(self.root / self.files[0], self.schema)
         return ConfigShards(
             config_name=self.config_name,
             split=self.split,

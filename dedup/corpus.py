@@ -20,9 +20,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from core.io import reading
+from core.io import ParquetTable
 from dedup.decontam import DedupInputError
 
 TASK_COLUMN = "task_name"
@@ -40,7 +39,6 @@ def release_free_memory() -> None:
 
 
 _BATCH_ROWS = 65536
-_READ_BUFFER = 1 << 20
 ONE_PASS_ROWS = 1 << 18  # rows a pass may gather texts or word multisets of all at once
 
 
@@ -78,13 +76,13 @@ def _type_codes(types: pl.Series | None, n: int) -> np.ndarray:
 @dataclass
 class Corpus:
     """`id`, task code and template-type code per row (sorted by id); questions from `frame` or
-    the Parquet `path`."""
+    the Parquet `table`."""
 
     ids: pl.Series
     task: np.ndarray  # int64 code per row, indexing `task_names`
     task_names: list[str]
     source: str
-    path: Path | None = None
+    table: ParquetTable | None = None
     frame: pl.DataFrame | None = None
     template_type: np.ndarray | None = None  # int8 code per row (zeros when the input has none)
 
@@ -107,25 +105,15 @@ class Corpus:
     @classmethod
     def from_parquet(cls, path: str | Path) -> Corpus:
         """A corpus over a Parquet prompt table (reads `id`, `task_name` and `template_type` now,
-        questions later)."""
-        path = Path(path)
-        with reading(path):
-            return cls._from_parquet(path)
-
-    @classmethod
-    def _from_parquet(cls, path: Path) -> Corpus:
-        names = pq.read_schema(path).names
-        missing = [c for c in ("id", "question") if c not in names]
-        if missing:
-            raise DedupInputError(f"{path}: missing column(s) {missing}")
-        has_task = TASK_COLUMN in names
+        questions later). Pages are read without pre-buffering a row group's column chunks, so the
+        question text of a whole row group is not held beside the batch."""
+        table = ParquetTable(path, required=("id", "question"), error=DedupInputError, lean=True)
+        has_task = TASK_COLUMN in table.names
         ids: list[pa.Array] = []
         codes: list[np.ndarray] = []
         index: dict[str, int] = {}  # task name -> code in order of first appearance
         # batch by batch, so only the ids and one code per row stay (not the task name strings)
-        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(
-            batch_size=_BATCH_ROWS, columns=["id", *([TASK_COLUMN] if has_task else [])]
-        ):
+        for batch in table.arrow_batches(["id", *([TASK_COLUMN] if has_task else [])], _BATCH_ROWS):
             ids.append(batch.column(0))
             if has_task:
                 enc = pc.dictionary_encode(batch.column(1).fill_null(""))
@@ -135,16 +123,17 @@ class Corpus:
         del ids
         release_free_memory()
         types = None
-        if TYPE_COLUMN in names:
-            types = _type_codes(pl.read_parquet(path, columns=[TYPE_COLUMN])[TYPE_COLUMN], id_series.len())
+        if TYPE_COLUMN in table.names:
+            types = _type_codes(table.read([TYPE_COLUMN])[TYPE_COLUMN], id_series.len())
+        source = str(table.path)
         if not has_task:
             zeros = np.zeros(id_series.len(), np.int64)
-            return cls(id_series, zeros, [""], str(path), path=path, template_type=types)
+            return cls(id_series, zeros, [""], source, table=table, template_type=types)
         task_names = sorted(index)
         rank = np.empty(len(index), dtype=np.int64)
         rank[[index[t] for t in task_names]] = np.arange(len(index))
         task = rank[np.concatenate(codes)] if codes else np.empty(0, np.int64)
-        return cls(id_series, task, task_names, str(path), path=path, template_type=types)
+        return cls(id_series, task, task_names, source, table=table, template_type=types)
 
     def arrow_batches(self, rows: int = _BATCH_ROWS) -> Iterator[tuple[int, pa.Array]]:
         """(first row, questions as an Arrow string array) for consecutive row batches."""
@@ -155,16 +144,12 @@ class Corpus:
         yield from _read_ahead(self._parquet_batches(rows))
 
     def _parquet_batches(self, rows: int) -> Generator[tuple[int, pa.Array], None, None]:
+        assert self.table is not None
         lo = 0
-        # without pre-buffering, a row group's pages are not all held at once beside the batch;
-        # a read buffer keeps page reads from going to the file one small read at a time
-        path = self.path or self.source
-        with reading(path):
-            source = pq.ParquetFile(path, pre_buffer=False, buffer_size=_READ_BUFFER)
-            for batch in source.iter_batches(batch_size=rows, columns=["question"]):
-                yield lo, batch.column(0)
-                lo += batch.num_rows
-                release_free_memory()
+        for batch in self.table.arrow_batches(["question"], rows):
+            yield lo, batch.column(0)
+            lo += batch.num_rows
+            release_free_memory()
 
     def texts(self, *orders: np.ndarray) -> list[pa.Array]:
         """Questions of the rows of each order (any order, repeats allowed), as Arrow arrays.
