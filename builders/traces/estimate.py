@@ -14,6 +14,7 @@ is written but the pilot's answers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -29,8 +30,9 @@ from builders.generation.loop import BackendFactory, teacher_budget
 from builders.generation.registry import make_backend
 from builders.traces.config import TracesConfig
 from builders.traces.run import iter_requests, plan_teachers, run_teacher
-from builders.traces.tables import PromptSource, TeacherPlan
+from builders.traces.tables import TeacherPlan, check_prompts, open_prompts
 from core.hashing import unit_hashes
+from core.io import ParquetTable
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def _output(
 
 
 def estimate_teacher(
-    source: PromptSource, plan: TeacherPlan, todo: pl.DataFrame, cfg: TracesConfig, cache: GenerationCache
+    source: ParquetTable, plan: TeacherPlan, todo: pl.DataFrame, cfg: TracesConfig, cache: GenerationCache
 ) -> TeacherEstimate:
     """Count what `plan`'s teacher has left to send (`todo`) and price it."""
     t = plan.teacher
@@ -172,9 +174,10 @@ def estimate_traces(
 ) -> list[TeacherEstimate]:
     """Every teacher's bill; with `pilot`, first make sure each teacher has that many answers cached,
     sending the rest of them (cached like any answer; a budget still applies)."""
-    table = PromptSource(prompts, source)
-    table.check()
-    with GenerationCache(cache_dir, lock=pilot > 0) as cache:  # a pilot writes: one writer at a time
+    with contextlib.ExitStack() as stack:
+        table = stack.enter_context(open_prompts(prompts))
+        check_prompts(table, source)
+        cache = stack.enter_context(GenerationCache(cache_dir, lock=pilot > 0))  # a pilot writes: one writer
         if pilot > 0:
             factory = backend_factory or (lambda teacher: make_backend(teacher, cache.root))
             for plan, todo in plan_teachers(table, cfg.teachers, cache, seed):

@@ -8,6 +8,7 @@ the trace table is written from the prompts and the cache. The stage's entry
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -37,15 +38,17 @@ from builders.traces.config import TracesConfig
 from builders.traces.tables import (
     REMOVED_COLUMNS,
     STAGE,
-    PromptSource,
     TeacherPlan,
     TeacherRelease,
     TeacherRun,
+    check_prompts,
+    open_prompts,
+    prompt_batches,
     write_traces,
 )
 from core.chat import build_messages
 from core.contracts import Funnel, TeacherRecord
-from core.io import write_json, write_parquet
+from core.io import ParquetTable, write_json, write_parquet
 from core.schema import REMOVED_SCHEMA, fields
 
 logger = logging.getLogger(__name__)
@@ -54,14 +57,14 @@ REMOVED_TRACES_SCHEMA = pa.schema([*REMOVED_SCHEMA, *fields("teacher")])
 
 
 def plan_teachers(
-    source: PromptSource, teachers: list[TeacherConfig], cache: GenerationCache, seed: int
+    source: ParquetTable, teachers: list[TeacherConfig], cache: GenerationCache, seed: int
 ) -> list[tuple[TeacherPlan, pl.DataFrame]]:
     """Per teacher (one pass over the prompts): its selected prompts with their cache keys, and
     those not cached yet (id, _key)."""
     start = time.perf_counter()
     revisions = [teacher_revision(t) for t in teachers]
     frames: list[list[pl.DataFrame]] = [[] for _ in teachers]
-    for batch in source.batches(["id", "system_prompt", "question"]):
+    for batch in prompt_batches(source, ["id", "system_prompt", "question"]):
         for t, revision, out in zip(teachers, revisions, frames, strict=True):
             chosen = batch.filter(selected_mask(batch["id"], t.fraction, seed))
             key = cache_keys(chosen, t.model, revision, t.sampling).alias("_key")
@@ -84,7 +87,7 @@ def plan_teachers(
 
 
 def iter_requests(
-    source: PromptSource,
+    source: ParquetTable,
     todo: pl.DataFrame,
     plan: TeacherPlan,
     cfg: TracesConfig,
@@ -96,7 +99,7 @@ def iter_requests(
     tokenizer = load_tokenizer(teacher)
     wanted = todo["id"].implode()
     rows: list[dict[str, str]] = []
-    for batch in source.batches(["id", "system_prompt", "question"]):
+    for batch in prompt_batches(source, ["id", "system_prompt", "question"]):
         batch = batch.filter(pl.col("id").is_in(wanted)).join(todo, on="id")
         if not batch.height:
             continue
@@ -118,7 +121,7 @@ def iter_requests(
 
 
 def run_teacher(
-    source: PromptSource,
+    source: ParquetTable,
     plan: TeacherPlan,
     todo: pl.DataFrame,
     cfg: TracesConfig,
@@ -203,10 +206,12 @@ def run_traces(
     """Run every teacher and write traces.parquet, removed.parquet, stats.json, meta/<teacher>.json
     (all a function of the data) and run.json (what this run sent, its tokens and wall time).
     `prompts` is the prompt table's Parquet file (read a batch at a time) or a frame."""
-    table = PromptSource(prompts, source)
-    prompts_in = table.check()
     out_dir = Path(out_dir)
-    with GenerationCache(cache_dir, lock=True) as cache:  # one writer: a second run waits, then stops
+    with contextlib.ExitStack() as stack:
+        table = stack.enter_context(open_prompts(prompts))
+        prompts_in = check_prompts(table, source)
+        # one writer: a second run waits, then stops
+        cache = stack.enter_context(GenerationCache(cache_dir, lock=True))
         factory = backend_factory or (lambda teacher: make_backend(teacher, cache.root))
         planned = plan_teachers(table, cfg.teachers, cache, seed)
         runs = [(plan, run_teacher(table, plan, todo, cfg, cache, factory)) for plan, todo in planned]

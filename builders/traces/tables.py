@@ -1,4 +1,5 @@
-"""The prompt table read in batches, and the trace table written from it and the cache in batches.
+"""The prompt table read in batches (`core.io.ParquetTable`), the frozen values a run hands on, and
+the trace table written from the prompts and the cache in batches (`core.io.TableWriter`).
 
 Memory holds one batch of prompts and its cached answers, plus per teacher the (id, key) column of
 its selected prompts, whatever the size of the corpus: prompts are read a row group at a time from
@@ -8,14 +9,14 @@ written a row group per batch.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from builders.generation.base import GenError
 from builders.generation.budget import Budget
@@ -24,7 +25,7 @@ from builders.generation.registry import TeacherConfig
 from builders.traces.config import TracesConfig
 from builders.traces.filters import response_problems
 from core.errors import InputError, PipelineError
-from core.io import BATCH_ROWS, PARQUET_WRITE_OPTS, atomic_path, iter_batches, reading, to_arrow
+from core.io import BATCH_ROWS, ParquetTable, TableWriter, plain_strings
 from core.schema import LONG_TEXT, TRACE_FIELDS
 
 REQUIRED_COLUMNS = ("id", "system_prompt", "question")
@@ -32,62 +33,39 @@ STAGE = "traces"
 REMOVED_COLUMNS = {"id": pl.String, "stage": pl.String, "reason": pl.String, "detail": pl.String}
 
 
-class PromptSource:
-    """The prompt table (a Parquet file, or a frame in tests), read a batch of rows at a time."""
+@contextlib.contextmanager
+def open_prompts(prompts: pl.DataFrame | Path, name: str = "prompts") -> Iterator[ParquetTable]:
+    """The prompt table as a `ParquetTable` (a frame, as tests pass it, is written to a temporary
+    file first), its contract checked (`check_prompts`)."""
+    if isinstance(prompts, pl.DataFrame):
+        with tempfile.TemporaryDirectory(prefix="prompts-") as tmp:
+            path = Path(tmp) / "prompts.parquet"
+            prompts.write_parquet(path)
+            yield ParquetTable(path)
+    else:
+        yield ParquetTable(prompts)
 
-    def __init__(self, table: pl.DataFrame | Path, name: str = "prompts") -> None:
-        self.name = name
-        self.frame = table if isinstance(table, pl.DataFrame) else None
-        self.path = None if isinstance(table, pl.DataFrame) else Path(table)
-        if self.frame is not None:
-            self.schema = self.frame.head(0).to_arrow().schema
-        else:
-            with reading(self.path):
-                self.schema = pq.read_schema(self.path).remove_metadata()
 
-    def batches(self, columns: list[str], rows: int | None = None) -> Iterator[pl.DataFrame]:
-        """The table's `columns`, `rows` (default `BATCH_ROWS`) at a time, in table order."""
-        rows = rows or BATCH_ROWS
-        if self.frame is not None:
-            yield from self.frame.select(columns).iter_slices(rows)
-            return
-        for batch in iter_batches(self.path, columns, rows):
-            yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+def prompt_batches(table: ParquetTable, columns: list[str]) -> Iterator[pl.DataFrame]:
+    """The prompt table's `columns`, `BATCH_ROWS` rows at a time, in table order."""
+    return table.batches(columns, BATCH_ROWS)
 
-    def check(self) -> int:
-        """Required columns present, ids unique, non-null and sorted, no null text; the row count."""
-        missing = [c for c in REQUIRED_COLUMNS if c not in self.schema.names]
-        if missing:
-            raise InputError(f"{self.name}: missing columns {missing}")
-        parts = [b["id"] for b in self.batches(["id"])]
-        ids = pl.concat(parts) if parts else pl.Series("id", [], dtype=pl.String)
-        if ids.null_count() or ids.n_unique() != len(ids):
-            raise InputError(f"{self.name}: column 'id' has nulls or duplicates")
-        if not ids.is_sorted():
-            raise InputError(f"{self.name}: rows are not sorted by id (the prompt table contract)")
-        for col in ("system_prompt", "question"):
-            if self.null_count(col):
-                raise InputError(f"{self.name}: column '{col}' has nulls")
-        return len(ids)
 
-    def null_count(self, column: str) -> int:
-        """Nulls in `column` (from the Parquet statistics when the file has them)."""
-        if self.frame is not None:
-            return self.frame[column].null_count()
-        meta = pq.ParquetFile(self.path).metadata
-        j = self.schema.get_field_index(column)
-        stats = [meta.row_group(i).column(j).statistics for i in range(meta.num_row_groups)]
-        if all(s is not None and s.has_null_count for s in stats):
-            return sum(s.null_count for s in stats)  # type: ignore[union-attr]
-        return sum(b[column].null_count() for b in self.batches([column]))
-
-    def trace_schema(self) -> pa.Schema:
-        """The prompt table's columns (large strings as strings) followed by the trace columns."""
-        columns = []
-        for f in self.schema:
-            large = pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
-            columns.append(pa.field(f.name, pa.string() if large else f.type))
-        return pa.schema(columns + TRACE_FIELDS)
+def check_prompts(table: ParquetTable, name: str) -> int:
+    """Required columns present, ids unique, non-null and sorted, no null text; the row count."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.names]
+    if missing:
+        raise InputError(f"{name}: missing columns {missing}")
+    parts = [b["id"] for b in prompt_batches(table, ["id"])]
+    ids = pl.concat(parts) if parts else pl.Series("id", [], dtype=pl.String)
+    if ids.null_count() or ids.n_unique() != len(ids):
+        raise InputError(f"{name}: column 'id' has nulls or duplicates")
+    if not ids.is_sorted():
+        raise InputError(f"{name}: rows are not sorted by id (the prompt table contract)")
+    for col in ("system_prompt", "question"):
+        if table.null_count(col):
+            raise InputError(f"{name}: column '{col}' has nulls")
+    return len(ids)
 
 
 @dataclass(frozen=True)
@@ -184,24 +162,23 @@ def _teacher_batch(
 
 
 def write_traces(
-    source: PromptSource,
+    source: ParquetTable,
     runs: list[tuple[TeacherPlan, TeacherRun]],
     cache: GenerationCache,
     cfg: TracesConfig,
     out: Path,
 ) -> tuple[pl.DataFrame, list[TeacherRelease]]:
-    """Write `out` (traces.parquet, sorted by id then teacher) a batch at a time; (the removed rows,
-    what each teacher released)."""
-    schema = source.trace_schema()
+    """Write `out` (traces.parquet, sorted by id then teacher) a batch at a time: the prompt table's
+    columns (large strings as strings) and the trace columns; (the removed rows, what each teacher
+    released)."""
+    schema = plain_strings(source.schema, TRACE_FIELDS, keep_nullable=False)
     removed = [
         r.too_long.with_columns(pl.lit(p.teacher.name).alias("teacher")).select(*REMOVED_COLUMNS, "teacher")
         for p, r in runs
     ]
     released = [TeacherRelease() for _ in runs]
-    opts = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
-    opts["use_dictionary"] = [n for n in schema.names if n not in LONG_TEXT]  # a dictionary of answers: never
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, **opts) as writer:
-        for batch in source.batches(schema.names[: len(schema) - len(TRACE_FIELDS)]):
+    with TableWriter(out, schema, long_text=LONG_TEXT) as writer:  # a dictionary of answers: never
+        for batch in prompt_batches(source, source.names):
             frames = []
             for k, (plan, run) in enumerate(runs):
                 rows, rem, release = _teacher_batch(plan, run, batch, cache, cfg)
@@ -212,7 +189,5 @@ def write_traces(
                 )
             rows = pl.concat(frames, how="vertical_relaxed").sort("id", "teacher")
             if rows.height:
-                writer.write_table(
-                    to_arrow(rows, schema), row_group_size=PARQUET_WRITE_OPTS["row_group_size"]
-                )
+                writer.write(rows)
     return pl.concat(removed).sort("id", "teacher", "reason"), released

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from answers.check import VERDICTS, check_frame
 from builders.generation.loop import BackendFactory
@@ -33,7 +32,7 @@ from builders.verify.config import VerifyConfig
 from builders.verify.judge import FAILED, JUDGED, TOO_LONG, UNPARSEABLE, Judge, JudgePrompt, item_id
 from core.contracts import AnswerChecks, CheckCounts, Funnel, JudgeCounts
 from core.errors import InputError
-from core.io import BATCH_ROWS, PARQUET_WRITE_OPTS, atomic_path, iter_batches, reading, to_arrow, write_json
+from core.io import BATCH_ROWS, ParquetTable, TableWriter, plain_strings, write_json
 from core.parallel import ProcessPool
 from core.schema import LONG_TEXT, REMOVED_SCHEMA, VERIFY_FIELDS, fields
 
@@ -45,7 +44,6 @@ CHECK_INPUT = ["question", "reference", "response", "has_options"]
 JUDGE_INPUT = ["id", "teacher", "question", "reference", "response"]
 WRONG_ANSWER, UNVERIFIABLE_ANSWER = "wrong_answer", "unverifiable_answer"
 REMOVED_VERIFY_SCHEMA = pa.schema([*REMOVED_SCHEMA, *fields("teacher answer_kind")])
-WRITER_OPTS = {k: v for k, v in PARQUET_WRITE_OPTS.items() if k != "row_group_size"}
 REPLY_CHARS = 300  # of a judge's reply kept in a removed row's detail
 WHY = {  # why an answer could not be checked (detail of `unverifiable_answer`)
     "no_answer": "no final answer found in the response",
@@ -58,55 +56,30 @@ WHY = {  # why an answer could not be checked (detail of `unverifiable_answer`)
 COUNT_KEYS = ["teacher", "submix", "answer_kind", "answer_check"]
 
 
-class TraceTable:
-    """The trace table on disk: its schema and its rows, a row group at a time."""
+def open_traces(path: Path) -> ParquetTable:
+    """The trace table to check: the columns the checker needs, and not checked before."""
+    table = ParquetTable(path, required=REQUIRED)
+    present = [f.name for f in VERIFY_FIELDS if f.name in table.names]
+    if present:
+        raise InputError(f"{path}: already has the columns {present} (verified twice?)")
+    return table
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with reading(path):
-            meta = pq.ParquetFile(path)
-            self.schema = meta.schema_arrow.remove_metadata()
-            self.rows = meta.metadata.num_rows
-        missing = [c for c in REQUIRED if c not in self.schema.names]
-        if missing:
-            raise InputError(f"{path}: missing columns {missing}")
-        present = [f.name for f in VERIFY_FIELDS if f.name in self.schema.names]
-        if present:
-            raise InputError(f"{path}: already has the columns {present} (verified twice?)")
 
-    def batches(
-        self, columns: list[str] | None = None, groups: Iterable[int] | None = None
-    ) -> Iterator[pl.DataFrame]:
-        """The rows in file order (of row `groups`), one row group at a time (no read-ahead)."""
-        for batch in iter_batches(self.path, columns, BATCH_ROWS, groups):
-            yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
-
-    def checked(
-        self, pool: ProcessPool, columns: list[str] | None = None
-    ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        """(batch, its `check_frame` columns) in file order; row groups are checked in `pool`."""
-        with reading(self.path):
-            groups = pq.ParquetFile(self.path).num_row_groups
-        checks = pool.imap(check_row_group, [(str(self.path), g, BATCH_ROWS) for g in range(groups)])
-        for group, group_checks in zip(range(groups), checks, strict=True):
-            yield from zip(self.batches(columns, [group]), group_checks, strict=True)
-
-    def out_schema(self) -> pa.Schema:
-        """The trace columns (large strings as strings) followed by `VERIFY_FIELDS`."""
-        columns = []
-        for f in self.schema:
-            large = pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
-            columns.append(pa.field(f.name, pa.string() if large else f.type, nullable=f.nullable))
-        return pa.schema(columns + VERIFY_FIELDS)
+def checked_batches(
+    table: ParquetTable, pool: ProcessPool, columns: list[str] | None = None
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """(batch, its `check_frame` columns) in file order, `BATCH_ROWS` rows at a time; row groups are
+    checked in `pool`."""
+    groups = range(table.num_row_groups)
+    checks = pool.imap(check_row_group, [(str(table.path), g, BATCH_ROWS) for g in groups])
+    for group, group_checks in zip(groups, checks, strict=True):
+        yield from zip(table.batches(columns, BATCH_ROWS, [group]), group_checks, strict=True)
 
 
 def check_row_group(job: tuple[str, int, int]) -> list[pl.DataFrame]:
     """`check_frame` of each batch (of `rows` rows) of one row group of a trace table (a worker's task)."""
     path, group, rows = job
-    return [
-        check_frame(pl.from_arrow(pa.Table.from_batches([b])))  # type: ignore[arg-type]
-        for b in iter_batches(path, CHECK_INPUT, rows, [group])
-    ]
+    return [check_frame(b) for b in ParquetTable(path).batches(CHECK_INPUT, rows, [group])]
 
 
 def to_judge() -> pl.Expr:
@@ -224,30 +197,27 @@ def run_verify(
     """Check every trace; write traces.parquet, removed.parquet, stats.json (a function of the data)
     and run.json (what this run did); returns the stats."""
     start = time.perf_counter()
-    table = TraceTable(traces)
+    table = open_traces(traces)
     cache_dir.mkdir(parents=True, exist_ok=True)  # a DVC out, even when no judge uses it
     judge = None
     pool = ProcessPool(cfg.workers)
     if cfg.judge is not None:
         judge = Judge.open(cfg.judge, JudgePrompt.load(cfg.judge_prompt), cache_dir)
-        for batch, checks in table.checked(pool, [*CHECK_INPUT, "id", "teacher"]):
+        for batch, checks in checked_batches(table, pool, [*CHECK_INPUT, "id", "teacher"]):
             checked = pl.concat([batch, checks], how="horizontal")
             judge.plan(checked.filter(to_judge()).select(JUDGE_INPUT))
         factory = backend_factory or (lambda teacher: make_backend(teacher, cache_dir))
-        judge.send(lambda: table.batches(JUDGE_INPUT), cfg, factory)
-    schema = table.out_schema()
-    opts = {**WRITER_OPTS, "use_dictionary": [n for n in schema.names if n not in LONG_TEXT]}
+        judge.send(lambda: table.batches(JUDGE_INPUT, BATCH_ROWS), cfg, factory)
+    schema = plain_strings(table.schema, VERIFY_FIELDS)  # the trace columns, then the verdict's
     counts, judged, rows_out = [], [], 0
     removed_counts: dict[str, int] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     with (
         pool,
-        atomic_path(out_dir / "traces.parquet") as kept_tmp,
-        atomic_path(out_dir / "removed.parquet") as removed_tmp,
-        pq.ParquetWriter(kept_tmp, schema, **opts) as kept_writer,
-        pq.ParquetWriter(removed_tmp, REMOVED_VERIFY_SCHEMA, **WRITER_OPTS) as removed_writer,
+        TableWriter(out_dir / "traces.parquet", schema, long_text=LONG_TEXT) as kept_writer,
+        TableWriter(out_dir / "removed.parquet", REMOVED_VERIFY_SCHEMA) as removed_writer,
     ):
-        for batch, checks in table.checked(pool):
+        for batch, checks in checked_batches(table, pool):
             checked, outcomes = check_batch(batch, checks, judge)
             counts.append(checked.group_by(COUNT_KEYS).len())
             judged.append(outcomes.group_by("judge_outcome", "judge_verdict").len())
@@ -256,22 +226,30 @@ def run_verify(
             for reason, n in removed.group_by("reason").len().iter_rows():
                 removed_counts[reason] = removed_counts.get(reason, 0) + n
             if kept.height:
-                kept_writer.write_table(to_arrow(kept, schema), row_group_size=BATCH_ROWS)
+                kept_writer.write(kept)
             if removed.height:
-                removed_writer.write_table(to_arrow(removed, REMOVED_VERIFY_SCHEMA))
+                removed_writer.write(removed)
     checks = answer_checks(
         count_rows(counts, COUNT_KEYS), count_rows(judged, ["judge_outcome", "judge_verdict"]), cfg, judge
     )
     stats = {
         "funnel": Funnel(
-            stage=STAGE, rows_in=table.rows, rows_out=rows_out, removed=dict(sorted(removed_counts.items()))
+            stage=STAGE,
+            rows_in=table.num_rows,
+            rows_out=rows_out,
+            removed=dict(sorted(removed_counts.items())),
         ).dump(),
         "funnel_unit": "(prompt, teacher) pairs",
         "answer_checks": checks.dump(),
     }
     write_json(stats, out_dir / "stats.json")
     wall = max(time.perf_counter() - start, 1e-9)
-    run = {"rows": table.rows, "wall_time_s": round(wall, 3), "rows_per_s": round(table.rows / wall, 1),
-           "workers": pool.workers}  # fmt: skip
+    rows = table.num_rows
+    run = {
+        "rows": rows,
+        "wall_time_s": round(wall, 3),
+        "rows_per_s": round(rows / wall, 1),
+        "workers": pool.workers,
+    }
     write_json({**run, "judge": judge.run if judge is not None else None}, out_dir / "run.json")
     return stats
