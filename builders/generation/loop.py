@@ -12,7 +12,10 @@ rerun sends it again; when more than `max_failure_rate` of a run's results fail 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import polars as pl
@@ -161,3 +164,43 @@ def teacher_budget(teacher: TeacherBase, cache: GenerationCache, cached: pl.Seri
         int(usage["prompt_tokens"].sum()), int(usage["completion_tokens"].sum())
     )
     return budget
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one `send` did: failed requests by key, tokens of its answers, the backend's own figures
+    (run.json) and its wall time."""
+
+    errors: Mapping[str, GenError] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def send(
+    requests: Iterator[GenRequest],
+    total: int,
+    teacher: TeacherBase,
+    cfg: GenerationRunConfig,
+    cache: GenerationCache,
+    revision: str,
+    budget: Budget | None,
+    factory: BackendFactory,
+) -> Sent:
+    """`generate` on a backend made by `factory` for `teacher` (none is made, no engine started,
+    when `requests` is empty); the backend is closed and the cache compacted however it ends."""
+    first = next(requests, None)
+    start = time.perf_counter()
+    if first is None:
+        return Sent()
+    backend = factory(teacher)
+    try:
+        errors, prompt_tokens, completion_tokens = generate(
+            backend, chain([first], requests), total, teacher, cfg, cache, revision, budget
+        )
+    finally:
+        figures = backend.figures()
+        backend.close()
+        cache.compact(cfg.cache_pack_bytes)
+    return Sent(errors, prompt_tokens, completion_tokens, figures, time.perf_counter() - start)

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,15 @@ import polars as pl
 import pyarrow as pa
 
 from builders.generation.api import ApiTeacher
-from builders.generation.base import PROMPT_TOO_LONG, GenError, GenRequest
+from builders.generation.base import PROMPT_TOO_LONG, GenRequest
 from builders.generation.budget import BudgetReached
 from builders.generation.cache import GenerationCache
 from builders.generation.keys import cache_keys, request_seeds, selected_mask
 from builders.generation.loop import (
     BackendFactory,
     count_prompt_tokens,
-    generate,
     load_tokenizer,
+    send,
     teacher_budget,
     teacher_revision,
 )
@@ -134,42 +133,29 @@ def run_teacher(
     cached = plan.keys.filter(~pl.col("_key").is_in(todo["_key"].implode()))["_key"]
     budget = teacher_budget(teacher, cache, cached)
     too_long: list[pl.DataFrame] = [pl.DataFrame(schema=REMOVED_COLUMNS)]
-    errors: dict[str, GenError] = {}
     requests = iter_requests(source, todo, plan, cfg, too_long) if todo.height else iter(())
-    first = next(requests, None)  # no engine is started when every prompt is too long
-    tokens = (0, 0)
-    backend_figures: dict[str, Any] = {}
-    start = time.perf_counter()
-    if first is not None:
-        backend = backend_factory(teacher)
-        try:
-            errors, *tokens = generate(
-                backend, chain([first], requests), todo.height, teacher, cfg, cache, plan.revision, budget
-            )
-        finally:
-            backend_figures = backend.figures()
-            backend.close()
-            cache.compact(cfg.cache_pack_bytes)
-    wall = max(time.perf_counter() - start, 1e-9)
+    # no engine is started when every prompt is too long
+    done = send(requests, todo.height, teacher, cfg, cache, plan.revision, budget, backend_factory)
+    wall = max(done.wall_s, 1e-9)
     removed = pl.concat(too_long)
     sent = budget.admitted if budget is not None else todo.height - removed.height
-    total = sum(tokens)
+    total = done.prompt_tokens + done.completion_tokens
     figures = {  # this run only (how much was cached before it depends on earlier runs): run.json
         "cached_before_run": plan.keys.height - todo.height,
         "sent": sent,
-        "prompt_tokens": tokens[0],
-        "completion_tokens": tokens[1],
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
         "wall_time_s": round(wall, 3),
-        "completion_tokens_per_s": round(tokens[1] / wall, 3) if sent else None,
+        "completion_tokens_per_s": round(done.completion_tokens / wall, 3) if sent else None,
         "total_tokens_per_s": round(total / wall, 3) if sent else None,
-        **backend_figures,
+        **done.figures,
     }
     if budget is not None:
         figures.update(
             cost=round(budget.spent, 6), spent_total=round(budget.total, 6), max_cost=budget.max_cost
         )
         logger.info("teacher %s: %s", teacher.name, budget.line())
-    return TeacherRun(too_long=removed, errors=errors, budget=budget, figures=figures)
+    return TeacherRun(too_long=removed, errors=done.errors, budget=budget, figures=figures)
 
 
 def teacher_meta(plan: TeacherPlan, release: TeacherRelease) -> dict[str, Any]:

@@ -6,7 +6,7 @@ request is the prompt file rendered with the trace's question, reference and res
 message), keyed like a generation (`builders.generation.keys.cache_keys` over the item id
 `<id>:<teacher>`, an empty system prompt, the rendered prompt, the judge's model, resolved
 revision and sampling): a changed prompt file, judge or sampling judges again, an unchanged one
-never. Replies go to their own `GenerationCache` as they arrive (`builders.traces.run.generate`),
+never. Replies go to their own `GenerationCache` as they arrive (`builders.generation.loop.send`),
 so `kill -9` loses at most one shard and a rerun sends only what is missing.
 """
 
@@ -15,10 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,8 @@ from builders.generation.keys import cache_keys, request_seeds
 from builders.generation.loop import (
     BackendFactory,
     count_prompt_tokens,
-    generate,
     load_tokenizer,
+    send,
     teacher_budget,
     teacher_revision,
 )
@@ -204,34 +202,16 @@ class Judge:
             self.cfg, self.cache, keys.filter(~pl.col("_key").is_in(todo["_key"].implode()))["_key"]
         )
         requests = self._requests(batches(), todo) if todo.height else iter(())
-        first = next(requests, None)  # no engine is started when nothing is left to send
-        tokens = (0, 0)
-        figures: dict[str, Any] = {}
-        start = time.perf_counter()
-        if first is not None:
-            backend = factory(self.cfg)
-            try:
-                self.errors, *tokens = generate(
-                    backend,
-                    chain([first], requests),
-                    todo.height,
-                    self.cfg,
-                    gen_cfg,
-                    self.cache,
-                    self.revision,
-                    budget,
-                )
-            finally:
-                figures = backend.figures()
-                backend.close()
-                self.cache.compact(gen_cfg.cache_pack_bytes)
+        # no engine is started when nothing is left to send
+        done = send(requests, todo.height, self.cfg, gen_cfg, self.cache, self.revision, budget, factory)
+        self.errors = dict(done.errors)
         self.run = {
             "cached_before_run": keys.height - todo.height,
             "sent": budget.admitted if budget is not None else todo.height - len(self.too_long),
-            "prompt_tokens": tokens[0],
-            "completion_tokens": tokens[1],
-            "wall_time_s": round(time.perf_counter() - start, 3),
-            **figures,
+            "prompt_tokens": done.prompt_tokens,
+            "completion_tokens": done.completion_tokens,
+            "wall_time_s": round(done.wall_s, 3),
+            **done.figures,
         }
         if budget is not None:
             self.run.update(cost=round(budget.spent, 6), spent_total=round(budget.total, 6))
