@@ -25,7 +25,7 @@ from core.errors import InputError
 from tests.prompts_oracle import read_submix, stratified_sample
 
 ROOT = Path(__file__).resolve().parents[1]
-MESSAGES = ROOT / "builders" / "system_messages.yaml"
+MESSAGES = ROOT / "builders" / "prompts" / "system_messages.yaml"
 WEIGHTS = {
     "cot": {6: 1, 11: 1, 16: 1},
     "niv2": {1: 1, 2: 1, 5: 1, 7: 1, 9: 1, 12: 1, 13: 1, 14: 1, 15: 1},
