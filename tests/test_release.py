@@ -17,8 +17,8 @@ import yaml
 from datasets import load_dataset
 from huggingface_hub import DatasetCard, DatasetCardData
 
-import cards.inputs as inputs_module
 import cards.shards as shards_module
+import core.io.parquet as parquet_module
 from cards.card import release_license
 from cards.funnel import FunnelError, parse_funnel
 from cards.inputs import ReleaseInputError
@@ -299,7 +299,7 @@ def test_trace_table_must_be_sorted_and_unique(
 def test_streamed_shards_over_many_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Small row groups in and out, batches across them, several shards: the rows are the input's,
     and the bytes depend on the rows alone, not on the input's row groups."""
-    monkeypatch.setattr(inputs_module, "BATCH_ROWS", 3)
+    monkeypatch.setattr(parquet_module, "BATCH_ROWS", 3)
     monkeypatch.setattr(shards_module, "ROW_GROUP_ROWS", 2)
     releases = []
     for row_group_size in (5, 64):

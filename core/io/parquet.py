@@ -67,7 +67,7 @@ def damaged_part(path: Path) -> str | None:
 def iter_batches(
     path: str | Path,
     columns: list[str] | None = None,
-    rows: int = BATCH_ROWS,
+    rows: int | None = None,
     groups: Iterable[int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of a Parquet file (or of its row `groups`) in file order, `rows` at a time
@@ -137,18 +137,20 @@ class ParquetTable:
         return pq.ParquetFile(self.path)
 
     def arrow_batches(
-        self, columns: list[str] | None = None, rows: int = BATCH_ROWS, groups: Iterable[int] | None = None
+        self, columns: list[str] | None = None, rows: int | None = None, groups: Iterable[int] | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """The rows (of row `groups`) in file order, at most `rows` at a time, never across a row
-        group: pyarrow's `iter_batches` over a whole file reads ahead across row groups (about 6 GB
-        held for a 5M-row trace table); over one row group it holds about a batch."""
+        """The rows (of row `groups`) in file order, at most `rows` (`BATCH_ROWS`) at a time, never
+        across a row group: pyarrow's `iter_batches` over a whole file reads ahead across row
+        groups (about 6 GB held for a 5M-row trace table); over one row group it holds a batch."""
         with reading(self.path):
             parquet = self._open()
             for group in range(parquet.num_row_groups) if groups is None else groups:
-                yield from parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns)
+                yield from parquet.iter_batches(
+                    batch_size=rows or BATCH_ROWS, row_groups=[group], columns=columns
+                )
 
     def batches(
-        self, columns: list[str] | None = None, rows: int = BATCH_ROWS, groups: Iterable[int] | None = None
+        self, columns: list[str] | None = None, rows: int | None = None, groups: Iterable[int] | None = None
     ) -> Iterator[pl.DataFrame]:
         """`arrow_batches` as polars frames (cast to the table's `schema` when it has one)."""
         for batch in self.arrow_batches(columns, rows, groups):
