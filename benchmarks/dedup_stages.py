@@ -67,8 +67,8 @@ def run_stages(
     df: pl.DataFrame, params: Path, variants: str, work: Path, overrides: dict | None = None
 ) -> None:
     """Run the three stages on `df` (a `plant_edits` frame); outputs under `work`."""
-    from builders.license import main as license_main
-    from builders.prompts import main as prompts_main
+    from builders.license.__main__ import main as license_main
+    from builders.prompts.__main__ import main as prompts_main
     from dedup.dedup import main as dedup_main
 
     p = stage_params(params, write_source(df, work / "src"), work / "params.yaml", variants, overrides)
@@ -86,8 +86,8 @@ def run_stages(
 
 
 def stage_ids(df: pl.DataFrame) -> pl.DataFrame:
-    """`df` with `sid`, the id the prompts stage gives each row (`builders.sampling.add_ids`)."""
-    from builders.sampling import add_ids
+    """`df` with `sid`, the id the prompts stage gives each row (`builders.prompts.sampling.add_ids`)."""
+    from builders.prompts.sampling import add_ids
 
     return add_ids(df.rename({"id": "bench_id"})).rename({"id": "sid", "bench_id": "id"})
 

@@ -29,12 +29,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks.synthetic import SOURCE_NAME
-from builders.flan_source import OPENORCA_PREFIX
+from builders.prompts.flan_source import OPENORCA_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
 COMMITTED = ROOT / "tests" / "data" / "prompts_real"
-REGISTRY = ROOT / "builders" / "licenses" / "registry.json"
+REGISTRY = ROOT / "builders" / "license" / "registry.json"
 CHUNK = 65_536
 GENERATOR = 2  # bumped when the generated rows change (a kept source is then written again)
 TEMPLATES = ("zs_opt", "zs_noopt", "fs_opt", "fs_noopt")

@@ -25,9 +25,9 @@ from typing import Any
 
 import aiohttp
 
-from builders.teachers.base import GenRequest, GenResult
-from builders.teachers.openai_backend import OpenAIBackend
-from builders.teachers.registry import parse_teacher
+from builders.generation.base import GenRequest, GenResult
+from builders.generation.openai_backend import OpenAIBackend
+from builders.generation.registry import parse_teacher
 
 BODY = json.dumps(
     {

@@ -42,7 +42,7 @@ from benchmarks.flan_scale import COLLECTION, Words, scaled
 from benchmarks.measure import load, run_measured, tail
 from benchmarks.prompts_scale import ORCA_BUDGETS, ensure_source
 from benchmarks.traces_scale import REVISION, fill_cache, local_teacher
-from builders.teachers.config import TracesConfig
+from builders.traces.config import TracesConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["prompts", "license", "dedup", "traces", "verify", "release"]

@@ -26,7 +26,8 @@ def _peak_mib() -> float:
 
 
 def _run_stage(source: str, budgets: dict[str, int], q: mp.Queue) -> None:
-    from builders.recipe import PromptsConfig, build_prompts
+    from builders.prompts.config import PromptsConfig
+    from builders.prompts.recipe import build_prompts
     from core.config import parse_section
 
     root = Path(__file__).resolve().parents[1]

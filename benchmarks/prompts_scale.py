@@ -79,7 +79,8 @@ def ensure_source(work: Path, layout: str, plan: dict[str, SubmixPlan]) -> Path:
 
 def run_in_memory(params: Path, out: Path) -> None:
     """The in-memory stage (the baseline), writing the same four outputs."""
-    from builders.recipe import REMOVED_PROMPTS_SCHEMA, PromptsConfig
+    from builders.prompts.config import PromptsConfig
+    from builders.prompts.recipe import REMOVED_PROMPTS_SCHEMA
     from core.config import load_stage
     from core.io import write_json, write_parquet
     from core.schema import PROMPT_SCHEMA

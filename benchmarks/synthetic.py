@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from builders.flan_source import OPENORCA_PREFIX
+from builders.prompts.flan_source import OPENORCA_PREFIX
 
 SOURCE_NAME = {"cot": "CoT", "niv2": "NIv2", "t0": "P3", "flan2021": "Flan2021", "dialog": "Dialog"}
 _WORDS = np.array(

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from builders.teachers.base import GenRequest, GenResult
-from builders.teachers.registry import parse_teacher
-from builders.teachers.vllm_backend import VLLMBackend, make_llm
+from builders.generation.base import GenRequest, GenResult
+from builders.generation.registry import parse_teacher
+from builders.generation.vllm_backend import VLLMBackend, make_llm
 from core.chat import build_messages
 
 _FILLER = "explain the answer step by step because the question asks why a fox jumps over a lazy dog"

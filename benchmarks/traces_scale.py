@@ -32,11 +32,11 @@ import pyarrow.parquet as pq
 import yaml
 
 from benchmarks.measure import run_measured, tail
-from builders.teachers.base import GenResult
-from builders.teachers.cache import GenerationCache
-from builders.teachers.config import TracesConfig
-from builders.teachers.keys import cache_keys, selected_mask
-from builders.teachers.run import teacher_revision
+from builders.generation.base import GenResult
+from builders.generation.cache import GenerationCache
+from builders.generation.keys import cache_keys, selected_mask
+from builders.generation.loop import teacher_revision
+from builders.traces.config import TracesConfig
 from core.io import PARQUET_WRITE_OPTS, iter_batches
 from core.schema import PROMPT_SCHEMA
 

@@ -82,23 +82,30 @@ def parse_section(model: type[T], data: Any, *, section: str, source: str = "par
         raise ParamsError(f"{source}: {validation_message(exc.errors(), section)}") from None
 
 
-def load_section(model: type[T], params_path: str | Path, section: str) -> T:
-    """Load `section` of the params file at `params_path` into `model`."""
-    params = load_params(params_path)
+def load_section(
+    model: type[T], params_path: str | Path, section: str, params: dict[str, Any] | None = None
+) -> T:
+    """Load `section` of the params file at `params_path` (or of `params`, its document already
+    read) into `model`."""
+    params = load_params(params_path) if params is None else params
     if section not in params:
         raise ParamsError(f"{params_path}: missing section '{section}'")
     return parse_section(model, params[section], section=section, source=str(params_path))
 
 
-def load_base(params_path: str | Path) -> BaseConfig:
+def load_base(params_path: str | Path, params: dict[str, Any] | None = None) -> BaseConfig:
     """Load the shared `base:` section (defaults when absent)."""
-    params = load_params(params_path)
+    params = load_params(params_path) if params is None else params
     return parse_section(BaseConfig, params.get("base"), section="base", source=str(params_path))
 
 
-def load_stage(model: type[T], params_path: str | Path, section: str) -> tuple[T, int]:
-    """(`section` loaded into `model`, `base.seed`), logged as the stage starts."""
-    cfg = load_section(model, params_path, section)
-    seed = load_base(params_path).seed
+def load_stage(
+    model: type[T], params_path: str | Path, section: str, params: dict[str, Any] | None = None
+) -> tuple[T, int]:
+    """(`section` loaded into `model`, `base.seed`) from one read of the params file (or from
+    `params`, its document already read), logged as the stage starts."""
+    params = load_params(params_path) if params is None else params
+    cfg = load_section(model, params_path, section, params)
+    seed = load_base(params_path, params).seed
     logger.info("%s params: %s (base.seed=%d)", section, cfg.model_dump(mode="json"), seed)
     return cfg, seed

@@ -3,7 +3,8 @@
     python -m core.dvcdeps            # check: exit 1 and list the differences
     python -m core.dvcdeps --write    # rewrite the Python deps of every stage (comments kept)
 
-A stage's command names its entry module (`python -m <package>.<stage>`); every project module
+A stage's command names its entry module (`python -m <package>.<stage>`, a package's `__main__`
+when the stage is a package); every project module
 that entry imports, directly or not (imports inside functions included), and the `__init__.py`
 of every package on the way, is a dep. Deps that are not Python files (data, templates, inputs)
 are written by hand and left alone.
@@ -47,9 +48,12 @@ def _imported(path: Path) -> set[str]:
 
 @cache
 def closure(entry: str, root: Path = ROOT) -> frozenset[str]:
-    """Repository-relative paths of every project file `entry` loads when run."""
+    """Repository-relative paths of every project file `entry` loads when run (`python -m` of a
+    package runs its `__main__` after its `__init__`)."""
     seen: set[str] = set()
     todo = [entry]
+    if module_file(f"{entry}.__main__", root) is not None:
+        todo.append(f"{entry}.__main__")
     while todo:
         name = todo.pop()
         parts = name.split(".")

@@ -37,7 +37,7 @@ PROMPT_SCHEMA = pa.schema(
     )
 )
 
-# Appended by the `license` stage (see builders/licenses/).
+# Appended by the `license` stage (see builders/license/).
 LICENSE_FIELDS = fields(
     "source_dataset license license_use attribution_required:bool share_alike:bool license_resolution"
 )
@@ -46,6 +46,8 @@ LICENSE_FIELDS = fields(
 TRACE_FIELDS = fields(
     "teacher teacher_model response finish_reason prompt_tokens:int32 completion_tokens:int32"
 )
+# Columns of the trace tables written without a dictionary (long, mostly distinct texts).
+LONG_TEXT = ("question", "response", "reference")
 
 # Appended by the `verify` stage to the trace columns: the answer kind (multiple_choice, closed,
 # open), the verdict (correct, wrong, unverifiable) and the final answer extracted (null if none).

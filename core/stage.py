@@ -42,9 +42,12 @@ def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> int:
     """
     module = run.__module__
     spec = getattr(sys.modules[module], "__spec__", None)
-    stage = (spec.name if spec is not None else module).rsplit(".", 1)[-1]  # `-m` runs as __main__
+    name = (spec.name if spec is not None else module).removesuffix(".__main__")  # `-m` runs as __main__
+    stage = name.rsplit(".", 1)[-1]  # a stage package's entry is its `__main__`
     parser = argparse.ArgumentParser(
-        description=sys.modules[module].__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=f"python -m {name}",
+        description=sys.modules[module].__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for name, param in inspect.signature(run).parameters.items():
         flag = "--" + name.replace("_", "-")

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from builders.licenses.apply import (
+from builders.license.apply import (
     REMOVED_LICENSE_SCHEMA,
     REQUIRED_COLUMNS,
     LicenseResult,
@@ -19,8 +19,8 @@ from builders.licenses.apply import (
     _release_license,
     audit_coverage,
 )
-from builders.licenses.policy import STAGE, LicenseConfig, decide_tasks, resolve_tasks
-from builders.licenses.registry import Registry
+from builders.license.policy import STAGE, LicenseConfig, decide_tasks, resolve_tasks
+from builders.license.registry import Registry
 from core.contracts import Funnel, LicenseSummary
 from core.errors import InputError
 

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from builders.flan_source import FIELDS, SourceError, SourceFiles, read_batches
-from builders.prompt_buckets import CONTENT_KEY, has_options, removed_rows
-from builders.recipe import PromptsConfig, prepare
-from builders.sampling import add_ids, allocate
-from builders.system_messages import assign_system_messages
+from builders.prompts.buckets import CONTENT_KEY, has_options, removed_rows
+from builders.prompts.config import PromptsConfig
+from builders.prompts.flan_source import FIELDS, SourceError, SourceFiles, read_batches
+from builders.prompts.recipe import prepare
+from builders.prompts.sampling import add_ids, allocate
+from builders.prompts.system_messages import assign_system_messages
 from core.contracts import Funnel
 from core.schema import PROMPT_SCHEMA, SUBMIXES
 

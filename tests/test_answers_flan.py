@@ -12,7 +12,7 @@ import pytest
 from answers.check import check_answer
 from answers.options import LISTS_OPTIONS, parse_options, reference_option
 from benchmarks.answers import control_frame, control_table, load_rows, main, verdicts
-from builders.prompt_buckets import has_options
+from builders.prompts.buckets import has_options
 
 DATA = Path(__file__).parent / "data" / "answers"
 FLAN_TASKS = 13

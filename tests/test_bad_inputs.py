@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from builders.prompts import main as prompts_main
-from builders.traces import main as traces_main
+from builders.prompts.__main__ import main as prompts_main
+from builders.traces.__main__ import main as traces_main
 from core.models import is_path_like
 from dedup.dedup import main as dedup_main
 from tests.failing import stage_fails

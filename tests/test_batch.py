@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 import yaml
 
-from builders.teachers.batch_records import BatchRecords
-from builders.teachers.cache import GenerationCache
+from builders.generation.batch_records import BatchRecords
+from builders.generation.cache import GenerationCache
 from tests.batchserver import FAIL_ALWAYS, FAIL_ONCE, BatchServer
 from tests.dvcutil import dvc_status, keep_stages, make_dvc_repo, run_dvc
 from tests.test_traces_common import build_teacher, prompt_table
@@ -113,7 +113,7 @@ def killed(self, *args, **kwargs):
     create(self, *args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
 Batches.create = killed
-from builders.traces import main
+from builders.traces.__main__ import main
 main(sys.argv[1:])
 """
 

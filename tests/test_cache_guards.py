@@ -21,9 +21,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from builders.teachers import cache as cache_module
-from builders.teachers.cache import QUARANTINE, CacheDamaged, GenerationCache
-from builders.teachers.run import run_traces
+from builders.generation import cache as cache_module
+from builders.generation.cache import QUARANTINE, CacheDamaged, GenerationCache
+from builders.traces.run import run_traces
 from core.errors import InputError
 from core.folderlock import LOCK_NAME, FolderBusy
 from tests.test_traces_common import prompt_table, traces_cfg
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _HOLDER = """
 import sys, time
-from builders.teachers.cache import GenerationCache
+from builders.generation.cache import GenerationCache
 GenerationCache(sys.argv[1], lock=True)
 print("held", flush=True)
 time.sleep(120)

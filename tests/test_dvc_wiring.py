@@ -31,13 +31,33 @@ def test_code_deps_are_the_import_closure() -> None:
 
 
 def test_closure_follows_imports_inside_functions() -> None:
-    # builders.teachers.run imports the OpenAI backend only when a teacher uses it
-    assert "builders/teachers/openai_backend.py" in closure("builders.traces")
-    assert "core/__init__.py" in closure("builders.prompts")
+    # the registry imports the OpenAI backend; a stage package's __main__ is its entry
+    assert "builders/generation/openai_backend.py" in closure("builders.traces")
+    assert {"core/__init__.py", "builders/prompts/__main__.py"} <= closure("builders.prompts")
     assert not any(p.startswith("train/") for p in closure("cards.release"))
-    # verify reuses the teachers' backends and cache (one copy), and the answer checker eval uses
-    assert {"builders/teachers/run.py", "builders/teachers/cache.py"} <= closure("builders.verify")
+    # verify's judge and eval generate through the generation library (one copy), and share the
+    # answer checker
+    assert {"builders/generation/loop.py", "builders/generation/cache.py"} <= closure("builders.verify")
+    assert "builders/generation/vllm_backend.py" in closure("train.eval")
     assert "answers/check.py" in closure("builders.verify")
+
+
+def test_no_stage_imports_another_stages_entry() -> None:
+    stages = {name: entry_module(stage["cmd"]) for name, stage in STAGES.items()}
+    entries = set()
+    for entry in filter(None, stages.values()):
+        path = ROOT / entry.replace(".", "/")
+        entries.add(
+            f"{entry.replace('.', '/')}/__main__.py" if path.is_dir() else f"{entry.replace('.', '/')}.py"
+        )
+    for name, entry in stages.items():
+        assert entry is not None
+        others = entries - {f"{entry.replace('.', '/')}/__main__.py", f"{entry.replace('.', '/')}.py"}
+        assert not closure(entry) & others, name
+    # the judge and eval generate through the generation library, not through the traces stage
+    assert not any(
+        f.startswith("builders/traces/") for f in closure("builders.verify") | closure("train.eval")
+    )
 
 
 def test_a_missing_module_is_reported(tmp_path: Path) -> None:

@@ -15,14 +15,15 @@ def test_copy_holds_every_package_and_the_stage_modules_import_from_it(tmp_path:
         shutil.rmtree(repo / "core")
 
     files = project_files()
-    assert {"dvc.yaml", "params.yaml", ".dvc/config", "core/stage.py", "builders/prompts.py"} <= set(files)
+    stage = "builders/prompts/__main__.py"
+    assert {"dvc.yaml", "params.yaml", ".dvc/config", "core/stage.py", stage} <= set(files)
     repo = make_dvc_repo(tmp_path / "repo")
     assert all((repo / name).is_file() for name in files)
-    probe = "import builders.prompts, core, sys; print(core.__file__); print(builders.prompts.__file__)"
+    probe = "import builders.prompts.__main__ as m, core; print(core.__file__); print(m.__file__)"
     out = run_python(repo, "-c", probe).stdout.split()
     assert [Path(p).resolve().relative_to(repo.resolve()).as_posix() for p in out] == [
         "core/__init__.py",
-        "builders/prompts.py",
+        "builders/prompts/__main__.py",
     ]
     assert run_python(repo, "-m", "builders.prompts", "--help").returncode == 0  # as dvc.yaml runs it
 

@@ -15,11 +15,11 @@ import polars as pl
 import pytest
 import yaml
 
-from builders.license import run as run_license
-from builders.prompts import run as run_prompts
-from builders.teachers.estimate import TeacherEstimate
+from builders.license.__main__ import run as run_license
+from builders.prompts.__main__ import run as run_prompts
 from builders.tiny_models import run as run_tiny_models
-from builders.traces import main
+from builders.traces.__main__ import main
+from builders.traces.estimate import TeacherEstimate
 from dedup.dedup import run as run_dedup
 from tests.paidserver import PaidServer
 from tests.test_traces_common import prompt_table
@@ -43,8 +43,8 @@ def bill(
     params: Path, prompts: Path, cache: Path, pilot: int, capsys: pytest.CaptureFixture[str]
 ) -> tuple[TeacherEstimate, str]:
     """The estimate through the command line (printed) and as data (the same call, nothing sent)."""
-    from builders.teachers.config import TracesConfig
-    from builders.teachers.estimate import estimate_traces
+    from builders.traces.config import TracesConfig
+    from builders.traces.estimate import estimate_traces
     from core.config import load_stage
 
     argv = ["--params", str(params), "--prompts", str(prompts), "--cache", str(cache), "--estimate"]

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from builders.flan_source import SourceError, resolve_source
-from builders.license import main as license_main
-from builders.recipe import build_prompts
-from builders.teachers.cache import GenerationCache
-from builders.traces import main as traces_main
+from builders.generation.cache import GenerationCache
+from builders.license.__main__ import main as license_main
+from builders.prompts.flan_source import SourceError, resolve_source
+from builders.prompts.recipe import build_prompts
+from builders.traces.__main__ import main as traces_main
 from core.errors import InputError
 from core.io import atomic_path, write_text
 from core.lockfile import guard, lock_problem

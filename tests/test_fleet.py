@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from builders.teachers.run import run_traces
+from builders.traces.run import run_traces
 from tests.test_traces_common import prompt_table, traces_cfg
 from tests.test_traces_failures import completion, ids_of, teacher
 

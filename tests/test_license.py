@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from builders import license as stage
-from builders.licenses.apply import LICENSED_PROMPT_SCHEMA, PROMPT_SCHEMA, apply_license
-from builders.licenses.policy import REASONS, LicenseConfig
-from builders.licenses.registry import REGISTRY_PATH, load_registry
+import builders.license.__main__ as stage
+from builders.license.apply import LICENSED_PROMPT_SCHEMA, PROMPT_SCHEMA, apply_license
+from builders.license.policy import REASONS, LicenseConfig
+from builders.license.registry import REGISTRY_PATH, load_registry
 from core.config import ParamsError, parse_section
 from core.io import write_parquet
 

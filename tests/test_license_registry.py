@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builders.licenses import refresh
-from builders.licenses.audit import AUDIT_FILES, AuditError, build_registry
-from builders.licenses.registry import REGISTRY_PATH, RegistryError, load_registry, resolve_task
+from builders.license import refresh
+from builders.license.audit import AUDIT_FILES, AuditError, build_registry
+from builders.license.registry import REGISTRY_PATH, RegistryError, load_registry, resolve_task
 
 # The audit's files, verbatim (tests/data/license_audit/README.md says where they come from).
 AUDIT_DIR = Path(__file__).parent / "data" / "license_audit"

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from builders.license import main
-from builders.licenses.apply import LICENSED_PROMPT_SCHEMA, REMOVED_LICENSE_SCHEMA
-from builders.licenses.policy import LicenseConfig
-from builders.licenses.registry import load_registry
+from builders.license.__main__ import main
+from builders.license.apply import LICENSED_PROMPT_SCHEMA, REMOVED_LICENSE_SCHEMA
+from builders.license.policy import LicenseConfig
+from builders.license.registry import load_registry
 from core.io import write_json, write_parquet
 from core.schema import PROMPT_SCHEMA
 from tests import license_oracle
@@ -26,7 +26,7 @@ TERMS = {"license": "Apache-2.0", "outputs_may_train_models": True, "commercial_
 def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real FLAN-format prompts (the prompts stage on tests/data/prompts_real), written in row groups
     of 64 so the stream has many batches."""
-    from builders.recipe import build_prompts
+    from builders.prompts.recipe import build_prompts
 
     df, _, _, _ = build_prompts(config(source=str(REAL), budget_scale=1.0, workers=1), 7)
     path = tmp_path_factory.mktemp("p") / "prompts.parquet"

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from tqdm import tqdm
 
-from builders.teachers.base import GenRequest, GenResult
-from builders.teachers.budget import Budget
-from builders.teachers.cache import GenerationCache
-from builders.teachers.ratelimit import UrlPacer, parse_duration, retry_after_s
-from builders.teachers.run import run_traces
-from builders.traces import main
+from builders.generation.base import GenRequest, GenResult
+from builders.generation.budget import Budget
+from builders.generation.cache import GenerationCache
+from builders.generation.ratelimit import UrlPacer, parse_duration, retry_after_s
+from builders.traces.__main__ import main
+from builders.traces.run import run_traces
 from core.chat import build_messages
 from core.errors import PipelineError
 from tests.failing import stage_fails
@@ -166,7 +166,7 @@ def _params(path: Path, url: str, max_cost: float) -> Path:
 def test_budget_stops_sending_then_a_higher_budget_sends_the_rest(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("builders.teachers.run.tqdm", partial(tqdm, disable=True))  # stderr: the one line
+    monkeypatch.setattr("builders.generation.loop.tqdm", partial(tqdm, disable=True))  # stderr: the one line
     n, budget = 40, 0.5
     prompts = prompt_table(n)
     prompts.write_parquet(tmp_path / "prompts.parquet")

@@ -14,17 +14,18 @@ import pytest
 import yaml
 
 from benchmarks.synthetic import synthetic_table, write_source
-from builders.flan_source import SourceError, discover, resolve_source
-from builders.prompts import main
-from builders.recipe import PromptsConfig, build_prompts
-from builders.sampling import allocate
-from builders.system_messages import assign_system_messages, load_system_messages
+from builders.prompts.__main__ import main
+from builders.prompts.config import PromptsConfig
+from builders.prompts.flan_source import SourceError, discover, resolve_source
+from builders.prompts.recipe import build_prompts
+from builders.prompts.sampling import allocate
+from builders.prompts.system_messages import assign_system_messages, load_system_messages
 from core.config import ParamsError, load_section, parse_section
 from core.errors import InputError
 from tests.prompts_oracle import read_submix, stratified_sample
 
 ROOT = Path(__file__).resolve().parents[1]
-MESSAGES = ROOT / "builders" / "system_messages.yaml"
+MESSAGES = ROOT / "builders" / "prompts" / "system_messages.yaml"
 WEIGHTS = {
     "cot": {6: 1, 11: 1, 16: 1},
     "niv2": {1: 1, 2: 1, 5: 1, 7: 1, 9: 1, 12: 1, 13: 1, 14: 1, 15: 1},

@@ -18,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import builders.prompt_buckets as prompt_buckets
-import builders.recipe as recipe
+import builders.prompts.buckets as prompt_buckets
+import builders.prompts.recipe as recipe
 from benchmarks.synthetic import synthetic_table, write_source
-from builders.recipe import REMOVED_PROMPTS_SCHEMA, PromptsConfig, write_prompts
-from builders.sampling import uniforms_at
+from builders.prompts.config import PromptsConfig
+from builders.prompts.recipe import REMOVED_PROMPTS_SCHEMA, write_prompts
+from builders.prompts.sampling import uniforms_at
 from core.config import parse_section
 from core.io import write_json, write_parquet
 from core.schema import PROMPT_SCHEMA

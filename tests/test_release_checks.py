@@ -51,7 +51,7 @@ def test_card_names_the_judge(tmp_path: Path) -> None:
         vllm_version=None,
         sampling={"temperature": 0.0},
         max_model_len=4096,
-        prompt_file="builders/verification/judge_prompt.txt",
+        prompt_file="builders/verify/judge_prompt.txt",
         prompt_sha256="ab" * 32,
     )
     judged = JudgeCounts(rows=6, correct=2, wrong=3, unparseable=1, prompt_too_long=0, request_error=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builders.prompts import main as prompts_main
+from builders.prompts.__main__ import main as prompts_main
 from core.config import load_params, load_section
 from core.errors import ParamsError
 from core.inputs import dvc_deps

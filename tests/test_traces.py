@@ -10,12 +10,11 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from builders.teachers.base import GenRequest
-from builders.teachers.config import TeacherConfig
-from builders.teachers.keys import selected_mask
-from builders.teachers.registry import parse_teacher
-from builders.teachers.run import run_traces
-from builders.teachers.vllm_backend import VLLMBackend
+from builders.generation.base import GenRequest
+from builders.generation.keys import selected_mask
+from builders.generation.registry import TeacherConfig, parse_teacher
+from builders.generation.vllm_backend import VLLMBackend
+from builders.traces.run import run_traces
 from core.chat import build_messages
 from tests.test_traces_common import build_teacher, prompt_table, traces_cfg
 

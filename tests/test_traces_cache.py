@@ -15,10 +15,10 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from builders.teachers import tables
-from builders.teachers.base import GenResult
-from builders.teachers.cache import GenerationCache
-from builders.teachers.run import run_traces
+from builders.generation.base import GenResult
+from builders.generation.cache import GenerationCache
+from builders.traces import tables
+from builders.traces.run import run_traces
 from core.errors import InputError
 from tests.test_traces_common import prompt_table, traces_cfg
 from tests.test_traces_failures import FakeTeacher, teacher
@@ -66,7 +66,7 @@ def test_compaction_merges_small_files_and_keeps_each_generation_once(tmp_path: 
 
 
 COMPACT = (
-    "import sys; from builders.teachers.cache import GenerationCache; c = GenerationCache(sys.argv[1]); "
+    "import sys; from builders.generation.cache import GenerationCache; c = GenerationCache(sys.argv[1]); "
     "print('start', flush=True); c.compact(int(sys.argv[2]))"
 )
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import polars as pl
 
-from builders.teachers.config import TracesConfig
 from builders.tiny_llama import build_tiny_llama
+from builders.traces.config import TracesConfig
 
 WORDS = [
     "the",

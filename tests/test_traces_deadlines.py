@@ -25,14 +25,14 @@ import pytest
 import yaml
 from tqdm import tqdm
 
-from builders.teachers.api import ApiTeacher
-from builders.teachers.base import GenRequest
-from builders.teachers.batch_records import BatchRecords
-from builders.teachers.budget import Budget
-from builders.teachers.cache import GenerationCache
-from builders.teachers.registry import parse_teacher
-from builders.teachers.run import run_traces
-from builders.traces import main
+from builders.generation.api import ApiTeacher
+from builders.generation.base import GenRequest
+from builders.generation.batch_records import BatchRecords
+from builders.generation.budget import Budget
+from builders.generation.cache import GenerationCache
+from builders.generation.registry import parse_teacher
+from builders.traces.__main__ import main
+from builders.traces.run import run_traces
 from core.errors import PipelineError
 from tests.batchserver import EMPTY_ALWAYS, EMPTY_ONCE, BatchServer
 from tests.failing import stage_fails
@@ -53,7 +53,7 @@ def server() -> Iterator[FakeTeacher]:
 
 @pytest.fixture(autouse=True)
 def quiet_bar(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("builders.teachers.run.tqdm", partial(tqdm, disable=True))  # stderr: the one line
+    monkeypatch.setattr("builders.generation.loop.tqdm", partial(tqdm, disable=True))  # stderr: the one line
 
 
 def stage_argv(tmp_path: Path, prompts: pl.DataFrame, taught: dict[str, Any], **traces: Any) -> list[str]:

@@ -27,7 +27,7 @@ import psutil
 import pytest
 import yaml
 
-from builders.teachers.cache import QUARANTINE
+from builders.generation.cache import QUARANTINE
 from tests.dvcutil import BIN, dvc_env, dvc_status, keep_stages, make_dvc_repo, run_dvc
 from tests.test_traces_common import prompt_table
 from tests.test_traces_failures import completion, teacher

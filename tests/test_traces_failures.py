@@ -21,10 +21,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from builders.teachers.base import GenError, GenRequest, GenResult
-from builders.teachers.cache import GenerationCache
-from builders.teachers.config import TeacherConfig, TracesConfig
-from builders.teachers.run import run_traces
+from builders.generation.base import GenError, GenRequest, GenResult
+from builders.generation.cache import GenerationCache
+from builders.generation.registry import TeacherConfig
+from builders.traces.config import TracesConfig
+from builders.traces.run import run_traces
 from core.errors import PipelineError
 from tests.test_traces_common import prompt_table, traces_cfg
 

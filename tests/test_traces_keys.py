@@ -9,9 +9,10 @@ import random
 
 import polars as pl
 
-from builders.teachers.config import SamplingConfig, TracesConfig
-from builders.teachers.filters import response_problems
-from builders.teachers.keys import cache_keys, request_seeds, selected_mask
+from builders.generation.base import SamplingConfig
+from builders.generation.keys import cache_keys, request_seeds, selected_mask
+from builders.traces.config import TracesConfig
+from builders.traces.filters import response_problems
 
 ALPHABET = ["a", '"', "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "\u2028", "😀", " ", "\r", "/", "{", "}"]
 

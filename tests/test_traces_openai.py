@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 import yaml
 
-from builders.teachers.cache import GenerationCache
-from builders.teachers.run import run_traces
+from builders.generation.cache import GenerationCache
+from builders.traces.run import run_traces
 from tests.test_traces_common import build_teacher, prompt_table, traces_cfg
 from tests.vllmserve import vllm_serve
 

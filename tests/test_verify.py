@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import builders.verification.run as verify_run
+import builders.verify.run as verify_run
 from answers.check import check_frame
-from builders.teachers.cache import GenerationCache
-from builders.verification.judge import JudgePrompt, parse_verdict
-from builders.verify import main
+from builders.generation.cache import GenerationCache
+from builders.verify.__main__ import main
+from builders.verify.judge import JudgePrompt, parse_verdict
 from core.schema import PROMPT_SCHEMA, TRACE_FIELDS, VERIFY_FIELDS
 from tests.test_traces_failures import FakeTeacher
 

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
-from builders.teachers.cache import GenerationCache
+from builders.generation.cache import GenerationCache
 from tests.dvcutil import BIN, dvc_env, dvc_status, keep_stages, make_dvc_repo, run_dvc
 from tests.test_verify import FakeJudge, judge_config, trace_table
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builders.verification.config import VerifyConfig
-from builders.verification.run import run_verify
+from builders.verify.config import VerifyConfig
+from builders.verify.run import run_verify
 from tests.test_traces_common import build_teacher
 from tests.test_verify import CASES, trace_table
 

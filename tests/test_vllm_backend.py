@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from builders.teachers.base import GenError, GenRequest, GenResult
-from builders.teachers.config import TeacherConfig
-from builders.teachers.registry import parse_teacher
-from builders.teachers.vllm_backend import VLLMBackend, make_llm
+from builders.generation.base import GenError, GenRequest, GenResult
+from builders.generation.registry import TeacherConfig, parse_teacher
+from builders.generation.vllm_backend import VLLMBackend, make_llm
 from core.chat import build_messages
 from tests.test_traces_common import WORDS, build_teacher
 

@@ -1,6 +1,7 @@
 """Evaluation of the base and fine-tuned students on the held-out FLAN tasks (library of `eval`).
 
-Each model answers every held-out prompt with vLLM, with the same chat formatting training used;
+Each model answers every held-out prompt through the generation library's vLLM backend
+(`builders.generation.vllm_backend`), with the same chat formatting training used;
 replies are scored against the FLAN references (`answers`) per submix and overall.
 """
 
@@ -13,12 +14,15 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 from datasets import load_dataset
+from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from answers.score import accuracy_table, score_one
+from builders.generation.base import GenError, GenRequest, SamplingConfig
+from builders.generation.vllm_backend import VLLMBackend, VLLMTeacher
+from core.chat import build_messages
 from core.errors import PipelineError
 from core.schema import fields
-from core.vllm_env import cpu_engine_kwargs
 from train.config import EvalConfig
 from train.format import prompt_ids
 
@@ -51,10 +55,18 @@ def load_heldout(cfg: EvalConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def generate(model: str, rows: list[dict[str, Any]], cfg: EvalConfig, seed: int) -> list[str]:
-    """Greedy (or sampled) replies of `model` to every row, in row order, with one vLLM engine."""
-    from vllm import LLM, SamplingParams
+def eval_teacher(label: str, model: str, cfg: EvalConfig, seed: int, rows: int) -> VLLMTeacher:
+    """The generation library's vLLM config for one model under evaluation: eval's engine settings,
+    its sampling (top_p 1), every request in the engine at once."""
+    s = SamplingConfig(temperature=cfg.temperature, top_p=1.0, max_tokens=cfg.max_new_tokens, seed=seed)
+    return VLLMTeacher(name=label, model=model, sampling=s, max_model_len=cfg.max_model_len,
+                       dtype=cfg.dtype, gpu_memory_utilization=cfg.gpu_memory_utilization,
+                       max_in_flight=max(rows, 1))  # fmt: skip
 
+
+def generate(label: str, model: str, rows: list[dict[str, Any]], cfg: EvalConfig, seed: int) -> list[str]:
+    """Greedy (or sampled) replies of `model` to every row, in row order, through the generation
+    library's vLLM backend; prompts are rendered and tokenized as training rendered them."""
     tokenizer = AutoTokenizer.from_pretrained(model)
     prompts = [prompt_ids(tokenizer, r["system_prompt"], r["question"]) for r in rows]
     room = cfg.max_model_len - cfg.max_new_tokens
@@ -64,23 +76,22 @@ def generate(model: str, rows: list[dict[str, Any]], cfg: EvalConfig, seed: int)
             f"{model}: {len(too_long)} prompt(s) do not fit max_model_len={cfg.max_model_len} minus "
             f"max_new_tokens={cfg.max_new_tokens}, e.g. row {too_long[0]}"
         )
-    llm = LLM(
-        **cpu_engine_kwargs(cfg.max_model_len),
-        model=model,
-        tokenizer=model,
-        dtype=cfg.dtype,
-        max_model_len=cfg.max_model_len,
-        seed=seed,
-        gpu_memory_utilization=cfg.gpu_memory_utilization,
-    )
+    messages = [build_messages(r["system_prompt"], r["question"]) for r in rows]
+    requests = [
+        GenRequest(str(i), r["id"], m, cfg.max_new_tokens, seed, len(p), p)
+        for i, (r, m, p) in enumerate(zip(rows, messages, prompts, strict=True))
+    ]
+    backend = VLLMBackend(eval_teacher(label, model, cfg, seed, len(rows)))
+    replies: dict[str, str] = {}
     try:
-        params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens, seed=seed)
-        outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=True)
-        return [o.outputs[0].text for o in outputs]
+        for result in tqdm(backend.generate(requests), total=len(requests), desc=f"eval {label}"):
+            if isinstance(result, GenError):
+                raise EvalError(f"{model}: row {result.id}: {result.detail}")
+            replies[result.key] = result.response
     finally:
-        llm.llm_engine.engine_core.shutdown()
-        del llm
+        backend.close()
         gc.collect()
+    return [replies[r.key] for r in requests]
 
 
 def score_rows(label: str, rows: list[dict[str, Any]], replies: list[str]) -> list[dict[str, Any]]:
@@ -134,7 +145,7 @@ def run_eval(cfg: EvalConfig, seed: int) -> tuple[dict[str, Any], str, pl.DataFr
     results: dict[str, dict[str, Any]] = {}
     predictions: list[dict[str, Any]] = []
     for label, model in cfg.models.items():
-        replies = generate(model, rows, cfg, seed)
+        replies = generate(label, model, rows, cfg, seed)
         scored = score_rows(label, rows, replies)
         predictions += scored
         results[label] = {"model": model, **accuracy_table(scored)}

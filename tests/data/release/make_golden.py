@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders.verification.config import VerifyConfig
-from builders.verification.run import run_verify
+from builders.verify.config import VerifyConfig
+from builders.verify.run import run_verify
 from core.contracts import (
     Attribution,
     Funnel,

@@ -1,1 +1,0 @@
-"""License provenance: the registry derived from the Data Provenance Initiative's audit, and the policy."""

@@ -1,1 +1,0 @@
-"""Teacher generation: configs, backends (offline vLLM, OpenAI-compatible servers), cache, filters."""
