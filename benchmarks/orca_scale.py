@@ -104,6 +104,16 @@ def pipeline_params(work: Path, source: Path, budgets: dict[str, int], student: 
     return path
 
 
+def pipeline_file(work: Path) -> Path:
+    """The repository's dvc.yaml with every stage folder in `work` (the release reads the funnel
+    from the `stats.json` of each filtering stage it names)."""
+    doc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    doc["vars"] = [{"dirs": {"data": ".", **{s: s for s in STEPS}, "models": "models"}}]
+    path = work / "dvc.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def responses(words: Words) -> Any:
     """An answer maker for `fill_cache`: ~160 real words, then the reference (70%) or another answer."""
 
@@ -268,15 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         "release",
         "cards.release",
         traces=w / "verify/traces.parquet",
-        traces_stats=w / "traces/stats.json",
         traces_meta=w / "traces/meta",
-        prompts_stats=w / "prompts/stats.json",
         heldout=w / "prompts/heldout.parquet",
-        license_stats=w / "license/stats.json",
         license_summary=w / "license/license_summary.json",
-        dedup_stats=w / "dedup/stats.json",
-        verify_stats=w / "verify/stats.json",
         out=w / "release",
+        pipeline=pipeline_file(w),
     )
     run.drop(w / "verify/traces.parquet")
     cmd = [
