@@ -1,6 +1,6 @@
 """Benchmark: Orca's recipe on a source of the whole FLAN collection's size, from prompts to train's data.
 
-    python -m benchmarks.orca_scale --work /tmp/scale/orca            # 17.3M source rows, ~1 hour
+    python -m benchmarks.orca_scale --work /tmp/scale/orca            # 17.3M source rows, ~2 hours here
     python -m benchmarks.orca_scale --work /tmp/x --scale 0.0005      # a smoke run
 
 1. Source: the DataProvenanceInitiative submixes at about their sizes (`flan_scale.COLLECTION`:
