@@ -164,3 +164,19 @@ def test_buckets_are_planned_by_size(tmp_path: Path) -> None:
     assert jobs == prompt_buckets.plan_buckets(tuple(roots), target)
     rows = sum(j.read(["question"]).num_rows for j in jobs)
     assert rows == sum(pq.ParquetFile(f).metadata.num_rows for r in roots for f in Path(r).glob("*.parquet"))
+
+
+@pytest.mark.parametrize("name", ["niv1", "flan"])
+def test_real_dev_rows_give_the_in_memory_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Real rows of ../shared/data/real's niv1_dev (NIV2) and flan_dev (CoT with inversions, TREC),
+    the committed samples, written in the DPI layout: the same bytes as the in-memory stage."""
+    from benchmarks.dedup_stages import stage_ids, write_source
+    from benchmarks.real_data import load_real, plant_edits
+
+    monkeypatch.setattr(recipe, "BUCKET_BYTES", 20_000)
+    df = stage_ids(plant_edits(load_real(ROOT / "tests/data/dedup" / f"{name}_dev_sample.jsonl"), edits=0))
+    source = write_source(df, tmp_path / "src")
+    for k, over in enumerate([{"budget_scale": 1.0}, {"budget_scale": 0.0005, "max_per_task": 20}]):
+        assert_same(config(source=str(source), workers=2, heldout_tasks=[], **over), 7, tmp_path / str(k))
