@@ -142,7 +142,19 @@ def edit_words(
 ) -> list[str]:
     """`k` random substitutions, insertions or deletions at uniformly drawn positions (of the
     words `editable` accepts, when given)."""
-    words = list(words)
+    return tracked_edit(rng, words, vocab, k, editable)[0]
+
+
+def tracked_edit(
+    rng: np.random.Generator,
+    words: list[str],
+    vocab: np.ndarray,
+    k: int,
+    editable: Callable[[str], bool] | None = None,
+) -> tuple[list[str], list[int], list[bool]]:
+    """`edit_words` (the same draws) with, for each word of the result, the index of the original
+    word it is or replaces (an insertion: of the word it went before) and whether it is new."""
+    words, origin, new = list(words), list(range(len(words))), [False] * len(words)
     for _ in range(k):
         op = rng.integers(3)
         if editable is None:
@@ -153,12 +165,14 @@ def edit_words(
                 break
             i = free[int(rng.integers(len(free)))]
         if op == 0:
-            words[i] = str(vocab[int(rng.integers(len(vocab)))])
+            words[i], new[i] = str(vocab[int(rng.integers(len(vocab)))]), True
         elif op == 1:
             words.insert(i, str(vocab[int(rng.integers(len(vocab)))]))
+            origin.insert(i, origin[i])
+            new.insert(i, True)
         elif len(words) > 1:
-            del words[i]
-    return words
+            del words[i], origin[i], new[i]
+    return words, origin, new
 
 
 def make_template_corpus(n: int, seed: int = SEED, tasks: int = 400) -> pl.DataFrame:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.dedup_data import bench_ids, edit_words
+from benchmarks.dedup_data import bench_ids, tracked_edit
 
 SEED = 20231101
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -86,22 +86,45 @@ def plant_edits(
         sorted({w for q in base["question"].to_list() for w in q.split() if not _NUMBER.search(w)})
     )
     picks = np.sort(rng.choice(eligible, size=min(edits, len(eligible)), replace=False))
-    copies = []
+    copies, kept = [], []
     for i in picks.tolist():
-        words = base["question"][i].split(" ")
+        question, instance = base["question"][i], base["instance"][i]
+        words = question.split(" ")
         k = max(1, round(share * len(words)))
         # a light wording edit keeps every number: a changed number makes another problem
-        copies.append(" ".join(edit_words(rng, words, vocab, k, editable=lambda w: not _NUMBER.search(w))))
+        edit = tracked_edit(rng, words, vocab, k, editable=lambda w: not _NUMBER.search(w))
+        copies.append(" ".join(edit[0]))
+        kept.append(instance_jaccard(instance, edited_instance(question, instance, *edit)))
     planted = (
         base[picks]
         .with_columns(
             pl.Series("question", copies),
+            pl.Series("instance_kept", kept, dtype=pl.Float64),
             pl.lit("edit").alias("kind"),
             pl.col("id").alias("original"),
         )
         .with_columns(pl.Series("id", bench_ids("real-edit", len(copies))))
     )
     return pl.concat([base, planted], how="diagonal").sort("id")
+
+
+def edited_instance(question: str, instance: str, words: list[str], origin: list[int], new: list[bool]) -> str:
+    """The instance as a `tracked_edit` of `question` left it: its words, edited ones included
+    (an unedited word at the instance's edge cut to the part inside it); `instance` itself when
+    the prompt does not hold it verbatim (an inversion shows the rationale, not the question)."""
+    start = question.find(instance)
+    if start < 0 or not instance:
+        return instance
+    end, spans, pos = start + len(instance), [], 0
+    for w in question.split(" "):
+        spans.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    pieces = []
+    for w, j, fresh in zip(words, origin, new, strict=True):
+        a, b = spans[j]
+        if b > start and a < end:
+            pieces.append(w if fresh else question[max(a, start) : min(b, end)])
+    return " ".join(pieces)
 
 
 def word_ngrams(text: str, n: int = 3) -> set[str]:
@@ -173,7 +196,7 @@ def score_removals(
     sid_of = df.select("id", "sid")
     edits = (
         df.filter(pl.col("kind") == "edit")
-        .select("sid", "original", "submix")
+        .select("sid", "original", "submix", "instance_kept")
         .join(sid_of.rename({"id": "original", "sid": "original_sid"}), on="original")
         .join(cluster, on="sid")
         .join(cluster.rename({"sid": "original_sid", "cluster": "original_cluster"}), on="original_sid")
@@ -183,7 +206,10 @@ def score_removals(
         m = merges if submix is None else merges.filter(pl.col("submix") == submix)
         e = edits if submix is None else edits.filter(pl.col("submix") == submix)
         near = m.filter(pl.col("reason") == "near_duplicate")
-        caught = int((e["cluster"] == e["original_cluster"]).sum())
+        hit = e["cluster"] == e["original_cluster"]
+        caught = int(hit.sum())
+        same = e["instance_kept"] >= 0.5  # by the false-merge rule, still the original's example
+        caught_same = int((hit & same).sum())
         fm = int(m["false_merge"].sum())
         out[submix or "all"] = {
             "prompts": int(rows.filter(pl.col("submix") == submix).height if submix else rows.height),
@@ -196,6 +222,10 @@ def score_removals(
             "planted_edits": e.height,
             "edits_removed": caught,
             "edit_recall": round(caught / e.height, 4) if e.height else 1.0,
+            "edits_same_example": int(same.sum()),
+            "same_example_edits_removed": caught_same,
+            "same_example_edit_recall": round(caught_same / same.sum(), 4) if same.sum() else 1.0,
+            "other_example_edits_removed": caught - caught_same,
         }
     examples = merges.filter("false_merge").sort("sid").head(10)
     out["false_merge_examples"] = [

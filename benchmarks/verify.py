@@ -9,7 +9,9 @@ otherwise), two teachers, sorted by id, in row groups of 65,536. `python -m buil
 it with `verify.workers: 1` (the baseline) and with `--workers`, each in its own process, `--rounds`
 times alternating (the best round of each is kept: on a shared machine the slower rounds measure
 the neighbours). Printed: rows/s and peak RSS (the stage and its workers) of each, the ratio, the
-load average, and whether the outputs are the same bytes.
+load average, whether the outputs are the same bytes, and before each round the machine's ceiling:
+how many times one process's speed `--workers` pure-Python processes got at that moment (on a
+shared VM, steal time keeps it below `--workers`, and the stage's ratio below it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pyarrow as pa
 import yaml
 
 from benchmarks.flan_scale import COMMITTED, REAL, Words
-from benchmarks.measure import load, run_measured, tail
+from benchmarks.measure import cpu_ceiling, load, run_measured, tail
 from core.io import write_parquet
 from core.schema import PROMPT_SCHEMA, TRACE_FIELDS
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.rows:,} traces; {load()}")
         best: dict[int, dict] = {}
         for k in range(args.rounds):
+            print(f"round {k + 1}: {args.workers} processes of pure Python run {cpu_ceiling(args.workers):.2f}x one")
             for workers in (1, args.workers) if k % 2 == 0 else (args.workers, 1):
                 res = run(traces, work, f"w{workers}-r{k}", workers)
                 rss = res["peak_rss_gib"]

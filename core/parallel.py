@@ -1,8 +1,10 @@
 """Work spread over processes, with a bounded number of tasks in flight.
 
 `ProcessPool` starts `workers` spawned processes once (spawn, not fork: polars and pyarrow hold
-threads a fork would copy mid-state) and reuses them for every `imap` call. With one worker it runs
-each task in this process, so small inputs and tests pay no start-up. At most `in_flight` tasks are
+threads a fork would copy mid-state) and reuses them for every `imap` call. Each worker's polars and
+Arrow thread pools get its share of the cores (`THREAD_VARS`, read when a process imports them), so
+the workers do not oversubscribe the cores they split. With one worker it runs each task in this
+process, so small inputs and tests pay no start-up. At most `in_flight` tasks are
 submitted ahead of the one consumed, so the results waiting in memory stay bounded whatever the
 input's size.
 """
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
+THREAD_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS")  # polars; Arrow's CPU pool
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -55,6 +58,14 @@ class ProcessPool:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            share = {k: str(max(1, cores() // self.workers)) for k in THREAD_VARS if k not in os.environ}
+            os.environ.update(share)
+            try:  # a spawned worker starts within `submit`, with this environment
+                for _ in range(self.workers):
+                    self._pool.submit(int)
+            finally:
+                for k in share:
+                    del os.environ[k]
         return self._pool
 
     def imap(

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from core.io import write_parquet, write_parquet_frames
-from core.parallel import ProcessPool
+from core.parallel import THREAD_VARS, ProcessPool
 from core.schema import PROMPT_SCHEMA
 from core.spill import Spill, read_key
 
@@ -80,3 +80,19 @@ def _fail_on_three(x: int) -> int:
 def test_pool_raises_a_task_error() -> None:
     with ProcessPool(2) as pool, pytest.raises(ValueError, match="three"):
         list(pool.imap(_fail_on_three, range(10)))
+
+
+def _threads(_: int) -> tuple[str | None, int]:
+    import polars
+
+    return os.environ.get("POLARS_MAX_THREADS"), polars.thread_pool_size()
+
+
+def test_pool_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("core.parallel.cores", lambda: 4)
+    for var in THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    with ProcessPool(2) as pool:
+        got = set(pool.imap(_threads, range(4)))
+    assert got == {("2", 2)}  # each worker's polars pool: its share of the cores
+    assert not any(var in os.environ for var in THREAD_VARS)  # this process's environment unchanged
