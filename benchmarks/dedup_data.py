@@ -188,32 +188,37 @@ def make_template_corpus(n: int, seed: int = SEED, tasks: int = 400) -> pl.DataF
     n_base = int(n / 1.1)
     task = rng.integers(tasks, size=n_base)
     lengths = rng.integers(6, 41, size=n_base)
-    flat = vocab[rng.zipf(1.3, size=int(lengths.sum())) % len(vocab)]
-    cuts = np.cumsum(lengths)[:-1]
-    instances = [" ".join(p) for p in np.split(flat, cuts)]
-    questions = [
-        f"Definition: {heads[t]}. Input: {x}. {tails[t]}. Output:"
-        for t, x in zip(task, instances, strict=False)
-    ]
+    # word ranks, not words: at 5M prompts the words as a NumPy string array would take ~5 GiB
+    ranks = rng.zipf(1.3, size=int(lengths.sum())) % len(vocab)
+    instances = [" ".join(vocab[p].tolist()) for p in np.split(ranks, np.cumsum(lengths)[:-1])]
+    del ranks
     groups = list(range(n_base))
     kinds = ["base"] * n_base
-    inst = list(instances)
     tasks_of = task.tolist()
     true_j = [1.0] * n_base
     picks = rng.choice(n_base, size=n - n_base, replace=n - n_base > n_base)
+    near_heads, near_instances = [], []
     for b in picks.tolist():
         words = instances[b].split(" ")
         # edits inside the instance drive the true Jaccard into one of the bands
         k = int(rng.integers(0, max(1, len(words) // 6) + 1))
         new = " ".join(edit_words(rng, words, vocab, k))
         t = int(task[b])
-        head = " ".join(edit_words(rng, heads[t].split(" "), vocab, int(rng.integers(0, 3))))
-        questions.append(f"Definition: {head}. Input: {new}. {tails[t]}. Output:")
+        near_heads.append(" ".join(edit_words(rng, heads[t].split(" "), vocab, int(rng.integers(0, 3)))))
+        near_instances.append(new)
         groups.append(b)
         kinds.append("near")
-        inst.append(new)
         tasks_of.append(t)
         true_j.append(content_jaccard(instances[b], new))
+    # the questions are put together in Arrow, not as Python strings (~5 GiB more at 5M prompts)
+    inst = pl.Series("instance", instances + near_instances, dtype=pl.String)
+    del instances
+    head = pl.concat([pl.Series(heads, dtype=pl.String).gather(task), pl.Series(near_heads, dtype=pl.String)])
+    tail = pl.Series(tails, dtype=pl.String).gather(pl.Series(tasks_of))
+    questions = pl.select(
+        pl.format("Definition: {}. Input: {}. {}. Output:", pl.lit(head), pl.lit(inst), pl.lit(tail))
+    ).to_series()
+    del head, tail
     return pl.DataFrame(
         {
             "id": bench_ids("tbench", len(questions)),

@@ -2,9 +2,11 @@
 
 `run_measured` starts the command and polls its process tree every `interval` seconds: the peak of
 the tree's summed resident memory (the stage's own process plus its workers, what the machine must
-hold at once), the peak of its summed anonymous memory (`RssAnon` + `RssShmem`: resident memory
-less the pages of mapped files, which the kernel can drop and read back, and which processes that
-map one file count each), and the largest high-water mark (`VmHWM`) of any one of its processes.
+hold at once, but a page that several processes share, such as a forked worker's copy-on-write
+pages of its parent or a file they all map, counts once per process), the peak of its summed
+proportional set size (PSS, `/proc/PID/smaps_rollup`: a shared page split among its sharers, so
+the sum is the memory the tree holds), and the largest high-water mark (`VmHWM`) of any one of its
+processes.
 Polling can miss a spike shorter than the interval in the summed figures; the high-water marks
 miss nothing but the last interval before a process exits.
 """
@@ -23,17 +25,15 @@ import psutil
 GIB = 2**30
 
 
-def _status(pid: int) -> dict[str, int]:
-    """The memory lines of /proc/PID/status, in bytes (empty when the process is gone)."""
-    out = {}
+def _kib_line(path: str, key: str) -> int:
+    """The `key:` line of a /proc memory file, in bytes (0 when the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "RssAnon", "RssShmem"):
-                out[key] = int(value.split()[0]) * 1024
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return out
+    return 0
 
 
 def run_measured(
@@ -41,7 +41,7 @@ def run_measured(
 ) -> dict[str, Any]:
     """Run `cmd` (stdout and stderr to `log`); its exit code, wall time and peak memory (GiB)."""
     start = time.perf_counter()
-    peak_tree = peak_anon = 0
+    peak_tree = peak_pss = 0
     hwm: dict[int, int] = {}
     with log.open("w") as out:
         proc = psutil.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
@@ -50,22 +50,21 @@ def run_measured(
                 tree = [proc, *proc.children(recursive=True)]
             except psutil.NoSuchProcess:
                 break
-            total = anon = 0
+            total = pss = 0
             for p in tree:
                 try:
                     total += p.memory_info().rss
                 except psutil.NoSuchProcess:
                     continue
-                status = _status(p.pid)
-                anon += status.get("RssAnon", 0) + status.get("RssShmem", 0)
-                hwm[p.pid] = max(hwm.get(p.pid, 0), status.get("VmHWM", 0))
-            peak_tree, peak_anon = max(peak_tree, total), max(peak_anon, anon)
+                pss += _kib_line(f"/proc/{p.pid}/smaps_rollup", "Pss")
+                hwm[p.pid] = max(hwm.get(p.pid, 0), _kib_line(f"/proc/{p.pid}/status", "VmHWM"))
+            peak_tree, peak_pss = max(peak_tree, total), max(peak_pss, pss)
             time.sleep(interval)
     return {
         "rc": proc.returncode,
         "wall_s": round(time.perf_counter() - start, 1),
         "peak_rss_gib": round(peak_tree / GIB, 2),
-        "peak_anon_gib": round(peak_anon / GIB, 2),
+        "peak_pss_gib": round(peak_pss / GIB, 2),
         "peak_process_hwm_gib": round(max(hwm.values(), default=0) / GIB, 2),
         "processes": len(hwm),
     }

@@ -45,7 +45,7 @@ from benchmarks.traces_scale import REVISION, fill_cache, local_teacher
 from builders.traces.config import TracesConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["prompts", "license", "dedup", "traces", "verify", "release"]
+STEPS = ["prompts", "license", "dedup", "traces", "verify", "release", "train data"]
 SEED = 20231101
 CORRECT_SHARE = 0.7
 
@@ -192,7 +192,10 @@ class Run:
             raise SystemExit(f"{name} failed (rc {res['rc']}), log {log}:\n{tail(log)}")
         res["step"] = name
         self.rows.append(res)
-        print(f"{name}: {res['wall_s']}s, peak RSS {res['peak_rss_gib']} GiB ({load()})", flush=True)
+        print(
+            f"{name}: {res['wall_s']}s, peak RSS {res['peak_rss_gib']} GiB, PSS {res['peak_pss_gib']} GiB ({load()})",
+            flush=True,
+        )
         return res
 
     def drop(self, *paths: Path) -> None:
@@ -298,10 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     run.measure("train data", cmd, env={"HF_DATASETS_CACHE": str(w / "hf"), "HF_DATASETS_OFFLINE": "1"})
     run.drop(w / "hf")
     train = json.loads((w / "train_data.json").read_text())
-    print("\n| step | wall (s) | peak RSS (GiB) | largest process (GiB) |\n|---|---:|---:|---:|")
+    print(
+        "\n| step | wall (s) | peak RSS, summed (GiB) | peak PSS, summed (GiB) | largest process (GiB) |"
+        "\n|---|---:|---:|---:|---:|"
+    )
     for r in run.rows:
         hwm = r["peak_process_hwm_gib"]
-        print(f"| {r['step']} | {r['wall_s']:,.0f} | {r['peak_rss_gib']:.2f} | {hwm:.2f} |")
+        print(
+            f"| {r['step']} | {r['wall_s']:,.0f} | {r['peak_rss_gib']:.2f} | {r['peak_pss_gib']:.2f} | {hwm:.2f} |"
+        )
     print("\n| step | rows in | rows out | removed |\n|---|---:|---:|---|")
     for step, rows_in, rows_out, removed in funnel_rows(w, train):
         print(
@@ -312,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
             f"train data ({teacher}): {t['examples']:,} examples in {t['sequences']:,} packed sequences, "
             f"{t['tokens']:,} tokens ({t['label_tokens']:,} labelled), {t['truncated']:,} truncated"
         )
-    over = [r["step"] for r in run.rows if r["peak_rss_gib"] > 6.0]
-    print(f"every step <= 6 GiB peak RSS: {not over}{f' (over: {over})' if over else ''}; {load()}")
+    for figure in ("peak_rss_gib", "peak_pss_gib"):
+        over = [r["step"] for r in run.rows if r[figure] > 6.0]
+        print(f"every step's {figure} <= 6 GiB: {not over}{f' (over: {over})' if over else ''}")
+    print(load())
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
@@ -81,6 +82,9 @@ def load_release(cfg: TrainConfig, phase: PhaseConfig) -> Any:
         raise TrainError(f"release {cfg.release}, config '{phase.teacher}': missing columns {missing}")
     if phase.max_rows is not None:
         ds = ds.select(range(min(phase.max_rows, len(ds))))
+    # the Parquet-to-Arrow conversion leaves freed buffers in Arrow's pool: give them back before
+    # `num_proc` workers fork from this process and each carry its pages
+    pa.default_memory_pool().release_unused()
     return ds
 
 
