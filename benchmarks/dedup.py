@@ -1,7 +1,7 @@
 """Benchmark: the dedup stage vs datasketch's naive path, on synthetic and real FLAN-format prompts.
 
     python -m benchmarks.dedup --n 200000                  # ~3 minutes on 2 cores
-    python -m benchmarks.dedup --n 5000000 --skip-legacy   # ~4 minutes, ~17 GiB for generating the corpus
+    python -m benchmarks.dedup --n 5000000 --skip-legacy   # ~8 minutes, ~7.5 GiB for generating the corpus
 
 Corpora (benchmarks/dedup_data.py): the earlier synthetic corpus (whole-text near duplicates, kept as
 one row so the change of method is visible); a template corpus (long task templates around short

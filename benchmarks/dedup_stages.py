@@ -14,7 +14,11 @@ allowed, and `template_variants` as asked. Printed per file and per submix:
 - chains: removals whose content similarity to their kept row is below the threshold;
 - template variants removed although `keep` asked to keep them (the same example, another
   template);
-- recall of the planted edits (the copy ends in its original's cluster).
+- recall of the planted edits (the copy ends in its original's cluster), over every edit and over
+  the edits that leave the original's example (`same_example_edit_recall`): an edit that leaves
+  the instance sharing < 50% of its word 3-grams with the original's (a word changed in a
+  five-word question) makes, by the false-merge rule above, another example, which a merge would
+  count as a false merge; `other_example_edits_removed` counts those removed anyway.
 """
 
 from __future__ import annotations

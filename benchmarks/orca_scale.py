@@ -18,10 +18,13 @@
    `num_proc` = the cores, and the packing plan (the tiny student's tokenizer, max_length 2048; no
    optimiser step).
 
-Printed: each step's wall time and peak resident memory (the summed memory of its process and its
-workers, polled: `benchmarks.measure`), and the funnel. Outputs a later step no longer needs are
-deleted as the run goes (`--keep` keeps them), and the work folder's generated source unless
-`--keep-source`.
+Printed: each step's wall time and peak memory of its process and its workers, polled
+(`benchmarks.measure`): resident sizes summed (a page that processes share, such as a forked
+`num_proc` worker's copy-on-write pages of its parent, counted once per process) and proportional
+set sizes summed (each shared page split among its sharers: what the machine holds), and the
+funnel. `--from "train data"` measures train's data again on the release of an earlier run.
+Outputs a later step no longer needs are deleted as the run goes (`--keep` keeps them), and the
+work folder's generated source unless `--keep-source`.
 """
 
 from __future__ import annotations
@@ -193,7 +196,8 @@ class Run:
         res["step"] = name
         self.rows.append(res)
         print(
-            f"{name}: {res['wall_s']}s, peak RSS {res['peak_rss_gib']} GiB, PSS {res['peak_pss_gib']} GiB ({load()})",
+            f"{name}: {res['wall_s']}s, peak RSS {res['peak_rss_gib']} GiB, "
+            f"PSS {res['peak_pss_gib']} GiB ({load()})",
             flush=True,
         )
         return res
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in run.rows:
         hwm = r["peak_process_hwm_gib"]
         print(
-            f"| {r['step']} | {r['wall_s']:,.0f} | {r['peak_rss_gib']:.2f} | {r['peak_pss_gib']:.2f} | {hwm:.2f} |"
+            f"| {r['step']} | {r['wall_s']:,.0f} | {r['peak_rss_gib']:.2f} | {r['peak_pss_gib']:.2f} "
+            f"| {hwm:.2f} |"
         )
     print("\n| step | rows in | rows out | removed |\n|---|---:|---:|---|")
     for step, rows_in, rows_out, removed in funnel_rows(w, train):

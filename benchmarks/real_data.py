@@ -75,7 +75,8 @@ def plant_edits(
     df: pl.DataFrame, edits: int = 400, share: float = 0.05, min_words: int = 30, seed: int = SEED
 ) -> pl.DataFrame:
     """`df` plus `edits` copies of prompts of `min_words`+ words with `share` of their words edited
-    (`kind`: base | edit; an edit's `original` is the id of the row it copies). Rows get ids."""
+    (`kind`: base | edit; an edit's `original` is the id of the row it copies; `instance_kept`: the
+    word 3-gram Jaccard of its instance, as the edit left it, to the original's). Rows get ids."""
     rng = np.random.default_rng(seed)
     base = df.with_columns(pl.lit("base").alias("kind"), pl.Series("id", bench_ids("real", df.height)))
     n_words = base["question"].str.split(" ").list.len()
@@ -108,7 +109,9 @@ def plant_edits(
     return pl.concat([base, planted], how="diagonal").sort("id")
 
 
-def edited_instance(question: str, instance: str, words: list[str], origin: list[int], new: list[bool]) -> str:
+def edited_instance(
+    question: str, instance: str, words: list[str], origin: list[int], new: list[bool]
+) -> str:
     """The instance as a `tracked_edit` of `question` left it: its words, edited ones included
     (an unedited word at the instance's edge cut to the part inside it); `instance` itself when
     the prompt does not hold it verbatim (an inversion shows the rationale, not the question)."""
@@ -153,7 +156,8 @@ def score_removals(
     `removed`) against the ground truth, per submix: near-duplicate removals (`near_duplicate`,
     and `template_variant` with `merge`), false merges (another example whose instance shares < 50%
     of its word 3-grams, or other numbers), removals below the similarity `threshold` (chains;
-    null when `removed` has no similarity), template variants removed, recall of the planted edits."""
+    null when `removed` has no similarity), template variants removed, recall of the planted edits
+    (all of them, and those whose instance keeps >= 50% of its word 3-grams: the same example)."""
     # byte-identical rows of one task share a stage id: the first (by bench id) stands for them;
     # a row is under every template whose rendering of its example gave that same text
     templates = df.group_by("sid").agg(pl.col("template").unique().sort().alias("templates"))

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.rows:,} traces; {load()}")
         best: dict[int, dict] = {}
         for k in range(args.rounds):
-            print(f"round {k + 1}: {args.workers} processes of pure Python run {cpu_ceiling(args.workers):.2f}x one")
+            ceiling = cpu_ceiling(args.workers)
+            print(f"round {k + 1}: {args.workers} processes of pure Python run {ceiling:.2f}x one")
             for workers in (1, args.workers) if k % 2 == 0 else (args.workers, 1):
                 res = run(traces, work, f"w{workers}-r{k}", workers)
                 rss = res["peak_rss_gib"]
