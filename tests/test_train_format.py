@@ -154,15 +154,19 @@ def test_train_config_rejects_bad_phases() -> None:
         parse_section(TrainConfig, {**base, "phases": twice[:1], "overlong": "split"}, section="train")
 
 
-@pytest.mark.parametrize(("overlong", "num_proc"), [("drop", None), ("truncate", 2)])
-def test_datasets_map_path_matches_the_in_memory_path(tok, overlong: str, num_proc: int | None) -> None:
+@pytest.mark.parametrize(("overlong", "num_proc", "slice_rows"), [("drop", None, 4), ("truncate", 2, 5)])
+def test_datasets_map_path_matches_the_in_memory_path(
+    tok, overlong: str, num_proc: int | None, slice_rows: int
+) -> None:
     rows = trace_rows("tiny-a")
     rows += [
         {**rows[0], "id": "empty", "response": "  "},
         {**rows[1], "id": "long", "response": "blue " * 200},
     ]
     ds = Dataset.from_list(rows)
-    tokenized, stats = tokenize_dataset(ds, tok, max_length=64, overlong=overlong, num_proc=num_proc)
+    tokenized, stats = tokenize_dataset(
+        ds, tok, max_length=64, overlong=overlong, num_proc=num_proc, slice_rows=slice_rows
+    )
     examples, mem_stats = format_rows(tok, rows, max_length=64, overlong=overlong)
     assert stats.as_dict() == mem_stats.as_dict()
     expected = {"empty_response": 1, "overlong": 1} if overlong == "drop" else {"empty_response": 1}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-from datasets import Features, List, Value
+from datasets import Features, List, Value, concatenate_datasets
 
 from core.chat import build_messages
 from core.errors import PipelineError
@@ -29,6 +29,7 @@ from core.errors import PipelineError
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+SLICE_ROWS = 262_144  # rows a `tokenize_dataset` map call reads (its workers' share of the file)
 
 
 class FormatError(PipelineError, ValueError):
@@ -258,7 +259,13 @@ def tokenize_batch(
 
 
 def tokenize_dataset(
-    ds: Any, tokenizer: Any, *, max_length: int, overlong: str = "drop", num_proc: int | None = None
+    ds: Any,
+    tokenizer: Any,
+    *,
+    max_length: int,
+    overlong: str = "drop",
+    num_proc: int | None = None,
+    slice_rows: int = SLICE_ROWS,
 ) -> tuple[Any, FormatStats]:
     """Format a `datasets.Dataset` of release rows with `Dataset.map` (Arrow-backed, cached, parallel).
 
@@ -266,7 +273,10 @@ def tokenize_dataset(
     length 0 and no ids, so no pack takes it) and the counts. Memory is bounded by a batch: token
     ids go to Arrow files (uint16 when the vocabulary allows), labels are the span [label_start,
     label_end) of the ids (`span_labels`), and the counts are read with Arrow compute, never
-    through per-row Python objects.
+    through per-row Python objects. The rows are mapped `slice_rows` at a time, the results
+    concatenated in order: with `num_proc`, each slice's workers are new processes, so the pages of
+    the memory-mapped input a worker has read leave with it instead of staying resident in one
+    worker until the whole dataset has been read.
     """
     features = Features(
         {
@@ -278,11 +288,18 @@ def tokenize_dataset(
         }
     )
     text = ["system_prompt", "question", "response"]
-    mapped = ds.select_columns(["id", *text]).map(
-        tokenize_batch, batched=True, num_proc=num_proc, remove_columns=text, features=features,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong}, desc="formatting",
-    )  # fmt: skip
-    table = mapped.data  # a fresh map result: no indices mapping over it
+    rows = ds.select_columns(["id", *text])
+    parts = []
+    for start in range(0, max(len(rows), 1), slice_rows):
+        end = min(start + slice_rows, len(rows))
+        part = rows if len(rows) <= slice_rows else rows.select(range(start, end))
+        parts.append(part.map(
+            tokenize_batch, batched=True, num_proc=num_proc, remove_columns=text, features=features,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong},
+            desc=f"formatting rows {start:,}-{start + len(part):,} of {len(rows):,}",
+        ))  # fmt: skip
+    mapped = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    table = mapped.data  # fresh map results: no indices mapping over them
     stats = FormatStats(rows_in=len(mapped))
     for item in pc.value_counts(table.column("drop")).to_pylist():
         if item["values"]:
